@@ -1,0 +1,203 @@
+//! The verification rules of SPEC §3, in the order they are applied:
+//! size, structure, header (alg, crit, typ), key lookup and algorithm
+//! binding, signature, then claims (exp, nbf, iss, aud).
+
+use serde_json::{Map, Value};
+
+use crate::claims::{audience, numeric_date};
+use crate::{Algorithm, Claims, Error, Header, KeySet, VerifyingKey, b64, json};
+
+/// Tokens longer than this many bytes are rejected before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The largest clock leeway a [`Validation`] accepts, in seconds.
+pub const MAX_LEEWAY_SECONDS: u64 = 300;
+/// The leeway used unless one is set.
+const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+
+/// What a token must satisfy beyond its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: i64,
+    algorithms: Vec<Algorithm>,
+}
+
+impl Validation {
+    /// Requires `iss == issuer` exactly and `aud` to contain `audience`; 30 s leeway; every algorithm allowed.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Result<Validation, Error> {
+        Validation::with_audiences(issuer, vec![audience.into()])
+    }
+
+    /// Like [`Validation::new`], accepting any one of several audiences.
+    pub fn with_audiences(issuer: impl Into<String>, audiences: Vec<String>) -> Result<Validation, Error> {
+        let issuer = issuer.into();
+        if issuer.is_empty() || audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            return Err(Error::InvalidOptions);
+        }
+        Ok(Validation { issuer, audiences, leeway: DEFAULT_LEEWAY_SECONDS as i64, algorithms: Algorithm::ALL.to_vec() })
+    }
+
+    /// Sets the clock leeway applied to `exp` and `nbf`; at most [`MAX_LEEWAY_SECONDS`].
+    pub fn leeway(mut self, seconds: u64) -> Result<Validation, Error> {
+        if seconds > MAX_LEEWAY_SECONDS {
+            return Err(Error::InvalidOptions);
+        }
+        self.leeway = seconds as i64;
+        Ok(self)
+    }
+
+    /// Restricts the algorithms accepted (a key of another algorithm never verifies).
+    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Result<Validation, Error> {
+        if algorithms.is_empty() {
+            return Err(Error::InvalidOptions);
+        }
+        self.algorithms = algorithms.to_vec();
+        Ok(self)
+    }
+
+    /// The expected issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// A token whose signature and claims passed every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// The protected header.
+    pub header: Header,
+    /// Every claim of the payload, as JSON.
+    pub payload: Map<String, Value>,
+}
+
+impl Verified {
+    /// The payload as latch's typed claims (fails for tokens lacking latch's own claims).
+    pub fn claims(&self) -> Result<Claims, Error> {
+        Claims::from_payload(&self.payload)
+    }
+}
+
+/// Verifies `token` against the trusted `keys` and `validation` at time `now` (Unix seconds).
+pub fn verify(token: &str, keys: &KeySet, validation: &Validation, now: i64) -> Result<Verified, Error> {
+    let parts = Parts::split(token)?;
+    let header = parts.header()?;
+    let key = select_key(&header, keys, validation)?;
+    key.verify_signature(parts.signing_input.as_bytes(), &b64::decode(parts.signature)?)?;
+    let payload = json::parse_object(&b64::decode(parts.payload)?)?;
+    check_claims(&payload, validation, now)?;
+    Ok(Verified { header: Header { alg: key.algorithm(), kid: header.kid, typ: header.typ }, payload })
+}
+
+/// Decodes a token's header and payload without checking anything but their
+/// form. Never use the result for an access decision.
+pub fn decode_unverified(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), Error> {
+    let parts = Parts::split(token)?;
+    Ok((json::parse_object(&b64::decode(parts.header)?)?, json::parse_object(&b64::decode(parts.payload)?)?))
+}
+
+struct Parts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    signing_input: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    fn split(token: &'a str) -> Result<Parts<'a>, Error> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::TooLarge);
+        }
+        let mut segments = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (segments.next(), segments.next(), segments.next(), segments.next())
+        else {
+            return Err(Error::Malformed);
+        };
+        if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(Error::Malformed);
+        }
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        Ok(Parts { header, payload, signature, signing_input })
+    }
+
+    fn header(&self) -> Result<ParsedHeader, Error> {
+        let object = json::parse_object(&b64::decode(self.header)?)?;
+        ParsedHeader::from_object(&object)
+    }
+}
+
+struct ParsedHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: String,
+}
+
+impl ParsedHeader {
+    fn from_object(header: &Map<String, Value>) -> Result<ParsedHeader, Error> {
+        let alg = match header.get("alg") {
+            Some(Value::String(alg)) => alg.clone(),
+            _ => return Err(Error::Malformed),
+        };
+        match header.get("crit") {
+            None => {}
+            // RFC 7515 §4.1.11: an empty list or non-string entries are invalid;
+            // any entry names an extension we do not implement.
+            Some(Value::Array(names)) if !names.is_empty() && names.iter().all(Value::is_string) => {
+                return Err(Error::UnsupportedCrit);
+            }
+            Some(_) => return Err(Error::Malformed),
+        }
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(Error::Malformed),
+        };
+        let typ = match header.get("typ") {
+            Some(Value::String(typ)) if is_access_token_type(typ) => typ.clone(),
+            _ => return Err(Error::WrongType),
+        };
+        // jku, x5u, jwk and x5c are deliberately never read: keys come only from the KeySet.
+        Ok(ParsedHeader { alg, kid, typ })
+    }
+}
+
+fn is_access_token_type(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case(crate::ACCESS_TOKEN_TYPE) || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+/// Finds the key named by `kid` and checks the header's `alg` is that key's one algorithm.
+fn select_key<'k>(header: &ParsedHeader, keys: &'k KeySet, validation: &Validation) -> Result<&'k VerifyingKey, Error> {
+    let named = Algorithm::parse(&header.alg).ok_or(Error::AlgNotAllowed)?;
+    if !validation.algorithms.contains(&named) {
+        return Err(Error::AlgNotAllowed);
+    }
+    let key = keys.find(header.kid.as_deref())?;
+    if key.algorithm() != named {
+        return Err(Error::AlgNotAllowed);
+    }
+    Ok(key)
+}
+
+fn check_claims(payload: &Map<String, Value>, validation: &Validation, now: i64) -> Result<(), Error> {
+    let exp = numeric_date(payload, "exp")?.ok_or(Error::MissingClaim("exp"))?;
+    let nbf = numeric_date(payload, "nbf")?;
+    numeric_date(payload, "iat")?;
+    if now.saturating_sub(validation.leeway) >= exp {
+        return Err(Error::Expired);
+    }
+    if nbf.is_some_and(|nbf| now.saturating_add(validation.leeway) < nbf) {
+        return Err(Error::NotYetValid);
+    }
+    match payload.get("iss") {
+        Some(Value::String(iss)) if *iss == validation.issuer => {}
+        Some(Value::String(_)) => return Err(Error::WrongIssuer),
+        Some(_) => return Err(Error::InvalidClaim("iss")),
+        None => return Err(Error::MissingClaim("iss")),
+    }
+    let aud = audience(payload)?;
+    if !validation.audiences.iter().any(|accepted| aud.contains(accepted)) {
+        return Err(Error::WrongAudience);
+    }
+    Ok(())
+}
