@@ -1,1 +1,16 @@
+//! latch: a single-binary, multi-tenant authentication server.
+//!
+//! - [`api`]: the HTTP layer (poem + poem-openapi).
+//! - [`domain`]: what latch does (tenants, accounts, sessions, tokens).
+//! - [`store`]: storage traits and the sled engine.
+//! - [`app`]: start-up, the running server and shutdown; [`cli`]: the `latch` binary.
 
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod store;
+pub mod telemetry;

@@ -89,11 +89,23 @@ pub fn verify(token: &str, keys: &KeySet, validation: &Validation, now: i64) -> 
     Ok(Verified { header: Header { alg: key.algorithm(), kid: header.kid, typ: header.typ }, payload })
 }
 
+/// A token's header and payload, decoded but not verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The protected header.
+    pub header: Map<String, Value>,
+    /// The claims.
+    pub payload: Map<String, Value>,
+}
+
 /// Decodes a token's header and payload without checking anything but their
 /// form. Never use the result for an access decision.
-pub fn decode_unverified(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), Error> {
+pub fn decode_unverified(token: &str) -> Result<Decoded, Error> {
     let parts = Parts::split(token)?;
-    Ok((json::parse_object(&b64::decode(parts.header)?)?, json::parse_object(&b64::decode(parts.payload)?)?))
+    Ok(Decoded {
+        header: json::parse_object(&b64::decode(parts.header)?)?,
+        payload: json::parse_object(&b64::decode(parts.payload)?)?,
+    })
 }
 
 struct Parts<'a> {

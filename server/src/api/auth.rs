@@ -1,0 +1,143 @@
+//! Registration, login, refresh and logout.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::models::Tokens;
+use super::{ApiResult, ApiTags, BearerToken, NoContent, client_info, tenant_id};
+use crate::domain::{Latch, Registration};
+
+/// Register, log in, refresh, log out.
+pub struct AuthApi;
+
+/// Registration.
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    /// Email, unique per tenant (case-insensitive).
+    pub email: String,
+    /// Password, checked against the tenant's policy.
+    #[oai(write_only)]
+    pub password: String,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// Login with email and password.
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    /// Email.
+    pub email: String,
+    /// Password.
+    #[oai(write_only)]
+    pub password: String,
+}
+
+/// A refresh token to exchange.
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    /// The refresh token from the last token response.
+    #[oai(write_only)]
+    pub refresh_token: String,
+}
+
+/// A token response; never cached.
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    /// Tokens issued.
+    #[oai(status = 200)]
+    Ok(Json<Tokens>, #[oai(header = "Cache-Control")] String),
+    /// Account created and logged in.
+    #[oai(status = 201)]
+    Created(Json<Tokens>, #[oai(header = "Cache-Control")] String),
+}
+
+const NO_STORE: &str = "no-store";
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account and log in.
+    #[oai(
+        path = "/t/:tenant/auth/register",
+        method = "post",
+        operation_id = "register"
+    )]
+    async fn register(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        req: &Request,
+        tenant: Path<String>,
+        body: Json<RegisterRequest>,
+    ) -> ApiResult<TokenResponse> {
+        let tenant = tenant_id(&tenant)?;
+        let Json(body) = body;
+        let registration = Registration {
+            email: body.email,
+            password: body.password,
+            name: body.name,
+        };
+        let pair = latch
+            .register(&tenant, registration, client_info(req))
+            .await?;
+        Ok(TokenResponse::Created(Json(pair.into()), NO_STORE.into()))
+    }
+
+    /// Log in with email and password.
+    #[oai(
+        path = "/t/:tenant/auth/login",
+        method = "post",
+        operation_id = "login"
+    )]
+    async fn login(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        req: &Request,
+        tenant: Path<String>,
+        body: Json<LoginRequest>,
+    ) -> ApiResult<TokenResponse> {
+        let tenant = tenant_id(&tenant)?;
+        let pair = latch
+            .login(&tenant, &body.email, &body.password, client_info(req))
+            .await?;
+        Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
+    }
+
+    /// Exchange a refresh token for a new pair (the old refresh token is retired).
+    #[oai(
+        path = "/t/:tenant/auth/refresh",
+        method = "post",
+        operation_id = "refresh"
+    )]
+    async fn refresh(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        body: Json<RefreshRequest>,
+    ) -> ApiResult<TokenResponse> {
+        let tenant = tenant_id(&tenant)?;
+        let pair = latch.refresh(&tenant, &body.refresh_token).await?;
+        Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
+    }
+
+    /// End the current session and its refresh tokens.
+    #[oai(
+        path = "/t/:tenant/auth/logout",
+        method = "post",
+        operation_id = "logout"
+    )]
+    async fn logout(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: BearerToken,
+    ) -> ApiResult<NoContent> {
+        let tenant = tenant_id(&tenant)?;
+        let principal = latch.authenticate(&tenant, &auth.0.token).await?;
+        latch.logout(&principal).await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,151 @@
+//! The HTTP API: one `#[OpenApi]` struct per resource, combined into one
+//! OpenAPI service, plus the middleware every response passes through.
+
+mod auth;
+mod error;
+mod health;
+mod models;
+mod tenants;
+mod users;
+mod wellknown;
+
+pub use error::{ApiError, ApiResult, Problem};
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem_openapi::auth::Bearer;
+use poem_openapi::{ApiResponse, OpenApiService, SecurityScheme, Tags};
+
+use crate::domain::{ClientInfo, Latch, TenantId};
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Register, log in, refresh, log out.
+    Auth,
+    /// The caller's own account.
+    Users,
+    /// Operator: tenants.
+    Tenants,
+    /// Discovery document and JWKS.
+    Discovery,
+    /// Liveness and readiness.
+    Health,
+}
+
+/// A user's access token from this tenant.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT")]
+pub struct BearerToken(Bearer);
+
+/// The operator token (printed at first start, or `LATCH_OPERATOR_TOKEN`).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+pub struct OperatorToken(Bearer);
+
+/// A bodiless success.
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+fn tenant_id(raw: &str) -> ApiResult<TenantId> {
+    Ok(TenantId::parse(raw)?)
+}
+
+fn client_info(req: &Request) -> ClientInfo {
+    ClientInfo {
+        ip: req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|addr| addr.ip().to_string()),
+        user_agent: req.header("user-agent").map(str::to_owned),
+    }
+}
+
+type Apis = (
+    health::HealthApi,
+    wellknown::WellKnownApi,
+    auth::AuthApi,
+    users::UsersApi,
+    tenants::TenantsApi,
+);
+
+/// The OpenAPI service (no state: handlers get [`Latch`] from request data).
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi,
+            wellknown::WellKnownApi,
+            auth::AuthApi,
+            users::UsersApi,
+            tenants::TenantsApi,
+        ),
+        "latch",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Multi-tenant authentication server. Tenant endpoints live under /t/{tenant}; \
+         errors are application/problem+json with a stable `code`.",
+    )
+}
+
+/// The OpenAPI document as served at `/openapi.json`.
+pub fn openapi_json() -> String {
+    service().spec()
+}
+
+/// The whole HTTP application.
+pub fn app(latch: Arc<Latch>) -> impl Endpoint<Output = Response> {
+    let api = service();
+    let spec = api.spec_endpoint();
+    let explorer = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", explorer)
+        .nest("/", api)
+        .data(latch)
+        .around(limit_body)
+        .with(CatchPanic::new().with_handler(|_| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the server failed; see its log",
+            )
+            .into_response()
+        }))
+        .catch_all_error(|err| async move { error::error_response(err) })
+        .map_to_response()
+}
+
+/// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so
+/// chunked uploads are bounded too.
+async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    if let Some(length) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        && length > BODY_LIMIT
+    {
+        return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    let body = req
+        .take_body()
+        .into_bytes_limit(BODY_LIMIT)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => {
+                poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
+        })?;
+    req.set_body(body);
+    next.call(req).await.map(IntoResponse::into_response)
+}

@@ -1,0 +1,206 @@
+//! Operator API: tenants. Guarded by the operator token.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::models::SigningAlgorithm;
+use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
+use crate::clock::rfc3339;
+use crate::domain::{Latch, NewTenant, TenantId};
+use crate::store::{TenantRecord, TenantSettings};
+
+/// Tenant management for the operator.
+pub struct TenantsApi;
+
+/// A tenant to create. Settings left out take their defaults.
+#[derive(Debug, Object)]
+pub struct CreateTenantRequest {
+    /// Slug: 1-63 characters of a-z, 0-9 and '-'.
+    pub id: String,
+    /// Display name (defaults to the id).
+    pub name: Option<String>,
+    /// Signing algorithm (default EdDSA).
+    pub algorithm: Option<SigningAlgorithm>,
+    /// Access-token lifetime in seconds (60-86400, default 900).
+    pub access_token_ttl: Option<u32>,
+    /// Refresh-token lifetime in seconds, renewed at each rotation (default 30 days).
+    pub refresh_token_ttl: Option<u32>,
+    /// The `aud` of access tokens (default: the tenant id).
+    pub audience: Option<String>,
+    /// Minimum password length (8-256, default 10).
+    pub password_min_length: Option<u32>,
+    /// Put the user's email into access tokens (default false).
+    pub email_claim: Option<bool>,
+}
+
+/// A tenant's settings.
+#[derive(Debug, Object)]
+pub struct TenantSettingsView {
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: u32,
+    /// Refresh-token lifetime in seconds.
+    pub refresh_token_ttl: u32,
+    /// The `aud` of access tokens.
+    pub audience: String,
+    /// Minimum password length.
+    pub password_min_length: u32,
+    /// Roles new users get.
+    pub default_roles: Vec<String>,
+    /// Whether access tokens carry `email`.
+    pub email_claim: bool,
+    /// Browser origins allowed by CORS.
+    pub cors_allowed_origins: Vec<String>,
+    /// Refresh grace window in seconds.
+    pub refresh_grace_seconds: u32,
+}
+
+/// A tenant.
+#[derive(Debug, Object)]
+pub struct Tenant {
+    /// Slug.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Signing algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// `{public_url}/t/{id}`.
+    pub issuer: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Settings.
+    pub settings: TenantSettingsView,
+}
+
+/// All tenants.
+#[derive(Debug, Object)]
+pub struct TenantList {
+    /// Tenants, by id.
+    pub tenants: Vec<Tenant>,
+}
+
+/// Tenant created.
+#[derive(ApiResponse)]
+pub enum Created {
+    /// The new tenant.
+    #[oai(status = 201)]
+    Created(Json<Tenant>),
+}
+
+fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
+    let settings = tenant.settings;
+    let audience = if settings.audience.is_empty() {
+        tenant.id.to_string()
+    } else {
+        settings.audience
+    };
+    Tenant {
+        issuer: latch.issuer(&tenant.id),
+        id: tenant.id.to_string(),
+        name: tenant.name,
+        algorithm: tenant.algorithm.into(),
+        created_at: rfc3339(tenant.created_at),
+        settings: TenantSettingsView {
+            access_token_ttl: settings.access_token_ttl,
+            refresh_token_ttl: settings.refresh_token_ttl,
+            audience,
+            password_min_length: settings.password_min_length,
+            default_roles: settings.default_roles,
+            email_claim: settings.email_claim,
+            cors_allowed_origins: settings.cors_allowed_origins,
+            refresh_grace_seconds: settings.refresh_grace_seconds,
+        },
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Tenants")]
+impl TenantsApi {
+    /// Create a tenant with its own issuer and signing key.
+    #[oai(
+        path = "/admin/tenants",
+        method = "post",
+        operation_id = "createTenant"
+    )]
+    async fn create(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        body: Json<CreateTenantRequest>,
+    ) -> ApiResult<Created> {
+        latch.check_operator(&auth.0.token)?;
+        let Json(body) = body;
+        let defaults = TenantSettings::default();
+        let settings = TenantSettings {
+            access_token_ttl: body.access_token_ttl.unwrap_or(defaults.access_token_ttl),
+            refresh_token_ttl: body.refresh_token_ttl.unwrap_or(defaults.refresh_token_ttl),
+            audience: body.audience.unwrap_or_default(),
+            password_min_length: body
+                .password_min_length
+                .unwrap_or(defaults.password_min_length),
+            email_claim: body.email_claim.unwrap_or(defaults.email_claim),
+            ..defaults
+        };
+        let new = NewTenant {
+            id: TenantId::parse(&body.id)?,
+            name: body.name,
+            algorithm: body.algorithm.map(Into::into),
+            settings,
+        };
+        let tenant = latch.create_tenant(new).await?;
+        Ok(Created::Created(Json(view(&latch, tenant))))
+    }
+
+    /// List tenants.
+    #[oai(path = "/admin/tenants", method = "get", operation_id = "listTenants")]
+    async fn list(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+    ) -> ApiResult<Json<TenantList>> {
+        latch.check_operator(&auth.0.token)?;
+        let tenants = latch
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(|t| view(&latch, t))
+            .collect();
+        Ok(Json(TenantList { tenants }))
+    }
+
+    /// One tenant.
+    #[oai(
+        path = "/admin/tenants/:tenant",
+        method = "get",
+        operation_id = "getTenant"
+    )]
+    async fn get(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        tenant: Path<String>,
+    ) -> ApiResult<Json<Tenant>> {
+        latch.check_operator(&auth.0.token)?;
+        let tenant = latch.tenant(&tenant_id(&tenant)?).await?;
+        Ok(Json(view(&latch, tenant)))
+    }
+
+    /// Delete a tenant with all its users, sessions and keys.
+    #[oai(
+        path = "/admin/tenants/:tenant",
+        method = "delete",
+        operation_id = "deleteTenant"
+    )]
+    async fn delete(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        tenant: Path<String>,
+    ) -> ApiResult<NoContent> {
+        latch.check_operator(&auth.0.token)?;
+        latch.delete_tenant(&tenant_id(&tenant)?).await?;
+        Ok(NoContent::Done)
+    }
+}

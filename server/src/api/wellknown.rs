@@ -1,0 +1,179 @@
+//! Per-tenant discovery document and JWKS.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::{ApiResult, ApiTags, tenant_id};
+use crate::domain::Latch;
+
+/// OIDC discovery and JWKS.
+pub struct WellKnownApi;
+
+/// A public JSON Web Key (RFC 7517).
+#[derive(Debug, Object)]
+pub struct JsonWebKey {
+    /// Key type: `OKP`, `EC` or `RSA`.
+    pub kty: String,
+    /// Key id.
+    pub kid: Option<String>,
+    /// The key's one algorithm.
+    pub alg: Option<String>,
+    /// Always `sig`.
+    #[oai(rename = "use")]
+    pub use_: Option<String>,
+    /// Curve (`Ed25519`, `P-256`).
+    #[oai(skip_serializing_if_is_none)]
+    pub crv: Option<String>,
+    /// Public key / x coordinate.
+    #[oai(skip_serializing_if_is_none)]
+    pub x: Option<String>,
+    /// y coordinate.
+    #[oai(skip_serializing_if_is_none)]
+    pub y: Option<String>,
+    /// RSA modulus.
+    #[oai(skip_serializing_if_is_none)]
+    pub n: Option<String>,
+    /// RSA exponent.
+    #[oai(skip_serializing_if_is_none)]
+    pub e: Option<String>,
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, Object)]
+pub struct JsonWebKeySet {
+    /// The tenant's published keys.
+    pub keys: Vec<JsonWebKey>,
+}
+
+/// The JWKS, cacheable.
+#[derive(ApiResponse)]
+pub enum JwksResponse {
+    /// The key set.
+    #[oai(status = 200)]
+    Ok(
+        Json<JsonWebKeySet>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "ETag")] String,
+    ),
+    /// Unchanged since the ETag sent in `If-None-Match`.
+    #[oai(status = 304)]
+    NotModified(
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "ETag")] String,
+    ),
+}
+
+/// OpenID Connect discovery metadata (the subset latch implements).
+#[derive(Debug, Object)]
+pub struct Discovery {
+    /// The issuer; equal to the URL this document was fetched under, minus the well-known suffix.
+    pub issuer: String,
+    /// Where the tenant's public keys are.
+    pub jwks_uri: String,
+    /// Signing algorithms of this tenant's tokens.
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Always `["public"]`.
+    pub subject_types_supported: Vec<String>,
+    /// latch issues tokens directly (no authorization-code flow yet).
+    pub response_types_supported: Vec<String>,
+    /// Scopes defined by the tenant's roles.
+    pub scopes_supported: Vec<String>,
+    /// Claims in access tokens.
+    pub claims_supported: Vec<String>,
+    /// The API documentation.
+    pub service_documentation: String,
+}
+
+/// How long clients may cache the JWKS. Short enough that a key published
+/// before it signs is picked up in time.
+const JWKS_CACHE_CONTROL: &str = "public, max-age=300, must-revalidate";
+
+#[OpenApi(tag = "ApiTags::Discovery")]
+impl WellKnownApi {
+    /// OIDC discovery document of a tenant.
+    #[oai(
+        path = "/t/:tenant/.well-known/openid-configuration",
+        method = "get",
+        operation_id = "discovery"
+    )]
+    async fn discovery(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+    ) -> ApiResult<Json<Discovery>> {
+        let runtime = latch.runtime(&tenant_id(&tenant)?).await?;
+        let mut scopes: Vec<String> = runtime
+            .tenant
+            .settings
+            .roles
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        let claims = [
+            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "tid", "sid", "roles", "scope",
+            "email",
+        ];
+        Ok(Json(Discovery {
+            jwks_uri: format!("{}/.well-known/jwks.json", runtime.issuer),
+            issuer: runtime.issuer.clone(),
+            id_token_signing_alg_values_supported: vec![runtime.signer.algorithm().as_str().into()],
+            subject_types_supported: vec!["public".into()],
+            response_types_supported: vec!["token".into()],
+            scopes_supported: scopes,
+            claims_supported: claims.iter().map(|c| c.to_string()).collect(),
+            service_documentation: format!("{}/docs", latch.public_url()),
+        }))
+    }
+
+    /// The tenant's public signing keys (RFC 7517). HMAC secrets never appear here.
+    #[oai(
+        path = "/t/:tenant/.well-known/jwks.json",
+        method = "get",
+        operation_id = "jwks"
+    )]
+    async fn jwks(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> ApiResult<JwksResponse> {
+        let runtime = latch.runtime(&tenant_id(&tenant)?).await?;
+        let etag = runtime.jwks_etag.clone();
+        let matches = if_none_match.0.as_deref().is_some_and(|tags| {
+            tags.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        });
+        if matches {
+            return Ok(JwksResponse::NotModified(JWKS_CACHE_CONTROL.into(), etag));
+        }
+        let keys = runtime
+            .jwks
+            .keys
+            .iter()
+            .map(|jwk| JsonWebKey {
+                kty: jwk.kty.clone(),
+                kid: jwk.kid.clone(),
+                alg: jwk.alg.clone(),
+                use_: jwk.use_.clone(),
+                crv: jwk.crv.clone(),
+                x: jwk.x.clone(),
+                y: jwk.y.clone(),
+                n: jwk.n.clone(),
+                e: jwk.e.clone(),
+            })
+            .collect();
+        Ok(JwksResponse::Ok(
+            Json(JsonWebKeySet { keys }),
+            JWKS_CACHE_CONTROL.into(),
+            etag,
+        ))
+    }
+}

@@ -1,0 +1,225 @@
+//! Start-up, the running server, and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use poem::listener::{Acceptor as _, Listener as _, TcpListener};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::{MasterKey, random_token, token_hash};
+use crate::domain::{Latch, NewTenant, PasswordHasher, TenantId};
+use crate::store::sled::SledStore;
+use crate::store::{MetaStore, Store, StoreHandle, TenantSettings};
+
+const OPERATOR_TOKEN_HASH: &str = "operator_token_sha256";
+const MASTER_KEY_CHECK: &str = "master_key_check";
+const INITIALIZED_AT: &str = "initialized_at";
+const MASTER_KEY_CHECK_CONTEXT: &str = "latch/master-key-check/v1";
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What happened at start-up that the operator must be told once.
+#[derive(Debug, Default)]
+pub struct Startup {
+    /// A newly generated operator token (first start without `LATCH_OPERATOR_TOKEN`).
+    pub new_operator_token: Option<SecretString>,
+    /// Whether the master key file was created.
+    pub master_key_created: bool,
+    /// Whether the `demo` tenant was created.
+    pub demo_created: bool,
+}
+
+/// A server accepting connections.
+pub struct RunningServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The public base URL.
+    pub public_url: String,
+    /// What start-up did.
+    pub startup: Startup,
+    latch: Arc<Latch>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    committer: JoinHandle<()>,
+}
+
+/// Opens the store, prepares secrets and the demo tenant, binds and starts serving.
+pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let data_dir = settings.data_dir.clone();
+    let cache = settings.cache_mb << 20;
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir, cache)).await??;
+    let (master, master_key_created) = MasterKey::load_or_create(&settings.master_key_file)?;
+    let mut startup = Startup {
+        master_key_created,
+        ..Startup::default()
+    };
+    let first_start = store.get_meta(INITIALIZED_AT)?.is_none();
+    check_master_key(&store, &master)?;
+    let operator_token_hash = operator_token(&store, settings, &mut startup)?;
+
+    let acceptor = TcpListener::bind(settings.listen.clone())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .context("the listener has no socket address")?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+
+    let (store, committer) = StoreHandle::new(Arc::new(store) as Arc<dyn Store>);
+    let hasher = PasswordHasher::new(settings.hash_concurrency, crate::domain::default_params());
+    let latch = Arc::new(Latch::new(
+        store.clone(),
+        clock.clone(),
+        master,
+        hasher,
+        public_url.clone(),
+        operator_token_hash,
+    ));
+
+    if first_start {
+        if settings.demo_tenant {
+            let demo = NewTenant {
+                id: TenantId::parse("demo")?,
+                name: Some("Demo".into()),
+                algorithm: None,
+                settings: TenantSettings::default(),
+            };
+            startup.demo_created = latch.ensure_tenant(demo).await?;
+        }
+        let now = clock.now().to_string();
+        store
+            .write(move |s| s.put_meta(INITIALIZED_AT, now.as_bytes()))
+            .await?;
+    }
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = crate::api::app(latch.clone());
+    let server = tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                async {
+                    let _ = stopped.await;
+                },
+                Some(SHUTDOWN_GRACE),
+            )
+            .await
+    });
+    tracing::info!(%addr, %public_url, "latch is serving");
+    Ok(RunningServer {
+        addr,
+        public_url,
+        startup,
+        latch,
+        stop,
+        server,
+        committer,
+    })
+}
+
+/// The master key must be the one this data directory was created with.
+fn check_master_key(store: &SledStore, master: &MasterKey) -> anyhow::Result<()> {
+    match store.get_meta(MASTER_KEY_CHECK)? {
+        Some(sealed) => {
+            if master.open(MASTER_KEY_CHECK_CONTEXT, &sealed).is_none() {
+                anyhow::bail!(
+                    "the master key file does not match this data directory (its signing keys cannot be decrypted)"
+                );
+            }
+        }
+        None => {
+            store.put_meta(
+                MASTER_KEY_CHECK,
+                &master.seal(MASTER_KEY_CHECK_CONTEXT, b"latch"),
+            )?;
+            store.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// The hash of the operator token: `LATCH_OPERATOR_TOKEN` when set, else one
+/// generated at first start (shown once, only its hash kept).
+fn operator_token(
+    store: &SledStore,
+    settings: &Settings,
+    startup: &mut Startup,
+) -> anyhow::Result<[u8; 32]> {
+    if let Some(token) = settings.operator_token() {
+        return Ok(token_hash(token));
+    }
+    if let Some(stored) = store.get_meta(OPERATOR_TOKEN_HASH)? {
+        return <[u8; 32]>::try_from(stored.as_slice())
+            .map_err(|_| anyhow::anyhow!("stored operator token hash is corrupt"));
+    }
+    let token = random_token("latch_op_");
+    let hash = token_hash(token.expose_secret());
+    store.put_meta(OPERATOR_TOKEN_HASH, &hash)?;
+    store.flush()?;
+    startup.new_operator_token = Some(token);
+    Ok(hash)
+}
+
+impl RunningServer {
+    /// The domain services (tests and in-process tools).
+    pub fn latch(&self) -> &Arc<Latch> {
+        &self.latch
+    }
+
+    /// Stops accepting, lets in-flight requests finish, flushes and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let RunningServer {
+            stop,
+            server,
+            committer,
+            latch,
+            ..
+        } = self;
+        let _ = stop.send(());
+        server.await.context("server task")??;
+        drop(latch);
+        committer.await.context("store committer")?;
+        tracing::info!("latch stopped; store flushed");
+        Ok(())
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        self.shutdown().await
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,149 @@
+//! Domain services: what latch does, independent of HTTP.
+//!
+//! [`Latch`] holds the store, the clock, the master key and the password
+//! hasher; its methods are grouped by concern in the submodules (tenants and
+//! keys, accounts, sessions and tokens).
+
+mod accounts;
+mod passwords;
+mod sessions;
+mod tenants;
+mod types;
+
+pub use accounts::{Profile, Registration};
+pub use passwords::{PasswordHasher, Verdict, default_params};
+pub use sessions::{ClientInfo, Principal, TokenPair};
+pub use tenants::{NewTenant, TenantRuntime};
+pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule, TenantId};
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::clock::Clock;
+use crate::crypto::{MasterKey, hashes_equal, token_hash};
+use crate::store::{StoreError, StoreHandle};
+
+/// What can go wrong in a domain operation. The API maps each variant to one
+/// status and one stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tenant id is not a slug.
+    #[error("tenant ids are 1-63 characters of a-z, 0-9 and '-'")]
+    InvalidTenantId,
+    /// No such tenant.
+    #[error("no such tenant")]
+    TenantNotFound,
+    /// The tenant id is taken.
+    #[error("a tenant with this id already exists")]
+    TenantExists,
+    /// A tenant setting is out of range.
+    #[error("invalid tenant setting `{0}`")]
+    InvalidSetting(&'static str),
+    /// The email address is malformed.
+    #[error("the email address is not valid")]
+    InvalidEmail,
+    /// The password breaks the tenant's policy.
+    #[error("{0}")]
+    WeakPassword(PasswordRule),
+    /// The display name is empty, too long or has control characters.
+    #[error("the name must be 1-200 characters without control characters")]
+    InvalidName,
+    /// The email is taken in this tenant.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// Unknown email or wrong password (deliberately indistinguishable).
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    /// The user is disabled.
+    #[error("the account is disabled")]
+    UserDisabled,
+    /// The access token failed verification.
+    #[error("the access token is invalid: {0}")]
+    InvalidToken(latch_shared::Error),
+    /// The token's session was ended (logout, revocation) or its user is gone.
+    #[error("the session has ended")]
+    SessionEnded,
+    /// The refresh token is unknown, expired or its session ended.
+    #[error("the refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    /// A rotated refresh token was presented again; the whole session was revoked.
+    #[error("the refresh token was already used; the session has been revoked")]
+    RefreshTokenReused,
+    /// The operator token is missing or wrong.
+    #[error("the operator token is missing or wrong")]
+    NotOperator,
+    /// A stored signing key cannot be decrypted with this master key.
+    #[error("a signing key cannot be decrypted with this master key")]
+    KeyUnavailable,
+    /// Hashing or another internal step failed (the log has the detail).
+    #[error("internal failure: {0}")]
+    Internal(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Result of a domain operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The domain services.
+pub struct Latch {
+    store: StoreHandle,
+    clock: Arc<dyn Clock>,
+    master: MasterKey,
+    passwords: PasswordHasher,
+    public_url: String,
+    runtimes: RwLock<HashMap<TenantId, Arc<TenantRuntime>>>,
+    operator_token_hash: [u8; 32],
+}
+
+impl Latch {
+    /// Assembles the services. `public_url` has no trailing slash.
+    pub fn new(
+        store: StoreHandle,
+        clock: Arc<dyn Clock>,
+        master: MasterKey,
+        passwords: PasswordHasher,
+        public_url: String,
+        operator_token_hash: [u8; 32],
+    ) -> Latch {
+        Latch {
+            store,
+            clock,
+            master,
+            passwords,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            runtimes: RwLock::new(HashMap::new()),
+            operator_token_hash,
+        }
+    }
+
+    /// The public base URL.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// The issuer of a tenant: `{public_url}/t/{tenant}`.
+    pub fn issuer(&self, tenant: &TenantId) -> String {
+        format!("{}/t/{}", self.public_url, tenant)
+    }
+
+    /// The current time.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Checks a presented operator token (constant-time on its hash).
+    pub fn check_operator(&self, presented: &str) -> Result<()> {
+        if hashes_equal(&token_hash(presented), &self.operator_token_hash) {
+            Ok(())
+        } else {
+            Err(Error::NotOperator)
+        }
+    }
+
+    /// The store handle (health checks, backup).
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+}

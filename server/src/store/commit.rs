@@ -1,0 +1,86 @@
+//! Running store calls off the async workers, and group commit.
+//!
+//! A write is acknowledged only after a flush that started after the write
+//! finished. Concurrent writers share flushes: the committer takes every
+//! waiter queued while the previous flush ran and serves them all with one.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, StoreError, StoreResult};
+
+type Waiter = oneshot::Sender<StoreResult<()>>;
+
+/// A cheap-to-clone handle on the store for async code.
+#[derive(Clone)]
+pub struct StoreHandle {
+    store: Arc<dyn Store>,
+    flushes: mpsc::UnboundedSender<Waiter>,
+}
+
+impl StoreHandle {
+    /// Wraps a store and starts its committer task, whose handle is returned so
+    /// shutdown can wait until the store is released.
+    pub fn new(store: Arc<dyn Store>) -> (StoreHandle, tokio::task::JoinHandle<()>) {
+        let (flushes, queue) = mpsc::unbounded_channel();
+        let committer = tokio::spawn(commit_loop(store.clone(), queue));
+        (StoreHandle { store, flushes }, committer)
+    }
+
+    /// Runs a read (or a write that needs no durability) on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Runs a write on the blocking pool and returns once it is durable.
+    pub async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
+    {
+        let result = self.read(f).await?;
+        self.durable().await?;
+        Ok(result)
+    }
+
+    /// Waits for a flush that covers every write finished before this call.
+    pub async fn durable(&self) -> StoreResult<()> {
+        let (done, wait) = oneshot::channel();
+        self.flushes
+            .send(done)
+            .map_err(|_| StoreError::Backend("the store is shutting down".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Backend("the store is shutting down".into()))?
+    }
+}
+
+async fn commit_loop(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Waiter>) {
+    while let Some(first) = queue.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            waiters.push(next);
+        }
+        let flushing = store.clone();
+        let result = tokio::task::spawn_blocking(move || flushing.flush())
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(format!("flush task failed: {e}"))));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store flush failed; writes are not acknowledged");
+        }
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+    // Every handle is gone: a last flush, then the store is dropped and its lock released.
+    if let Err(e) = tokio::task::spawn_blocking(move || store.flush()).await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}

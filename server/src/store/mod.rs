@@ -1,0 +1,129 @@
+//! Storage: small traits combined into one [`Store`], records, and the
+//! [`StoreHandle`] that runs blocking store calls off the async workers and
+//! makes acknowledged writes durable with group commit.
+//!
+//! The traits never name an HTTP type. `sled` is the one engine today; a
+//! second one (PostgreSQL for multi-node deployments) implements the same
+//! traits and runs the same conformance suite (`store::conformance`).
+
+mod commit;
+#[cfg(test)]
+mod conformance;
+mod records;
+pub mod sled;
+
+pub use commit::StoreHandle;
+pub use records::*;
+
+use uuid::Uuid;
+
+use crate::domain::TenantId;
+
+/// A store failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule would be broken (tenant id, email per tenant).
+    #[error("the record already exists")]
+    Conflict,
+    /// The record to update does not exist.
+    #[error("no such record")]
+    NotFound,
+    /// A compare-and-swap lost to a concurrent change; re-read and decide again.
+    #[error("the record changed concurrently")]
+    Stale,
+    /// The data directory is not a latch store, or is of another format version.
+    #[error("{0}")]
+    Format(String),
+    /// A record could not be decoded.
+    #[error("corrupt record in {0}")]
+    Corrupt(&'static str),
+    /// The engine failed (I/O, lock).
+    #[error("storage engine: {0}")]
+    Backend(String),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Tenants.
+pub trait TenantStore {
+    /// Creates a tenant with its first keys; `Conflict` if the id is taken.
+    fn create_tenant(&self, tenant: &TenantRecord, keys: &[KeyRecord]) -> StoreResult<()>;
+    /// One tenant.
+    fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRecord>>;
+    /// Every tenant, ordered by id.
+    fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+    /// Replaces an existing tenant; `NotFound` if it does not exist.
+    fn update_tenant(&self, tenant: &TenantRecord) -> StoreResult<()>;
+    /// Deletes a tenant and everything under it; false if it did not exist.
+    fn delete_tenant(&self, id: &TenantId) -> StoreResult<bool>;
+}
+
+/// Signing keys, private halves encrypted by the caller.
+pub trait KeyStore {
+    /// Inserts or replaces a key.
+    fn put_key(&self, tenant: &TenantId, key: &KeyRecord) -> StoreResult<()>;
+    /// A tenant's keys, oldest first.
+    fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>>;
+}
+
+/// Users.
+pub trait UserStore {
+    /// Inserts a user; `Conflict` if the email key is taken in that tenant (atomic).
+    fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// A user by id.
+    fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    /// A user by case-folded email.
+    fn find_user_by_email(
+        &self,
+        tenant: &TenantId,
+        email_key: &str,
+    ) -> StoreResult<Option<UserRecord>>;
+    /// Replaces an existing user (the email key must not change); `NotFound` if absent.
+    fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+}
+
+/// Sessions and their refresh tokens (stored as hashes).
+pub trait SessionStore {
+    /// Inserts a new session and the hash of its first refresh token.
+    fn insert_session(&self, session: &SessionRecord, refresh_hash: &[u8; 32]) -> StoreResult<()>;
+    /// A session by id.
+    fn get_session(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<SessionRecord>>;
+    /// What a refresh-token hash points at.
+    fn get_refresh(&self, tenant: &TenantId, hash: &[u8; 32])
+    -> StoreResult<Option<RefreshRecord>>;
+    /// Atomically replaces a session if its generation is still `expected_generation`
+    /// and it is not revoked, recording `new_refresh_hash` for the new generation.
+    /// `Stale` otherwise.
+    fn rotate_session(
+        &self,
+        expected_generation: u64,
+        session: &SessionRecord,
+        new_refresh_hash: &[u8; 32],
+    ) -> StoreResult<()>;
+    /// Marks a session revoked at `now` (idempotent); returns the session as stored.
+    fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        now: i64,
+    ) -> StoreResult<Option<SessionRecord>>;
+    /// A user's sessions, oldest first.
+    fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>>;
+}
+
+/// Small server-wide values (format version, operator token hash, master key check).
+pub trait MetaStore {
+    /// A value.
+    fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a value.
+    fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+}
+
+/// Everything latch stores.
+pub trait Store:
+    TenantStore + KeyStore + UserStore + SessionStore + MetaStore + Send + Sync + 'static
+{
+    /// Makes every write so far durable.
+    fn flush(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,172 @@
+//! What the store keeps. Records are JSON-encoded, so added fields with
+//! defaults read old records unchanged.
+
+use std::collections::BTreeMap;
+
+use latch_shared::Algorithm;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::TenantId;
+
+/// A tenant and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The slug.
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// The algorithm new keys use.
+    pub algorithm: Algorithm,
+    /// Creation time.
+    pub created_at: i64,
+    /// Settings.
+    pub settings: TenantSettings,
+}
+
+/// Per-tenant settings, with the defaults a new tenant gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: u32,
+    /// Refresh-token lifetime in seconds, renewed at each rotation.
+    pub refresh_token_ttl: u32,
+    /// The `aud` claim of access tokens; empty means the tenant id.
+    pub audience: String,
+    /// Minimum password length in characters.
+    pub password_min_length: u32,
+    /// Roles a new user gets.
+    pub default_roles: Vec<String>,
+    /// Roles defined in the tenant, each with the scopes it grants.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Whether access tokens carry the `email` claim.
+    pub email_claim: bool,
+    /// Browser origins allowed by CORS.
+    pub cors_allowed_origins: Vec<String>,
+    /// Seconds during which a just-rotated refresh token may be presented again.
+    pub refresh_grace_seconds: u32,
+}
+
+impl Default for TenantSettings {
+    fn default() -> TenantSettings {
+        let scopes = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        TenantSettings {
+            access_token_ttl: 900,
+            refresh_token_ttl: 30 * 24 * 3600,
+            audience: String::new(),
+            password_min_length: 10,
+            default_roles: vec!["user".into()],
+            roles: BTreeMap::from([
+                ("user".into(), scopes(&["openid", "profile", "email"])),
+                (
+                    "admin".into(),
+                    scopes(&["openid", "profile", "email", "admin"]),
+                ),
+            ]),
+            email_claim: false,
+            cors_allowed_origins: Vec::new(),
+            refresh_grace_seconds: 10,
+        }
+    }
+}
+
+/// A signing key. The private half is sealed with the master key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Key id.
+    pub kid: String,
+    /// Its one algorithm.
+    pub algorithm: Algorithm,
+    /// Creation time.
+    pub created_at: i64,
+    /// From when it may sign (it is published in JWKS before that).
+    pub active_from: i64,
+    /// When it stopped signing; it stays published until its tokens have expired.
+    pub retired_at: Option<i64>,
+    /// The public JWK (none for HS256).
+    pub public_jwk: Option<latch_shared::Jwk>,
+    /// nonce ‖ XChaCha20-Poly1305 ciphertext of the private key bytes.
+    #[serde(with = "hex_bytes")]
+    pub sealed_private: Vec<u8>,
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// User id (UUID v7).
+    pub id: Uuid,
+    /// Email as given.
+    pub email: String,
+    /// Case-folded email, unique per tenant.
+    pub email_key: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Whether the user may log in.
+    pub disabled: bool,
+    /// Whether the email was verified.
+    pub email_verified: bool,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// One login: the family of refresh tokens rotated from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Session id (the `sid` claim).
+    pub id: Uuid,
+    /// User.
+    pub user_id: Uuid,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last refresh.
+    pub last_used_at: i64,
+    /// When the current refresh token expires.
+    pub expires_at: i64,
+    /// Rotation counter: the current refresh token's generation.
+    pub generation: u64,
+    /// User agent at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// When the session was ended, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+impl SessionRecord {
+    /// True if the session can still be used at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// What a refresh-token hash points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// Session.
+    pub session_id: Uuid,
+    /// The generation this token was issued for.
+    pub generation: u64,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,479 @@
+//! The sled engine: one tree per relation, keys prefixed by the tenant id and
+//! a NUL byte (tenant slugs cannot contain NUL, so prefixes never overlap),
+//! reverse-lookup trees updated in multi-tree transactions.
+
+use std::path::Path;
+
+use ::sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::*;
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT: &str = "latch-store/1";
+/// The meta key holding the format version.
+pub const FORMAT_KEY: &str = "format";
+
+/// A latch store in a sled database.
+pub struct SledStore {
+    db: ::sled::Db,
+    meta: ::sled::Tree,
+    tenants: ::sled::Tree,
+    keys: ::sled::Tree,
+    users: ::sled::Tree,
+    users_by_email: ::sled::Tree,
+    sessions: ::sled::Tree,
+    sessions_by_user: ::sled::Tree,
+    refresh: ::sled::Tree,
+}
+
+fn backend(e: ::sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt(tree))
+}
+
+fn key(tenant: &TenantId, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.as_str().len() + 1 + rest.len());
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(rest);
+    key
+}
+
+fn prefix(tenant: &TenantId) -> Vec<u8> {
+    key(tenant, &[])
+}
+
+/// Turns a transaction's outcome into a store result.
+fn tx<T>(result: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    })
+}
+
+fn abort<T>(e: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_decode<T: DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<T, ConflictableTransactionError<StoreError>> {
+    decode(tree, bytes).map_err(ConflictableTransactionError::Abort)
+}
+
+fn tx_encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ConflictableTransactionError<StoreError>> {
+    encode(value).map_err(ConflictableTransactionError::Abort)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, refusing directories that hold
+    /// something else or a store of another format version.
+    pub fn open(dir: &Path, cache_bytes: u64) -> StoreResult<SledStore> {
+        let shown = dir.display();
+        if let Ok(mut entries) = std::fs::read_dir(dir)
+            && entries.next().is_some()
+            && !dir.join("conf").exists()
+        {
+            return Err(StoreError::Format(format!(
+                "{shown} is not empty and is not a latch data directory; choose another --data-dir"
+            )));
+        }
+        let db = ::sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                ::sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Backend(format!("{shown} is in use by another latch process"))
+                }
+                other => StoreError::Backend(format!("cannot open {shown}: {other}")),
+            })?;
+        let meta = db.open_tree("meta").map_err(backend)?;
+        match meta.get(FORMAT_KEY).map_err(backend)? {
+            Some(found) if found.as_ref() == FORMAT.as_bytes() => {}
+            Some(found) => {
+                return Err(StoreError::Format(format!(
+                    "{shown} holds format {:?}, this latch reads {FORMAT:?}; use a matching latch version",
+                    String::from_utf8_lossy(&found)
+                )));
+            }
+            None => {
+                let foreign = db.tree_names().iter().any(|name| {
+                    name.as_ref() != b"meta"
+                        && db.open_tree(name).map(|t| !t.is_empty()).unwrap_or(true)
+                }) || !db.is_empty();
+                if foreign {
+                    return Err(StoreError::Format(format!(
+                        "{shown} is a sled database but not a latch store"
+                    )));
+                }
+                meta.insert(FORMAT_KEY, FORMAT.as_bytes())
+                    .map_err(backend)?;
+                db.flush().map_err(backend)?;
+            }
+        }
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStore {
+            tenants: tree("tenants")?,
+            keys: tree("keys")?,
+            users: tree("users")?,
+            users_by_email: tree("users_by_email")?,
+            sessions: tree("sessions")?,
+            sessions_by_user: tree("sessions_by_user")?,
+            refresh: tree("refresh")?,
+            meta,
+            db,
+        })
+    }
+
+    fn tenant_trees(&self) -> [&::sled::Tree; 6] {
+        [
+            &self.keys,
+            &self.users,
+            &self.users_by_email,
+            &self.sessions,
+            &self.sessions_by_user,
+            &self.refresh,
+        ]
+    }
+
+    fn purge_tenant_data(&self, tenant: &TenantId) -> StoreResult<()> {
+        let prefix = prefix(tenant);
+        for tree in self.tenant_trees() {
+            let mut batch = ::sled::Batch::default();
+            for entry in tree.scan_prefix(&prefix).keys() {
+                batch.remove(entry.map_err(backend)?);
+            }
+            tree.apply_batch(batch).map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+impl TenantStore for SledStore {
+    fn create_tenant(&self, tenant: &TenantRecord, keys: &[KeyRecord]) -> StoreResult<()> {
+        if self
+            .tenants
+            .contains_key(tenant.id.as_str())
+            .map_err(backend)?
+        {
+            return Err(StoreError::Conflict);
+        }
+        // Leftovers of an interrupted delete of the same id must not resurface.
+        self.purge_tenant_data(&tenant.id)?;
+        let record = encode(tenant)?;
+        let keys = keys
+            .iter()
+            .map(|k| Ok((key(&tenant.id, k.kid.as_bytes()), encode(k)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        tx(
+            (&self.tenants, &self.keys).transaction(|(tenants, key_tree)| {
+                if tenants.get(tenant.id.as_str())?.is_some() {
+                    return abort(StoreError::Conflict);
+                }
+                tenants.insert(tenant.id.as_str(), record.as_slice())?;
+                for (k, v) in &keys {
+                    key_tree.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok(())
+            }),
+        )
+    }
+
+    fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRecord>> {
+        self.tenants
+            .get(id.as_str())
+            .map_err(backend)?
+            .map(|v| decode("tenants", &v))
+            .transpose()
+    }
+
+    fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        self.tenants
+            .iter()
+            .values()
+            .map(|v| decode("tenants", &v.map_err(backend)?))
+            .collect()
+    }
+
+    fn update_tenant(&self, tenant: &TenantRecord) -> StoreResult<()> {
+        let record = encode(tenant)?;
+        tx(self.tenants.transaction(|tenants| {
+            if tenants.get(tenant.id.as_str())?.is_none() {
+                return abort(StoreError::NotFound);
+            }
+            tenants.insert(tenant.id.as_str(), record.as_slice())?;
+            Ok(())
+        }))
+    }
+
+    fn delete_tenant(&self, id: &TenantId) -> StoreResult<bool> {
+        let existed = self.tenants.remove(id.as_str()).map_err(backend)?.is_some();
+        self.purge_tenant_data(id)?;
+        Ok(existed)
+    }
+}
+
+impl KeyStore for SledStore {
+    fn put_key(&self, tenant: &TenantId, record: &KeyRecord) -> StoreResult<()> {
+        self.keys
+            .insert(key(tenant, record.kid.as_bytes()), encode(record)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>> {
+        let mut keys: Vec<KeyRecord> = self
+            .keys
+            .scan_prefix(prefix(tenant))
+            .values()
+            .map(|v| decode("keys", &v.map_err(backend)?))
+            .collect::<StoreResult<_>>()?;
+        keys.sort_by_key(|k| (k.created_at, k.kid.clone()));
+        Ok(keys)
+    }
+}
+
+impl UserStore for SledStore {
+    fn insert_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let record = encode(user)?;
+        let user_key = key(&user.tenant, user.id.as_bytes());
+        let email_key = key(&user.tenant, user.email_key.as_bytes());
+        tx(
+            (&self.users, &self.users_by_email).transaction(|(users, by_email)| {
+                if by_email.get(email_key.as_slice())?.is_some() {
+                    return abort(StoreError::Conflict);
+                }
+                by_email.insert(email_key.as_slice(), user.id.as_bytes())?;
+                users.insert(user_key.as_slice(), record.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        self.users
+            .get(key(tenant, id.as_bytes()))
+            .map_err(backend)?
+            .map(|v| decode("users", &v))
+            .transpose()
+    }
+
+    fn find_user_by_email(
+        &self,
+        tenant: &TenantId,
+        email_key: &str,
+    ) -> StoreResult<Option<UserRecord>> {
+        let Some(id) = self
+            .users_by_email
+            .get(key(tenant, email_key.as_bytes()))
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let id = Uuid::from_slice(&id).map_err(|_| StoreError::Corrupt("users_by_email"))?;
+        self.get_user(tenant, id)
+    }
+
+    fn update_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let record = encode(user)?;
+        let user_key = key(&user.tenant, user.id.as_bytes());
+        tx(self.users.transaction(|users| {
+            let Some(old) = users.get(user_key.as_slice())? else {
+                return abort(StoreError::NotFound);
+            };
+            let old: UserRecord = tx_decode("users", &old)?;
+            if old.email_key != user.email_key {
+                return abort(StoreError::Conflict);
+            }
+            users.insert(user_key.as_slice(), record.as_slice())?;
+            Ok(())
+        }))
+    }
+}
+
+impl SessionStore for SledStore {
+    fn insert_session(&self, session: &SessionRecord, refresh_hash: &[u8; 32]) -> StoreResult<()> {
+        let record = encode(session)?;
+        let refresh = encode(&RefreshRecord {
+            session_id: session.id,
+            generation: session.generation,
+        })?;
+        let session_key = key(&session.tenant, session.id.as_bytes());
+        let by_user_key = key(
+            &session.tenant,
+            &[session.user_id.as_bytes().as_slice(), session.id.as_bytes()].concat(),
+        );
+        let refresh_key = key(&session.tenant, refresh_hash);
+        tx(
+            (&self.sessions, &self.sessions_by_user, &self.refresh).transaction(
+                |(sessions, by_user, refreshes)| {
+                    sessions.insert(session_key.as_slice(), record.as_slice())?;
+                    by_user.insert(by_user_key.as_slice(), &[])?;
+                    refreshes.insert(refresh_key.as_slice(), refresh.as_slice())?;
+                    Ok(())
+                },
+            ),
+        )
+    }
+
+    fn get_session(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        self.sessions
+            .get(key(tenant, id.as_bytes()))
+            .map_err(backend)?
+            .map(|v| decode("sessions", &v))
+            .transpose()
+    }
+
+    fn get_refresh(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<RefreshRecord>> {
+        self.refresh
+            .get(key(tenant, hash))
+            .map_err(backend)?
+            .map(|v| decode("refresh", &v))
+            .transpose()
+    }
+
+    fn rotate_session(
+        &self,
+        expected_generation: u64,
+        session: &SessionRecord,
+        new_refresh_hash: &[u8; 32],
+    ) -> StoreResult<()> {
+        let record = encode(session)?;
+        let refresh = encode(&RefreshRecord {
+            session_id: session.id,
+            generation: session.generation,
+        })?;
+        let session_key = key(&session.tenant, session.id.as_bytes());
+        let refresh_key = key(&session.tenant, new_refresh_hash);
+        tx(
+            (&self.sessions, &self.refresh).transaction(|(sessions, refreshes)| {
+                let Some(current) = sessions.get(session_key.as_slice())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let current: SessionRecord = tx_decode("sessions", &current)?;
+                if current.generation != expected_generation || current.revoked_at.is_some() {
+                    return abort(StoreError::Stale);
+                }
+                sessions.insert(session_key.as_slice(), record.as_slice())?;
+                refreshes.insert(refresh_key.as_slice(), refresh.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    fn revoke_session(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        now: i64,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let session_key = key(tenant, id.as_bytes());
+        tx(self.sessions.transaction(|sessions| {
+            let Some(current) = sessions.get(session_key.as_slice())? else {
+                return Ok(None);
+            };
+            let mut session: SessionRecord = tx_decode("sessions", &current)?;
+            if session.revoked_at.is_none() {
+                session.revoked_at = Some(now);
+                sessions.insert(session_key.as_slice(), tx_encode(&session)?)?;
+            }
+            Ok(Some(session))
+        }))
+    }
+
+    fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>> {
+        let mut sessions = Vec::new();
+        for entry in self
+            .sessions_by_user
+            .scan_prefix(key(tenant, user.as_bytes()))
+            .keys()
+        {
+            let entry = entry.map_err(backend)?;
+            let sid = entry
+                .get(entry.len().saturating_sub(16)..)
+                .ok_or(StoreError::Corrupt("sessions_by_user"))?;
+            let sid = Uuid::from_slice(sid).map_err(|_| StoreError::Corrupt("sessions_by_user"))?;
+            if let Some(session) = self.get_session(tenant, sid)? {
+                sessions.push(session);
+            }
+        }
+        sessions.sort_by_key(|s| (s.created_at, s.id));
+        Ok(sessions)
+    }
+}
+
+impl MetaStore for SledStore {
+    fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.meta.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.meta.insert(key, value).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sled_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(&dir.path().join("data"), 8 << 20).expect("opens");
+        conformance::run(&store);
+    }
+
+    #[test]
+    fn a_directory_with_other_files_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
+        let err = SledStore::open(dir.path(), 8 << 20).err().expect("refused");
+        assert!(matches!(err, StoreError::Format(_)), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notes.txt")).expect("kept"),
+            "mine"
+        );
+    }
+
+    #[test]
+    fn a_store_of_another_format_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data");
+        {
+            let store = SledStore::open(&path, 8 << 20).expect("opens");
+            store
+                .meta
+                .insert(FORMAT_KEY, &b"latch-store/99"[..])
+                .expect("write");
+            store.flush().expect("flush");
+        }
+        let err = SledStore::open(&path, 8 << 20).err().expect("refused");
+        assert!(err.to_string().contains("latch-store/99"), "{err}");
+    }
+}
