@@ -1,0 +1,11 @@
+//! End-to-end tests: the real server on a free port with a fresh data
+//! directory, driven over HTTP. One binary (one link), a module per feature.
+
+mod support;
+
+mod accounts;
+mod bad_input;
+mod interop;
+mod openapi;
+mod persistence;
+mod tenants;

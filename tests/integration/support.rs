@@ -1,0 +1,172 @@
+//! `spawn_app()`: the server on 127.0.0.1:0 with a fresh data directory, and
+//! a small typed client around it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use latch_server::app::RunningServer;
+use latch_server::clock::{Clock, ManualClock, SystemClock};
+use latch_server::config::{ConfigArgs, Settings};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    clock: Arc<dyn Clock>,
+}
+
+/// Starts the server with the system clock.
+pub async fn spawn_app() -> TestApp {
+    spawn_with_clock(Arc::new(SystemClock)).await
+}
+
+/// Starts the server with a clock the test moves.
+pub async fn spawn_app_at(clock: Arc<ManualClock>) -> TestApp {
+    spawn_with_clock(clock).await
+}
+
+async fn spawn_with_clock(clock: Arc<dyn Clock>) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone()).await;
+    let addr = server.addr;
+    TestApp {
+        base: server.public_url.clone(),
+        http: reqwest::Client::new(),
+        server: Some(server),
+        dir,
+        addr,
+        clock,
+    }
+}
+
+async fn start(data_dir: &std::path::Path, listen: &str, clock: Arc<dyn Clock>) -> RunningServer {
+    let args = ConfigArgs {
+        listen: Some(listen.into()),
+        data_dir: Some(data_dir.to_owned()),
+        ..ConfigArgs::default()
+    };
+    let settings = Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
+    latch_server::app::start(&settings, clock)
+        .await
+        .expect("server starts")
+}
+
+impl TestApp {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server (flushing the store) and starts it again on the same
+    /// address and data directory.
+    pub async fn restart(&mut self) {
+        self.server
+            .take()
+            .expect("running")
+            .shutdown()
+            .await
+            .expect("clean shutdown");
+        let server = start(&self.data_dir(), &self.addr.to_string(), self.clock.clone()).await;
+        assert_eq!(server.public_url, self.base, "same address, same issuer");
+        self.server = Some(server);
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn register(&self, tenant: &str, email: &str) -> Value {
+        let response = self
+            .post_json(
+                &format!("/t/{tenant}/auth/register"),
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "register {email} in {tenant}"
+        );
+        response.json().await.expect("json")
+    }
+
+    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Response {
+        self.post_json(
+            &format!("/t/{tenant}/auth/login"),
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, tenant: &str, refresh_token: &str) -> Response {
+        self.post_json(
+            &format!("/t/{tenant}/auth/refresh"),
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    pub async fn create_tenant(&self, body: Value) -> Value {
+        let response = self
+            .http
+            .post(self.url("/admin/tenants"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create tenant {body}"
+        );
+        response.json().await.expect("json")
+    }
+}
+
+/// Asserts an RFC 9457 problem with this status and code; returns the body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for expected {code}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type}"
+    );
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    for member in ["type", "title", "detail"] {
+        assert!(body[member].is_string(), "problem lacks {member}: {body}");
+    }
+    body
+}
