@@ -19,9 +19,7 @@ fn verification(c: &mut Criterion) {
         let mut keys = KeySet::default();
         keys.push(key.verifying_key().clone());
         let token = key.sign(&claims).expect("token");
-        group.bench_function(alg.as_str(), |b| {
-            b.iter(|| verify(&token, &keys, &validation, now).expect("valid"))
-        });
+        group.bench_function(alg.as_str(), |b| b.iter(|| verify(&token, &keys, &validation, now).expect("valid")));
     }
     group.finish();
 }

@@ -106,39 +106,23 @@ pub enum ConfigError {
 impl Settings {
     /// Resolves settings from flags/env (`args`), the TOML file they name, and
     /// the operator token (normally `LATCH_OPERATOR_TOKEN`).
-    pub fn resolve(
-        args: &ConfigArgs,
-        operator_token: Option<String>,
-    ) -> Result<Settings, ConfigError> {
+    pub fn resolve(args: &ConfigArgs, operator_token: Option<String>) -> Result<Settings, ConfigError> {
         let file = match &args.config {
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
-                    path: shown,
-                    reason: e.to_string(),
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::File { path: shown, reason: e.to_string() })?
             }
             None => FileConfig::default(),
         };
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("latch-data"));
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("latch-data"));
         let master_key_file = args
             .master_key_file
             .clone()
             .or(file.master_key_file)
-            .unwrap_or_else(|| {
-                data_dir
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .join("latch-master.key")
-            });
+            .unwrap_or_else(|| data_dir.parent().unwrap_or(Path::new("")).join("latch-master.key"));
         if master_key_file.starts_with(&data_dir) {
             return Err(ConfigError::Invalid(
                 "the master key file must live outside the data directory, so the data alone never yields a signing key".into(),
@@ -152,33 +136,19 @@ impl Settings {
             }
             other => other.map(SecretString::from),
         };
-        let public_url = args
-            .public_url
-            .clone()
-            .or(file.public_url)
-            .map(|url| url.trim_end_matches('/').to_owned());
+        let public_url = args.public_url.clone().or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(ConfigError::Invalid(format!(
-                "public URL {url:?} must start with http:// or https://"
-            )));
+            return Err(ConfigError::Invalid(format!("public URL {url:?} must start with http:// or https://")));
         }
         Ok(Settings {
-            listen: args
-                .listen
-                .clone()
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            listen: args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir,
             public_url,
             master_key_file,
             operator_token,
-            log: args
-                .log
-                .clone()
-                .or(file.log)
-                .unwrap_or_else(|| "info".into()),
+            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             hash_concurrency: file
                 .hash_concurrency
@@ -202,16 +172,9 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latch.toml");
-        std::fs::write(
-            &file,
-            "listen = \"0.0.0.0:9000\"\npublic_url = \"https://auth.example/\"\nlog = \"debug\"\n",
-        )
-        .expect("write");
-        let args = ConfigArgs {
-            config: Some(file),
-            listen: Some("127.0.0.1:7000".into()),
-            ..ConfigArgs::default()
-        };
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\npublic_url = \"https://auth.example/\"\nlog = \"debug\"\n")
+            .expect("write");
+        let args = ConfigArgs { config: Some(file), listen: Some("127.0.0.1:7000".into()), ..ConfigArgs::default() };
         let settings = Settings::resolve(&args, None).expect("valid");
         assert_eq!(settings.listen, "127.0.0.1:7000");
         assert_eq!(settings.public_url.as_deref(), Some("https://auth.example"));
@@ -225,10 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latch.toml");
         std::fs::write(&file, "operator_token = \"in-a-file\"\n").expect("write");
-        let args = ConfigArgs {
-            config: Some(file),
-            ..ConfigArgs::default()
-        };
+        let args = ConfigArgs { config: Some(file), ..ConfigArgs::default() };
         let err = Settings::resolve(&args, None).expect_err("refused");
         assert!(err.to_string().contains("operator_token"), "{err}");
     }
@@ -236,13 +196,7 @@ mod tests {
     #[test]
     fn short_operator_tokens_and_a_master_key_inside_the_data_dir_are_refused() {
         assert!(Settings::resolve(&ConfigArgs::default(), Some("short".into())).is_err());
-        assert!(
-            Settings::resolve(
-                &ConfigArgs::default(),
-                Some("a-long-enough-operator-token".into())
-            )
-            .is_ok()
-        );
+        assert!(Settings::resolve(&ConfigArgs::default(), Some("a-long-enough-operator-token".into())).is_ok());
         let inside = ConfigArgs {
             data_dir: Some("/srv/latch".into()),
             master_key_file: Some("/srv/latch/master.key".into()),

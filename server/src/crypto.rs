@@ -43,17 +43,11 @@ impl MasterKey {
     /// Reads the key file, or creates it (mode 0600) with a fresh random key.
     /// Returns the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
-        let io = |source| MasterKeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| MasterKeyError::Io { path: path.display().to_string(), source };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let bytes = hex::decode(text.trim())
-                    .map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
+                let bytes = hex::decode(text.trim()).map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
+                let key: [u8; 32] = bytes.try_into().map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
                 Ok((MasterKey(SecretBox::new(Box::new(key))), false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -67,8 +61,7 @@ impl MasterKey {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(path).map_err(io)?;
-                file.write_all(format!("{}\n", hex::encode(key)).as_bytes())
-                    .map_err(io)?;
+                file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
                 Ok((MasterKey(SecretBox::new(Box::new(key))), true))
             }
@@ -91,13 +84,9 @@ impl MasterKey {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
         // Encryption with a valid key and nonce cannot fail for in-memory inputs.
-        if let Ok(ciphertext) = self.cipher().encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: context.as_bytes(),
-            },
-        ) {
+        if let Ok(ciphertext) =
+            self.cipher().encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+        {
             out.extend_from_slice(&ciphertext);
         }
         out
@@ -110,13 +99,7 @@ impl MasterKey {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
         self.cipher()
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: context.as_bytes(),
-                },
-            )
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
             .ok()
             .map(zeroize::Zeroizing::new)
     }
@@ -147,26 +130,10 @@ mod tests {
     fn sealed_data_opens_only_with_the_same_key_and_context() {
         let key = MasterKey::from_bytes([1; 32]);
         let sealed = key.seal("tenant-a/kid", b"private");
-        assert_eq!(
-            key.open("tenant-a/kid", &sealed)
-                .as_deref()
-                .map(Vec::as_slice),
-            Some(&b"private"[..])
-        );
-        assert!(
-            key.open("tenant-b/kid", &sealed).is_none(),
-            "context binds the ciphertext"
-        );
-        assert!(
-            MasterKey::from_bytes([2; 32])
-                .open("tenant-a/kid", &sealed)
-                .is_none(),
-            "another key"
-        );
-        assert!(
-            !sealed.windows(7).any(|w| w == b"private"),
-            "plaintext does not appear"
-        );
+        assert_eq!(key.open("tenant-a/kid", &sealed).as_deref().map(Vec::as_slice), Some(&b"private"[..]));
+        assert!(key.open("tenant-b/kid", &sealed).is_none(), "context binds the ciphertext");
+        assert!(MasterKey::from_bytes([2; 32]).open("tenant-a/kid", &sealed).is_none(), "another key");
+        assert!(!sealed.windows(7).any(|w| w == b"private"), "plaintext does not appear");
     }
 
     #[test]
@@ -178,18 +145,12 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path)
-                .expect("exists")
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let (second, created) = MasterKey::load_or_create(&path).expect("reads");
         assert!(!created);
-        assert!(
-            second.open("c", &first.seal("c", b"x")).is_some(),
-            "same key after reload"
-        );
+        assert!(second.open("c", &first.seal("c", b"x")).is_some(), "same key after reload");
     }
 
     #[test]
@@ -198,13 +159,7 @@ mod tests {
         let b = random_token("p_");
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert!(a.expose_secret().len() >= 2 + 43);
-        assert!(hashes_equal(
-            &token_hash(a.expose_secret()),
-            &token_hash(a.expose_secret())
-        ));
-        assert!(!hashes_equal(
-            &token_hash(a.expose_secret()),
-            &token_hash(b.expose_secret())
-        ));
+        assert!(hashes_equal(&token_hash(a.expose_secret()), &token_hash(a.expose_secret())));
+        assert!(!hashes_equal(&token_hash(a.expose_secret()), &token_hash(b.expose_secret())));
     }
 }

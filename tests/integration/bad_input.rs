@@ -30,8 +30,7 @@ async fn malformed_json_is_a_400_problem() {
 #[tokio::test]
 async fn invalid_utf8_is_a_400_problem() {
     let app = spawn_app().await;
-    let body =
-        b"{\"email\": \"a\xff@example.com\", \"password\": \"correct horse battery\"}".to_vec();
+    let body = b"{\"email\": \"a\xff@example.com\", \"password\": \"correct horse battery\"}".to_vec();
     let response = app
         .http
         .post(app.url("/t/demo/auth/register"))
@@ -47,17 +46,9 @@ async fn invalid_utf8_is_a_400_problem() {
 async fn a_wrong_or_missing_content_type_is_a_415_problem() {
     let app = spawn_app().await;
     let body = json!({"email": "a@example.com", "password": PASSWORD}).to_string();
-    let plain = app
-        .http
-        .post(app.url("/t/demo/auth/register"))
-        .header("content-type", "text/plain")
-        .body(body.clone());
-    assert_problem(
-        plain.send().await.expect("request"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
+    let plain = app.http.post(app.url("/t/demo/auth/register")).header("content-type", "text/plain").body(body.clone());
+    assert_problem(plain.send().await.expect("request"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        .await;
     let missing = app.http.post(app.url("/t/demo/auth/register")).body(body);
     assert_problem(
         missing.send().await.expect("request"),
@@ -70,55 +61,27 @@ async fn a_wrong_or_missing_content_type_is_a_415_problem() {
 #[tokio::test]
 async fn oversized_bodies_are_refused_with_or_without_a_content_length() {
     let app = spawn_app().await;
-    let huge = format!(
-        r#"{{"email":"big@example.com","password":"{}"}}"#,
-        "x".repeat(200 * 1024)
-    );
-    let declared = app
-        .http
-        .post(app.url("/t/demo/auth/register"))
-        .header("content-type", "application/json")
-        .body(huge.clone());
-    assert_problem(
-        declared.send().await.expect("request"),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    )
-    .await;
+    let huge = format!(r#"{{"email":"big@example.com","password":"{}"}}"#, "x".repeat(200 * 1024));
+    let declared =
+        app.http.post(app.url("/t/demo/auth/register")).header("content-type", "application/json").body(huge.clone());
+    assert_problem(declared.send().await.expect("request"), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = huge
-        .into_bytes()
-        .chunks(8192)
-        .map(|c| Ok(c.to_vec()))
-        .collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = huge.into_bytes().chunks(8192).map(|c| Ok(c.to_vec())).collect();
     let stream = reqwest::Body::wrap_stream(futures_stream(chunks));
-    let chunked = app
-        .http
-        .post(app.url("/t/demo/auth/register"))
-        .header("content-type", "application/json")
-        .body(stream);
-    assert_problem(
-        chunked.send().await.expect("request"),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    )
-    .await;
+    let chunked =
+        app.http.post(app.url("/t/demo/auth/register")).header("content-type", "application/json").body(stream);
+    assert_problem(chunked.send().await.expect("request"), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 
     let login = app.login("demo", "big@example.com", PASSWORD).await;
     assert_problem(login, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 }
 
 /// A stream over ready items, without pulling in a futures crate.
-fn futures_stream<T: Send + 'static>(
-    items: Vec<T>,
-) -> impl futures_core::Stream<Item = T> + Send + 'static {
+fn futures_stream<T: Send + 'static>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Send + 'static {
     struct Ready<T>(std::vec::IntoIter<T>);
     impl<T> futures_core::Stream for Ready<T> {
         type Item = T;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<T>> {
+        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
             std::task::Poll::Ready(self.0.next())
         }
     }
@@ -135,11 +98,7 @@ async fn invalid_and_unknown_tenants_are_4xx_on_every_tenant_endpoint() {
             let response = app.post_json(&format!("/t/{tenant}/{path}"), &body).await;
             assert_problem(response, StatusCode::BAD_REQUEST, "invalid_tenant_id").await;
         }
-        for path in [
-            ".well-known/jwks.json",
-            ".well-known/openid-configuration",
-            "users/me",
-        ] {
+        for path in [".well-known/jwks.json", ".well-known/openid-configuration", "users/me"] {
             let response = app.get_with(&format!("/t/{tenant}/{path}"), "token").await;
             assert_problem(response, StatusCode::BAD_REQUEST, "invalid_tenant_id").await;
         }
@@ -148,12 +107,7 @@ async fn invalid_and_unknown_tenants_are_4xx_on_every_tenant_endpoint() {
         let response = app.post_json(&format!("/t/nowhere/{path}"), &body).await;
         assert_problem(response, StatusCode::NOT_FOUND, "tenant_not_found").await;
     }
-    let response = app
-        .http
-        .get(app.url("/t/nowhere/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("request");
+    let response = app.http.get(app.url("/t/nowhere/.well-known/jwks.json")).send().await.expect("request");
     assert_problem(response, StatusCode::NOT_FOUND, "tenant_not_found").await;
 }
 
@@ -161,27 +115,17 @@ async fn invalid_and_unknown_tenants_are_4xx_on_every_tenant_endpoint() {
 async fn odd_authorization_headers_are_401_problems() {
     let app = spawn_app().await;
     let values: Vec<reqwest::header::HeaderValue> = vec![
-        reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe")
-            .expect("obs-text is a valid header value"),
+        reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("obs-text is a valid header value"),
         reqwest::header::HeaderValue::from_static("Bearer"),
         reqwest::header::HeaderValue::from_static("Basic dXNlcjpwYXNz"),
         reqwest::header::HeaderValue::from_static("Bearer a.b.c"),
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", "A".repeat(9000)))
-            .expect("ascii"),
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", "A".repeat(9000))).expect("ascii"),
     ];
     for value in values {
-        let response = app
-            .http
-            .get(app.url("/t/demo/users/me"))
-            .header("authorization", value.clone())
-            .send()
-            .await
-            .expect("r");
+        let response =
+            app.http.get(app.url("/t/demo/users/me")).header("authorization", value.clone()).send().await.expect("r");
         let status = response.status();
-        assert!(
-            status == StatusCode::UNAUTHORIZED,
-            "{value:?} gave {status}"
-        );
+        assert!(status == StatusCode::UNAUTHORIZED, "{value:?} gave {status}");
         let problem: serde_json::Value = response.json().await.expect("problem json");
         assert!(problem["code"].is_string());
     }
@@ -190,43 +134,18 @@ async fn odd_authorization_headers_are_401_problems() {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let app = spawn_app().await;
-    let missing = app
-        .http
-        .get(app.url("/no/such/route"))
-        .send()
-        .await
-        .expect("request");
+    let missing = app.http.get(app.url("/no/such/route")).send().await.expect("request");
     assert_problem(missing, StatusCode::NOT_FOUND, "not_found").await;
-    let wrong_method = app
-        .http
-        .delete(app.url("/t/demo/auth/login"))
-        .send()
-        .await
-        .expect("request");
-    assert_problem(
-        wrong_method,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-    )
-    .await;
+    let wrong_method = app.http.delete(app.url("/t/demo/auth/login")).send().await.expect("request");
+    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
 #[tokio::test]
 async fn health_endpoints_answer() {
     let app = spawn_app().await;
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("request");
+    let health = app.http.get(app.url("/healthz")).send().await.expect("request");
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let ready = app.http.get(app.url("/readyz")).send().await.expect("request");
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(ready.text().await.expect("text"), "ready");
 }

@@ -9,12 +9,8 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 async fn discovery(app: &TestApp, tenant: &str) -> Value {
-    let response = app
-        .http
-        .get(app.url(&format!("/t/{tenant}/.well-known/openid-configuration")))
-        .send()
-        .await
-        .expect("r");
+    let response =
+        app.http.get(app.url(&format!("/t/{tenant}/.well-known/openid-configuration"))).send().await.expect("r");
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.expect("json")
 }
@@ -23,16 +19,9 @@ async fn discovery(app: &TestApp, tenant: &str) -> Value {
 async fn the_discovery_document_names_the_issuer_and_jwks_of_its_tenant() {
     let app = spawn_app().await;
     let doc = discovery(&app, "demo").await;
-    assert_eq!(
-        doc["issuer"],
-        app.url("/t/demo"),
-        "issuer equals the URL the document was fetched under"
-    );
+    assert_eq!(doc["issuer"], app.url("/t/demo"), "issuer equals the URL the document was fetched under");
     assert_eq!(doc["jwks_uri"], app.url("/t/demo/.well-known/jwks.json"));
-    assert_eq!(
-        doc["id_token_signing_alg_values_supported"],
-        json!(["EdDSA"])
-    );
+    assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["EdDSA"]));
 }
 
 #[tokio::test]
@@ -40,52 +29,24 @@ async fn the_jwks_is_cacheable_and_answers_304_to_its_etag() {
     let app = spawn_app().await;
     let url = app.url("/t/demo/.well-known/jwks.json");
     let first = app.http.get(&url).send().await.expect("request");
-    assert!(
-        first.headers()["cache-control"]
-            .to_str()
-            .expect("ascii")
-            .contains("max-age=")
-    );
+    assert!(first.headers()["cache-control"].to_str().expect("ascii").contains("max-age="));
     let etag = first.headers()["etag"].to_str().expect("ascii").to_owned();
-    let again = app
-        .http
-        .get(&url)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .expect("request");
+    let again = app.http.get(&url).header("if-none-match", &etag).send().await.expect("request");
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    let stale = app
-        .http
-        .get(&url)
-        .header("if-none-match", "\"something-else\"")
-        .send()
-        .await
-        .expect("request");
+    let stale = app.http.get(&url).header("if-none-match", "\"something-else\"").send().await.expect("request");
     assert_eq!(stale.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn hs256_tenants_publish_no_secret_and_still_authenticate() {
     let app = spawn_app().await;
-    app.create_tenant(json!({"id": "hmac", "algorithm": "HS256"}))
-        .await;
-    let jwks: Value = app
-        .http
-        .get(app.url("/t/hmac/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("j");
+    app.create_tenant(json!({"id": "hmac", "algorithm": "HS256"})).await;
+    let jwks: Value =
+        app.http.get(app.url("/t/hmac/.well-known/jwks.json")).send().await.expect("r").json().await.expect("j");
     assert_eq!(jwks, json!({"keys": []}));
     let tokens = app.register("hmac", "hmac@example.com").await;
     let access = tokens["access_token"].as_str().expect("token");
-    assert_eq!(
-        app.get_with("/t/hmac/users/me", access).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_with("/t/hmac/users/me", access).await.status(), StatusCode::OK);
 }
 
 /// Verifies like an outside Rust service would: discovery → JWKS → jsonwebtoken.
@@ -95,19 +56,10 @@ async fn verify_with_jsonwebtoken(
     token: &str,
 ) -> Result<Value, jsonwebtoken::errors::Error> {
     let doc = discovery(app, tenant).await;
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .http
-        .get(doc["jwks_uri"].as_str().expect("uri"))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("jwks");
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        app.http.get(doc["jwks_uri"].as_str().expect("uri")).send().await.expect("r").json().await.expect("jwks");
     let header = jsonwebtoken::decode_header(token)?;
-    let jwk = jwks
-        .find(header.kid.as_deref().expect("kid"))
-        .expect("kid published");
+    let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("kid published");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk)?;
     let mut validation = jsonwebtoken::Validation::new(header.alg);
     validation.set_issuer(&[doc["issuer"].as_str().expect("issuer")]);
@@ -119,8 +71,7 @@ fn tamper(token: &str) -> String {
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut claims: Value =
-        serde_json::from_slice(&b64.decode(&parts[1]).expect("b64")).expect("json");
+    let mut claims: Value = serde_json::from_slice(&b64.decode(&parts[1]).expect("b64")).expect("json");
     claims["roles"] = json!(["admin"]);
     parts[1] = b64.encode(claims.to_string());
     parts.join(".")
@@ -129,28 +80,19 @@ fn tamper(token: &str) -> String {
 #[tokio::test]
 async fn access_tokens_of_every_asymmetric_algorithm_verify_with_the_jsonwebtoken_crate() {
     let app = spawn_app().await;
-    app.create_tenant(json!({"id": "ec", "algorithm": "ES256"}))
-        .await;
-    app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"}))
-        .await;
+    app.create_tenant(json!({"id": "ec", "algorithm": "ES256"})).await;
+    app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"})).await;
     for tenant in ["demo", "ec", "rsa"] {
         let tokens = app.register(tenant, "interop@example.com").await;
         let token = tokens["access_token"].as_str().expect("token");
-        let claims = verify_with_jsonwebtoken(&app, tenant, token)
-            .await
-            .unwrap_or_else(|e| panic!("{tenant}: {e}"));
+        let claims = verify_with_jsonwebtoken(&app, tenant, token).await.unwrap_or_else(|e| panic!("{tenant}: {e}"));
         assert_eq!(claims["sub"], tokens["user"]["id"], "{tenant}");
         assert_eq!(claims["tid"], tenant);
         assert_eq!(claims["roles"], json!(["user"]));
         for claim in ["iss", "aud", "exp", "iat", "nbf", "jti", "sid", "scope"] {
             assert!(claims.get(claim).is_some(), "{tenant}: missing {claim}");
         }
-        assert!(
-            verify_with_jsonwebtoken(&app, tenant, &tamper(token))
-                .await
-                .is_err(),
-            "{tenant}: tampered token"
-        );
+        assert!(verify_with_jsonwebtoken(&app, tenant, &tamper(token)).await.is_err(), "{tenant}: tampered token");
     }
 }
 
@@ -159,11 +101,7 @@ async fn jose_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-jose");
     if !dir.join("node_modules/jose/package.json").exists() {
         std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(
-            dir.join("package.json"),
-            r#"{"private":true,"type":"module"}"#,
-        )
-        .expect("write");
+        std::fs::write(dir.join("package.json"), r#"{"private":true,"type":"module"}"#).expect("write");
         let status = tokio::process::Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--silent", "jose@5"])
             .current_dir(&dir)
@@ -172,28 +110,18 @@ async fn jose_dir() -> PathBuf {
             .expect("npm runs");
         assert!(status.success(), "npm install jose failed");
     }
-    std::fs::write(dir.join("verify.mjs"), include_str!("verify_with_jose.mjs"))
-        .expect("write script");
+    std::fs::write(dir.join("verify.mjs"), include_str!("verify_with_jose.mjs")).expect("write script");
     dir
 }
 
-async fn verify_with_jose(
-    dir: &std::path::Path,
-    discovery_url: &str,
-    token: &str,
-    audience: &str,
-) -> Value {
+async fn verify_with_jose(dir: &std::path::Path, discovery_url: &str, token: &str, audience: &str) -> Value {
     let output = tokio::process::Command::new("node")
         .arg(dir.join("verify.mjs"))
         .args([discovery_url, token, audience])
         .output()
         .await
         .expect("node runs");
-    assert!(
-        output.status.success(),
-        "node failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("script prints JSON")
 }
 
@@ -201,10 +129,8 @@ async fn verify_with_jose(
 async fn access_tokens_verify_with_nodes_jose_from_the_discovery_document() {
     let app = spawn_app().await;
     let dir = jose_dir().await;
-    app.create_tenant(json!({"id": "ec", "algorithm": "ES256"}))
-        .await;
-    app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"}))
-        .await;
+    app.create_tenant(json!({"id": "ec", "algorithm": "ES256"})).await;
+    app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"})).await;
     for tenant in ["demo", "ec", "rsa"] {
         let tokens = app.register(tenant, "jose@example.com").await;
         let token = tokens["access_token"].as_str().expect("token");
@@ -217,9 +143,6 @@ async fn access_tokens_verify_with_nodes_jose_from_the_discovery_document() {
         assert_eq!(tampered["ok"], false, "{tenant}: {tampered}");
         assert_eq!(tampered["code"], "ERR_JWS_SIGNATURE_VERIFICATION_FAILED");
         let foreign_audience = verify_with_jose(&dir, &discovery_url, token, "someone-else").await;
-        assert_eq!(
-            foreign_audience["code"], "ERR_JWT_CLAIM_VALIDATION_FAILED",
-            "{foreign_audience}"
-        );
+        assert_eq!(foreign_audience["code"], "ERR_JWT_CLAIM_VALIDATION_FAILED", "{foreign_audience}");
     }
 }

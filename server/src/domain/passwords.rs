@@ -51,14 +51,9 @@ impl PasswordHasher {
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("the password hasher is closed".into()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| Error::Internal(format!("hash task failed: {e}")))
+        let _permit =
+            self.permits.acquire().await.map_err(|_| Error::Internal("the password hasher is closed".into()))?;
+        tokio::task::spawn_blocking(job).await.map_err(|e| Error::Internal(format!("hash task failed: {e}")))
     }
 
     /// Hashes a password into a PHC string.
@@ -66,9 +61,7 @@ impl PasswordHasher {
         let params = self.params.clone();
         self.run(move || {
             let salt = SaltString::generate(&mut OsRng);
-            Self::argon2(params)
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|h| h.to_string())
+            Self::argon2(params).hash_password(password.expose().as_bytes(), &salt).map(|h| h.to_string())
         })
         .await?
         .map_err(|e| Error::Internal(format!("argon2: {e}")))
@@ -86,39 +79,25 @@ impl PasswordHasher {
         let verdict = self
             .run(move || {
                 let Ok(hash) = PasswordHash::new(&phc) else {
-                    return Verdict {
-                        matches: false,
-                        outdated: true,
-                    };
+                    return Verdict { matches: false, outdated: true };
                 };
-                let matches = Self::argon2(params.clone())
-                    .verify_password(password.expose().as_bytes(), &hash)
-                    .is_ok();
+                let matches = Self::argon2(params.clone()).verify_password(password.expose().as_bytes(), &hash).is_ok();
                 let current = hash.algorithm.as_str() == "argon2id"
                     && Params::try_from(&hash).is_ok_and(|used| {
                         (used.m_cost(), used.t_cost(), used.p_cost())
                             == (params.m_cost(), params.t_cost(), params.p_cost())
                     });
-                Verdict {
-                    matches,
-                    outdated: !current,
-                }
+                Verdict { matches, outdated: !current }
             })
             .await?;
-        Ok(Verdict {
-            matches: verdict.matches && known,
-            ..verdict
-        })
+        Ok(Verdict { matches: verdict.matches && known, ..verdict })
     }
 
     async fn dummy_hash(&self) -> Result<String> {
         self.dummy
             .get_or_try_init(|| async {
                 let random = crate::crypto::random_token("");
-                self.hash(Password::presented(secrecy::ExposeSecret::expose_secret(
-                    &random,
-                ))?)
-                .await
+                self.hash(Password::presented(secrecy::ExposeSecret::expose_secret(&random))?).await
             })
             .await
             .cloned()
@@ -143,59 +122,29 @@ mod tests {
         let phc = hasher.hash(pw("correct horse")).await.expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
         assert_eq!(
-            hasher
-                .verify(pw("correct horse"), Some(phc.clone()))
-                .await
-                .expect("verify"),
-            Verdict {
-                matches: true,
-                outdated: false
-            }
+            hasher.verify(pw("correct horse"), Some(phc.clone())).await.expect("verify"),
+            Verdict { matches: true, outdated: false }
         );
-        assert!(
-            !hasher
-                .verify(pw("wrong horse"), Some(phc.clone()))
-                .await
-                .expect("verify")
-                .matches
-        );
+        assert!(!hasher.verify(pw("wrong horse"), Some(phc.clone())).await.expect("verify").matches);
 
         let stronger = PasswordHasher::new(2, Params::new(128, 1, 1, None).expect("valid"));
         assert_eq!(
-            stronger
-                .verify(pw("correct horse"), Some(phc))
-                .await
-                .expect("verify"),
-            Verdict {
-                matches: true,
-                outdated: true
-            }
+            stronger.verify(pw("correct horse"), Some(phc)).await.expect("verify"),
+            Verdict { matches: true, outdated: true }
         );
     }
 
     #[tokio::test]
     async fn unknown_users_never_match_even_with_the_dummy_password() {
         let hasher = PasswordHasher::new(1, cheap());
-        assert!(
-            !hasher
-                .verify(pw("anything"), None)
-                .await
-                .expect("verify")
-                .matches
-        );
+        assert!(!hasher.verify(pw("anything"), None).await.expect("verify").matches);
         let dummy = hasher.dummy_hash().await.expect("dummy");
-        assert!(
-            dummy.starts_with("$argon2id$"),
-            "the dummy is a real hash, so it costs a real verify"
-        );
+        assert!(dummy.starts_with("$argon2id$"), "the dummy is a real hash, so it costs a real verify");
     }
 
     #[test]
     fn the_defaults_are_owasps() {
         let params = default_params();
-        assert_eq!(
-            (params.m_cost(), params.t_cost(), params.p_cost()),
-            (19_456, 2, 1)
-        );
+        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19_456, 2, 1));
     }
 }
