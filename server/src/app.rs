@@ -21,6 +21,8 @@ const OPERATOR_TOKEN_HASH: &str = "operator_token_sha256";
 const MASTER_KEY_CHECK: &str = "master_key_check";
 const INITIALIZED_AT: &str = "initialized_at";
 const MASTER_KEY_CHECK_CONTEXT: &str = "latch/master-key-check/v1";
+/// How often the server looks for tenants whose automatic key rotation is due.
+const KEY_ROTATION_CHECK: Duration = Duration::from_secs(60);
 /// How long in-flight requests may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -47,47 +49,41 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     committer: JoinHandle<()>,
+    rotator: JoinHandle<()>,
 }
 
-/// Opens the store, prepares secrets and the demo tenant, binds and starts serving.
-pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+/// The store and secrets, opened and checked, before anything listens.
+struct Prepared {
+    store: SledStore,
+    master: MasterKey,
+    operator_token_hash: [u8; 32],
+    first_start: bool,
+    startup: Startup,
+}
+
+async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let data_dir = settings.data_dir.clone();
     let cache = settings.cache_mb << 20;
     let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir, cache)).await??;
     let (master, master_key_created) = MasterKey::load_or_create(&settings.master_key_file)?;
-    let mut startup = Startup {
-        master_key_created,
-        ..Startup::default()
-    };
+    let mut startup = Startup { master_key_created, ..Startup::default() };
     let first_start = store.get_meta(INITIALIZED_AT)?.is_none();
     check_master_key(&store, &master)?;
     let operator_token_hash = operator_token(&store, settings, &mut startup)?;
+    Ok(Prepared { store, master, operator_token_hash, first_start, startup })
+}
 
-    let acceptor = TcpListener::bind(settings.listen.clone())
-        .into_acceptor()
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .context("the listener has no socket address")?;
-    let public_url = settings
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-
+/// The domain services over a prepared store; on first start, the demo tenant.
+async fn assemble(
+    prepared: Prepared,
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    public_url: String,
+) -> anyhow::Result<(Arc<Latch>, JoinHandle<()>, Startup)> {
+    let Prepared { store, master, operator_token_hash, first_start, mut startup } = prepared;
     let (store, committer) = StoreHandle::new(Arc::new(store) as Arc<dyn Store>);
     let hasher = PasswordHasher::new(settings.hash_concurrency, crate::domain::default_params());
-    let latch = Arc::new(Latch::new(
-        store.clone(),
-        clock.clone(),
-        master,
-        hasher,
-        public_url.clone(),
-        operator_token_hash,
-    ));
-
+    let latch = Arc::new(Latch::new(store.clone(), clock.clone(), master, hasher, public_url, operator_token_hash));
     if first_start {
         if settings.demo_tenant {
             let demo = NewTenant {
@@ -99,11 +95,54 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             startup.demo_created = latch.ensure_tenant(demo).await?;
         }
         let now = clock.now().to_string();
-        store
-            .write(move |s| s.put_meta(INITIALIZED_AT, now.as_bytes()))
-            .await?;
+        store.write(move |s| s.put_meta(INITIALIZED_AT, now.as_bytes())).await?;
+    }
+    Ok((latch, committer, startup))
+}
+
+/// A data directory opened for a command, without serving HTTP.
+pub struct Opened {
+    latch: Arc<Latch>,
+    committer: JoinHandle<()>,
+}
+
+impl Opened {
+    /// The domain services.
+    pub fn latch(&self) -> &Arc<Latch> {
+        &self.latch
     }
 
+    /// Flushes and closes the store.
+    pub async fn close(self) -> anyhow::Result<()> {
+        drop(self.latch);
+        self.committer.await.context("store committer")?;
+        Ok(())
+    }
+}
+
+/// Opens the data directory for a CLI command (the server must not be running on it).
+pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Opened> {
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+    let (latch, committer, _) = assemble(prepare(settings).await?, settings, clock, public_url).await?;
+    Ok(Opened { latch, committer })
+}
+
+/// Opens the store, prepares secrets and the demo tenant, binds and starts serving.
+pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let prepared = prepare(settings).await?;
+    let acceptor = TcpListener::bind(settings.listen.clone())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .context("the listener has no socket address")?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let (latch, committer, startup) = assemble(prepared, settings, clock, public_url.clone()).await?;
+
+    let rotator = tokio::spawn(rotate_keys_when_due(latch.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let app = crate::api::app(latch.clone());
     let server = tokio::spawn(async move {
@@ -118,15 +157,21 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             .await
     });
     tracing::info!(%addr, %public_url, "latch is serving");
-    Ok(RunningServer {
-        addr,
-        public_url,
-        startup,
-        latch,
-        stop,
-        server,
-        committer,
-    })
+    Ok(RunningServer { addr, public_url, startup, latch, stop, server, committer, rotator })
+}
+
+/// Checks every minute for tenants whose automatic key rotation is due.
+async fn rotate_keys_when_due(latch: Arc<Latch>) {
+    let mut tick = tokio::time::interval(KEY_ROTATION_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match latch.rotate_due_keys().await {
+            Ok(rotated) if !rotated.is_empty() => tracing::info!(tenants = ?rotated, "automatic key rotation"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "automatic key rotation failed"),
+        }
+    }
 }
 
 /// The master key must be the one this data directory was created with.
@@ -140,10 +185,7 @@ fn check_master_key(store: &SledStore, master: &MasterKey) -> anyhow::Result<()>
             }
         }
         None => {
-            store.put_meta(
-                MASTER_KEY_CHECK,
-                &master.seal(MASTER_KEY_CHECK_CONTEXT, b"latch"),
-            )?;
+            store.put_meta(MASTER_KEY_CHECK, &master.seal(MASTER_KEY_CHECK_CONTEXT, b"latch"))?;
             store.flush()?;
         }
     }
@@ -152,11 +194,7 @@ fn check_master_key(store: &SledStore, master: &MasterKey) -> anyhow::Result<()>
 
 /// The hash of the operator token: `LATCH_OPERATOR_TOKEN` when set, else one
 /// generated at first start (shown once, only its hash kept).
-fn operator_token(
-    store: &SledStore,
-    settings: &Settings,
-    startup: &mut Startup,
-) -> anyhow::Result<[u8; 32]> {
+fn operator_token(store: &SledStore, settings: &Settings, startup: &mut Startup) -> anyhow::Result<[u8; 32]> {
     if let Some(token) = settings.operator_token() {
         return Ok(token_hash(token));
     }
@@ -180,15 +218,11 @@ impl RunningServer {
 
     /// Stops accepting, lets in-flight requests finish, flushes and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let RunningServer {
-            stop,
-            server,
-            committer,
-            latch,
-            ..
-        } = self;
+        let RunningServer { stop, server, committer, rotator, latch, .. } = self;
         let _ = stop.send(());
         server.await.context("server task")??;
+        rotator.abort();
+        let _ = rotator.await;
         drop(latch);
         committer.await.context("store committer")?;
         tracing::info!("latch stopped; store flushed");
@@ -207,14 +241,13 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

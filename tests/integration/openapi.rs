@@ -6,31 +6,21 @@ use serde_json::Value;
 use crate::support::*;
 
 fn committed_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("openapi.json")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("openapi.json")
 }
 
 #[tokio::test]
 async fn the_served_openapi_document_matches_the_committed_one() {
     let app = spawn_app().await;
-    let served: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let served: Value =
+        app.http.get(app.url("/openapi.json")).send().await.expect("request").json().await.expect("json");
     if std::env::var_os("LATCH_UPDATE_OPENAPI").is_some() {
         let pretty = serde_json::to_string_pretty(&served).expect("serialize");
         std::fs::write(committed_path(), pretty + "\n").expect("write openapi.json");
     }
-    let committed: Value = serde_json::from_str(
-        &std::fs::read_to_string(committed_path()).expect("openapi.json is committed"),
-    )
-    .expect("committed openapi.json is JSON");
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(committed_path()).expect("openapi.json is committed"))
+            .expect("committed openapi.json is JSON");
     assert!(
         served == committed,
         "openapi.json is stale: run `LATCH_UPDATE_OPENAPI=1 cargo test -p latch-tests openapi` and commit the result"
@@ -40,35 +30,16 @@ async fn the_served_openapi_document_matches_the_committed_one() {
 #[tokio::test]
 async fn the_explorer_is_served_and_protected_operations_declare_bearer_auth() {
     let app = spawn_app().await;
-    let docs = app
-        .http
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .expect("request");
+    let docs = app.http.get(app.url("/docs")).send().await.expect("request");
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(
-        docs.text().await.expect("html").contains("swagger"),
-        "the explorer page"
-    );
+    assert!(docs.text().await.expect("html").contains("swagger"), "the explorer page");
 
-    let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("json");
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.expect("r").json().await.expect("json");
     let schemes = &spec["components"]["securitySchemes"];
     assert_eq!(schemes["BearerToken"]["scheme"], "bearer");
     assert_eq!(schemes["OperatorToken"]["scheme"], "bearer");
     let me = &spec["paths"]["/t/{tenant}/users/me"]["get"];
     assert!(me["security"].to_string().contains("BearerToken"), "{me}");
     let create = &spec["paths"]["/admin/tenants"]["post"];
-    assert!(
-        create["security"].to_string().contains("OperatorToken"),
-        "{create}"
-    );
+    assert!(create["security"].to_string().contains("OperatorToken"), "{create}");
 }

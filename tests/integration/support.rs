@@ -37,29 +37,21 @@ async fn spawn_with_clock(clock: Arc<dyn Clock>) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone()).await;
     let addr = server.addr;
-    TestApp {
-        base: server.public_url.clone(),
-        http: reqwest::Client::new(),
-        server: Some(server),
-        dir,
-        addr,
-        clock,
-    }
+    TestApp { base: server.public_url.clone(), http: reqwest::Client::new(), server: Some(server), dir, addr, clock }
 }
 
 async fn start(data_dir: &std::path::Path, listen: &str, clock: Arc<dyn Clock>) -> RunningServer {
-    let args = ConfigArgs {
-        listen: Some(listen.into()),
-        data_dir: Some(data_dir.to_owned()),
-        ..ConfigArgs::default()
-    };
+    let args = ConfigArgs { listen: Some(listen.into()), data_dir: Some(data_dir.to_owned()), ..ConfigArgs::default() };
     let settings = Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
-    latch_server::app::start(&settings, clock)
-        .await
-        .expect("server starts")
+    latch_server::app::start(&settings, clock).await.expect("server starts")
 }
 
 impl TestApp {
+    /// The domain services of the running server (to reach what has no endpoint yet).
+    pub fn latch(&self) -> &Arc<latch_server::domain::Latch> {
+        self.server.as_ref().expect("running").latch()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -68,67 +60,51 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Stops the server (flushing the store) and starts it again on the same
-    /// address and data directory.
+    /// Stops the server if it runs (flushing the store) and starts it again
+    /// on the same address and data directory.
     pub async fn restart(&mut self) {
-        self.server
-            .take()
-            .expect("running")
-            .shutdown()
-            .await
-            .expect("clean shutdown");
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
         let server = start(&self.data_dir(), &self.addr.to_string(), self.clock.clone()).await;
         assert_eq!(server.public_url, self.base, "same address, same issuer");
         self.server = Some(server);
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.http.post(self.url(path)).json(body).send().await.expect("request")
     }
 
     pub async fn get_with(&self, path: &str, token: &str) -> Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request")
+        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request")
     }
 
     pub async fn register(&self, tenant: &str, email: &str) -> Value {
-        let response = self
-            .post_json(
-                &format!("/t/{tenant}/auth/register"),
-                &json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "register {email} in {tenant}"
-        );
+        let response =
+            self.post_json(&format!("/t/{tenant}/auth/register"), &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "register {email} in {tenant}");
         response.json().await.expect("json")
     }
 
     pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Response {
-        self.post_json(
-            &format!("/t/{tenant}/auth/login"),
-            &json!({"email": email, "password": password}),
-        )
-        .await
+        self.post_json(&format!("/t/{tenant}/auth/login"), &json!({"email": email, "password": password})).await
     }
 
     pub async fn refresh(&self, tenant: &str, refresh_token: &str) -> Response {
-        self.post_json(
-            &format!("/t/{tenant}/auth/refresh"),
-            &json!({"refresh_token": refresh_token}),
-        )
-        .await
+        self.post_json(&format!("/t/{tenant}/auth/refresh"), &json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.http.post(self.url(path)).form(form).send().await.expect("request")
+    }
+
+    pub async fn operator_post(&self, path: &str, body: &Value) -> Response {
+        self.http.post(self.url(path)).bearer_auth(OPERATOR_TOKEN).json(body).send().await.expect("request")
+    }
+
+    pub async fn jwks(&self, tenant: &str) -> Value {
+        let response = self.http.get(self.url(&format!("/t/{tenant}/.well-known/jwks.json"))).send().await.expect("r");
+        response.json().await.expect("json")
     }
 
     pub async fn create_tenant(&self, body: Value) -> Value {
@@ -140,28 +116,34 @@ impl TestApp {
             .send()
             .await
             .expect("request");
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "create tenant {body}"
-        );
+        assert_eq!(response.status(), StatusCode::CREATED, "create tenant {body}");
         response.json().await.expect("json")
     }
+}
+
+/// The `kid` in a token's header.
+pub fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().expect("header");
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("b64"))
+            .expect("json");
+    header["kid"].as_str().expect("kid").to_owned()
+}
+
+/// A token's claims, decoded without verification.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
+        .expect("json")
 }
 
 /// Asserts an RFC 9457 problem with this status and code; returns the body.
 pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "status for expected {code}");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "content type {content_type}"
-    );
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(content_type.starts_with("application/problem+json"), "content type {content_type}");
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status.as_u16(), "{body}");

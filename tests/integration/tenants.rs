@@ -8,91 +8,38 @@ use crate::support::*;
 #[tokio::test]
 async fn the_operator_api_needs_the_operator_token() {
     let app = spawn_app().await;
-    let anonymous = app
-        .http
-        .get(app.url("/admin/tenants"))
-        .send()
-        .await
-        .expect("request");
+    let anonymous = app.http.get(app.url("/admin/tenants")).send().await.expect("request");
     assert_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let wrong = app
-        .get_with("/admin/tenants", "not-the-operator-token")
-        .await;
+    let wrong = app.get_with("/admin/tenants", "not-the-operator-token").await;
     assert_problem(wrong, StatusCode::UNAUTHORIZED, "operator_token_required").await;
     let user = app.register("demo", "user@example.com").await;
-    let as_user = app
-        .get_with(
-            "/admin/tenants",
-            user["access_token"].as_str().expect("token"),
-        )
-        .await;
+    let as_user = app.get_with("/admin/tenants", user["access_token"].as_str().expect("token")).await;
     assert_problem(as_user, StatusCode::UNAUTHORIZED, "operator_token_required").await;
-    let create = app
-        .http
-        .post(app.url("/admin/tenants"))
-        .bearer_auth("wrong")
-        .json(&json!({"id": "x"}))
-        .send();
-    assert_problem(
-        create.await.expect("request"),
-        StatusCode::UNAUTHORIZED,
-        "operator_token_required",
-    )
-    .await;
+    let create = app.http.post(app.url("/admin/tenants")).bearer_auth("wrong").json(&json!({"id": "x"})).send();
+    assert_problem(create.await.expect("request"), StatusCode::UNAUTHORIZED, "operator_token_required").await;
 }
 
 #[tokio::test]
 async fn tenants_are_created_listed_read_and_deleted() {
     let app = spawn_app().await;
-    let created = app
-        .create_tenant(json!({"id": "acme", "name": "Acme Corp", "algorithm": "ES256"}))
-        .await;
+    let created = app.create_tenant(json!({"id": "acme", "name": "Acme Corp", "algorithm": "ES256"})).await;
     assert_eq!(created["id"], "acme");
     assert_eq!(created["algorithm"], "ES256");
     assert_eq!(created["issuer"], app.url("/t/acme"));
     assert_eq!(created["settings"]["access_token_ttl"], 900);
 
-    let duplicate = app
-        .http
-        .post(app.url("/admin/tenants"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"id": "acme"}));
-    assert_problem(
-        duplicate.send().await.expect("request"),
-        StatusCode::CONFLICT,
-        "tenant_exists",
-    )
-    .await;
+    let duplicate = app.http.post(app.url("/admin/tenants")).bearer_auth(OPERATOR_TOKEN).json(&json!({"id": "acme"}));
+    assert_problem(duplicate.send().await.expect("request"), StatusCode::CONFLICT, "tenant_exists").await;
 
-    let list: Value = app
-        .get_with("/admin/tenants", OPERATOR_TOKEN)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let ids: Vec<&str> = list["tenants"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|t| t["id"].as_str())
-        .collect();
+    let list: Value = app.get_with("/admin/tenants", OPERATOR_TOKEN).await.json().await.expect("json");
+    let ids: Vec<&str> = list["tenants"].as_array().expect("array").iter().filter_map(|t| t["id"].as_str()).collect();
     assert_eq!(ids, ["acme", "demo"]);
-    let one: Value = app
-        .get_with("/admin/tenants/acme", OPERATOR_TOKEN)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let one: Value = app.get_with("/admin/tenants/acme", OPERATOR_TOKEN).await.json().await.expect("json");
     assert_eq!(one["name"], "Acme Corp");
 
     let user = app.register("acme", "someone@example.com").await;
-    let delete = app
-        .http
-        .delete(app.url("/admin/tenants/acme"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .expect("request");
+    let delete =
+        app.http.delete(app.url("/admin/tenants/acme")).bearer_auth(OPERATOR_TOKEN).send().await.expect("request");
     assert_eq!(delete.status(), StatusCode::NO_CONTENT);
     assert_problem(
         app.get_with("/admin/tenants/acme", OPERATOR_TOKEN).await,
@@ -101,18 +48,9 @@ async fn tenants_are_created_listed_read_and_deleted() {
     )
     .await;
     let token = user["access_token"].as_str().expect("token");
-    assert_problem(
-        app.get_with("/t/acme/users/me", token).await,
-        StatusCode::NOT_FOUND,
-        "tenant_not_found",
-    )
-    .await;
-    assert_problem(
-        app.login("acme", "someone@example.com", PASSWORD).await,
-        StatusCode::NOT_FOUND,
-        "tenant_not_found",
-    )
-    .await;
+    assert_problem(app.get_with("/t/acme/users/me", token).await, StatusCode::NOT_FOUND, "tenant_not_found").await;
+    assert_problem(app.login("acme", "someone@example.com", PASSWORD).await, StatusCode::NOT_FOUND, "tenant_not_found")
+        .await;
 
     app.create_tenant(json!({"id": "acme"})).await;
     let fresh = app.login("acme", "someone@example.com", PASSWORD).await;
@@ -128,12 +66,7 @@ async fn invalid_tenant_settings_are_refused() {
         json!({"id": "ok", "password_min_length": 2}),
         json!({"id": "ok", "algorithm": "none"}),
     ] {
-        let response = app
-            .http
-            .post(app.url("/admin/tenants"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .json(&body)
-            .send();
+        let response = app.http.post(app.url("/admin/tenants")).bearer_auth(OPERATOR_TOKEN).json(&body).send();
         let response = response.await.expect("request");
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
     }
@@ -146,38 +79,21 @@ async fn the_same_email_in_two_tenants_is_two_unrelated_users() {
     let in_demo = app.register("demo", "twin@example.com").await;
     let in_blue = app.register("blue", "twin@example.com").await;
     assert_ne!(in_demo["user"]["id"], in_blue["user"]["id"]);
-    let change = app
-        .http
-        .patch(app.url("/t/blue/users/me"))
-        .bearer_auth(in_blue["access_token"].as_str().expect("t"));
-    change
-        .json(&json!({"name": "Blue Twin"}))
-        .send()
-        .await
-        .expect("request");
+    let change = app.http.patch(app.url("/t/blue/users/me")).bearer_auth(in_blue["access_token"].as_str().expect("t"));
+    change.json(&json!({"name": "Blue Twin"})).send().await.expect("request");
     let demo_me: Value = app
-        .get_with(
-            "/t/demo/users/me",
-            in_demo["access_token"].as_str().expect("t"),
-        )
+        .get_with("/t/demo/users/me", in_demo["access_token"].as_str().expect("t"))
         .await
         .json()
         .await
         .expect("json");
-    assert_eq!(
-        demo_me["name"],
-        Value::Null,
-        "a change in one tenant leaves the other user alone"
-    );
+    assert_eq!(demo_me["name"], Value::Null, "a change in one tenant leaves the other user alone");
     // Each password belongs to its own tenant.
     let reset = app
         .http
         .post(app.url("/t/blue/auth/login"))
         .json(&json!({"email": "twin@example.com", "password": "another password!"}));
-    assert_eq!(
-        reset.send().await.expect("request").status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(reset.send().await.expect("request").status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -192,47 +108,18 @@ async fn a_token_of_tenant_a_is_rejected_by_every_endpoint_of_tenant_b() {
 
     let me = app.get_with("/t/tenant-b/users/me", access).await;
     let body = assert_problem(me, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    assert!(
-        ["wrong_issuer", "unknown_kid"].contains(&body["token_error"].as_str().unwrap_or("")),
-        "{body}"
-    );
-    let patch = app
-        .http
-        .patch(app.url("/t/tenant-b/users/me"))
-        .bearer_auth(access)
-        .json(&json!({"name": "x"}));
-    assert_problem(
-        patch.send().await.expect("request"),
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
-    let logout = app
-        .http
-        .post(app.url("/t/tenant-b/auth/logout"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("request");
+    assert!(["wrong_issuer", "unknown_kid"].contains(&body["token_error"].as_str().unwrap_or("")), "{body}");
+    let patch = app.http.patch(app.url("/t/tenant-b/users/me")).bearer_auth(access).json(&json!({"name": "x"}));
+    assert_problem(patch.send().await.expect("request"), StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let logout = app.http.post(app.url("/t/tenant-b/auth/logout")).bearer_auth(access).send().await.expect("request");
     assert_problem(logout, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    assert_problem(
-        app.refresh("tenant-b", refresh).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_refresh_token",
-    )
-    .await;
+    assert_problem(app.refresh("tenant-b", refresh).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
     let admin = app.get_with("/admin/tenants", access).await;
     assert_problem(admin, StatusCode::UNAUTHORIZED, "operator_token_required").await;
 
     // The token still works where it belongs, and its refresh token was not consumed by tenant B.
-    assert_eq!(
-        app.get_with("/t/tenant-a/users/me", access).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.refresh("tenant-a", refresh).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_with("/t/tenant-a/users/me", access).await.status(), StatusCode::OK);
+    assert_eq!(app.refresh("tenant-a", refresh).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -241,26 +128,17 @@ async fn a_token_forged_with_the_same_kid_by_another_tenant_is_rejected() {
     let app = spawn_app().await;
     app.create_tenant(json!({"id": "left"})).await;
     app.create_tenant(json!({"id": "right"})).await;
-    let left_jwks: Value = app
-        .http
-        .get(app.url("/t/left/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("j");
+    let left_jwks: Value =
+        app.http.get(app.url("/t/left/.well-known/jwks.json")).send().await.expect("r").json().await.expect("j");
     let right = app.register("right", "forger@example.com").await;
     let token = right["access_token"].as_str().expect("token");
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut header: Value =
-        serde_json::from_slice(&b64.decode(&parts[0]).expect("b64")).expect("json");
+    let mut header: Value = serde_json::from_slice(&b64.decode(&parts[0]).expect("b64")).expect("json");
     header["kid"] = left_jwks["keys"][0]["kid"].clone();
     parts[0] = b64.encode(header.to_string());
-    let mut payload: Value =
-        serde_json::from_slice(&b64.decode(&parts[1]).expect("b64")).expect("json");
+    let mut payload: Value = serde_json::from_slice(&b64.decode(&parts[1]).expect("b64")).expect("json");
     payload["iss"] = json!(app.url("/t/left"));
     payload["aud"] = json!("left");
     payload["tid"] = json!("left");

@@ -9,7 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::models::Tokens;
-use super::{ApiResult, ApiTags, BearerToken, NoContent, client_info, tenant_id};
+use super::{ApiResult, ApiTags, NoContent, UserAuth, client_info, tenant_id};
 use crate::domain::{Latch, Registration};
 
 /// Register, log in, refresh, log out.
@@ -35,6 +35,8 @@ pub struct LoginRequest {
     /// Password.
     #[oai(write_only)]
     pub password: String,
+    /// Space-separated scopes to request (default: all the user's roles allow).
+    pub scope: Option<String>,
 }
 
 /// A refresh token to exchange.
@@ -61,11 +63,7 @@ const NO_STORE: &str = "no-store";
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Create an account and log in.
-    #[oai(
-        path = "/t/:tenant/auth/register",
-        method = "post",
-        operation_id = "register"
-    )]
+    #[oai(path = "/t/:tenant/auth/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
         latch: Data<&Arc<Latch>>,
@@ -75,23 +73,13 @@ impl AuthApi {
     ) -> ApiResult<TokenResponse> {
         let tenant = tenant_id(&tenant)?;
         let Json(body) = body;
-        let registration = Registration {
-            email: body.email,
-            password: body.password,
-            name: body.name,
-        };
-        let pair = latch
-            .register(&tenant, registration, client_info(req))
-            .await?;
+        let registration = Registration { email: body.email, password: body.password, name: body.name };
+        let pair = latch.register(&tenant, registration, client_info(req)).await?;
         Ok(TokenResponse::Created(Json(pair.into()), NO_STORE.into()))
     }
 
     /// Log in with email and password.
-    #[oai(
-        path = "/t/:tenant/auth/login",
-        method = "post",
-        operation_id = "login"
-    )]
+    #[oai(path = "/t/:tenant/auth/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         latch: Data<&Arc<Latch>>,
@@ -100,43 +88,29 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> ApiResult<TokenResponse> {
         let tenant = tenant_id(&tenant)?;
-        let pair = latch
-            .login(&tenant, &body.email, &body.password, client_info(req))
-            .await?;
+        let pair = latch.login(&tenant, &body.email, &body.password, body.scope.as_deref(), client_info(req)).await?;
         Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
     }
 
     /// Exchange a refresh token for a new pair (the old refresh token is retired).
-    #[oai(
-        path = "/t/:tenant/auth/refresh",
-        method = "post",
-        operation_id = "refresh"
-    )]
+    #[oai(path = "/t/:tenant/auth/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
         latch: Data<&Arc<Latch>>,
+        req: &Request,
         tenant: Path<String>,
         body: Json<RefreshRequest>,
     ) -> ApiResult<TokenResponse> {
         let tenant = tenant_id(&tenant)?;
-        let pair = latch.refresh(&tenant, &body.refresh_token).await?;
+        let pair = latch.refresh(&tenant, &body.refresh_token, &client_info(req)).await?;
         Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
     }
 
     /// End the current session and its refresh tokens.
-    #[oai(
-        path = "/t/:tenant/auth/logout",
-        method = "post",
-        operation_id = "logout"
-    )]
-    async fn logout(
-        &self,
-        latch: Data<&Arc<Latch>>,
-        tenant: Path<String>,
-        auth: BearerToken,
-    ) -> ApiResult<NoContent> {
+    #[oai(path = "/t/:tenant/auth/logout", method = "post", operation_id = "logout")]
+    async fn logout(&self, latch: Data<&Arc<Latch>>, tenant: Path<String>, auth: UserAuth) -> ApiResult<NoContent> {
         let tenant = tenant_id(&tenant)?;
-        let principal = latch.authenticate(&tenant, &auth.0.token).await?;
+        let principal = latch.authenticate(&tenant, auth.token()).await?;
         latch.logout(&principal).await?;
         Ok(NoContent::Done)
     }

@@ -47,16 +47,10 @@ impl Problem {
     /// The response carrying this problem.
     pub fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body =
-            serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&self)).unwrap_or_default();
-        let mut response = Response::builder()
-            .status(status)
-            .content_type("application/problem+json")
-            .body(body);
+        let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&self)).unwrap_or_default();
+        let mut response = Response::builder().status(status).content_type("application/problem+json").body(body);
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -76,46 +70,28 @@ impl ApiError {
             Error::InvalidTenantId => (S::BAD_REQUEST, "invalid_tenant_id", "Invalid tenant id"),
             Error::TenantNotFound => (S::NOT_FOUND, "tenant_not_found", "Tenant not found"),
             Error::TenantExists => (S::CONFLICT, "tenant_exists", "Tenant exists"),
-            Error::InvalidSetting(_) => {
-                (S::BAD_REQUEST, "invalid_setting", "Invalid tenant setting")
-            }
+            Error::InvalidSetting(_) => (S::BAD_REQUEST, "invalid_setting", "Invalid tenant setting"),
             Error::InvalidEmail => (S::BAD_REQUEST, "invalid_email", "Invalid email"),
             Error::WeakPassword(PasswordRule::TooShort { .. }) => {
                 (S::BAD_REQUEST, "password_too_short", "Password too short")
             }
-            Error::WeakPassword(PasswordRule::TooLong) => {
-                (S::BAD_REQUEST, "password_too_long", "Password too long")
+            Error::WeakPassword(PasswordRule::TooLong) => (S::BAD_REQUEST, "password_too_long", "Password too long"),
+            Error::WeakPassword(PasswordRule::ContainsEmail) => {
+                (S::BAD_REQUEST, "password_contains_email", "Password is the email")
             }
-            Error::WeakPassword(PasswordRule::ContainsEmail) => (
-                S::BAD_REQUEST,
-                "password_contains_email",
-                "Password is the email",
-            ),
             Error::InvalidName => (S::BAD_REQUEST, "invalid_name", "Invalid name"),
             Error::EmailTaken => (S::CONFLICT, "email_taken", "Email already registered"),
-            Error::InvalidCredentials => (
-                S::UNAUTHORIZED,
-                "invalid_credentials",
-                "Invalid credentials",
-            ),
+            Error::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             Error::UserDisabled => (S::FORBIDDEN, "user_disabled", "Account disabled"),
             Error::InvalidToken(_) => (S::UNAUTHORIZED, "invalid_token", "Invalid access token"),
             Error::SessionEnded => (S::UNAUTHORIZED, "session_ended", "Session ended"),
-            Error::InvalidRefreshToken => (
-                S::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "Invalid refresh token",
-            ),
-            Error::RefreshTokenReused => (
-                S::UNAUTHORIZED,
-                "refresh_token_reused",
-                "Refresh token reused",
-            ),
-            Error::NotOperator => (
-                S::UNAUTHORIZED,
-                "operator_token_required",
-                "Operator token required",
-            ),
+            Error::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "Invalid refresh token"),
+            Error::RefreshTokenReused => (S::UNAUTHORIZED, "refresh_token_reused", "Refresh token reused"),
+            Error::NotOperator => (S::UNAUTHORIZED, "operator_token_required", "Operator token required"),
+            Error::NotIntrospector => (S::UNAUTHORIZED, "invalid_client", "Introspection credential required"),
+            Error::InvalidScope(_) => (S::BAD_REQUEST, "invalid_scope", "Scope not allowed"),
+            Error::SessionNotFound => (S::NOT_FOUND, "session_not_found", "Session not found"),
+            Error::CurrentPasswordWrong => (S::FORBIDDEN, "current_password_wrong", "Current password wrong"),
             Error::KeyUnavailable | Error::Internal(_) => {
                 tracing::error!(error = %self.0, "internal error");
                 return Problem::new(
@@ -125,9 +101,7 @@ impl ApiError {
                     "the server failed; see its log",
                 );
             }
-            Error::Store(
-                StoreError::Backend(_) | StoreError::Format(_) | StoreError::Corrupt(_),
-            )
+            Error::Store(StoreError::Backend(_) | StoreError::Format(_) | StoreError::Corrupt(_))
             | Error::Store(StoreError::Conflict | StoreError::NotFound | StoreError::Stale) => {
                 tracing::error!(error = %self.0, "store error");
                 return Problem::new(

@@ -34,11 +34,7 @@ impl HealthApi {
     /// Readiness: the store is open and answers reads.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, latch: Data<&Arc<Latch>>) -> Readiness {
-        match latch
-            .store()
-            .read(|store| store.get_meta(crate::store::sled::FORMAT_KEY))
-            .await
-        {
+        match latch.store().run(|store| store.get_meta(crate::store::sled::FORMAT_KEY)).await {
             Ok(Some(_)) => Readiness::Ready(PlainText("ready")),
             _ => Readiness::NotReady(PlainText("store unavailable")),
         }

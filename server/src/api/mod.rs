@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod health;
 mod models;
+mod oauth;
 mod tenants;
 mod users;
 mod wellknown;
@@ -28,6 +29,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 enum ApiTags {
     /// Register, log in, refresh, log out.
     Auth,
+    /// OAuth 2.0 token, revocation and introspection endpoints.
+    #[oai(rename = "OAuth")]
+    OAuth,
     /// The caller's own account.
     Users,
     /// Operator: tenants.
@@ -42,6 +46,32 @@ enum ApiTags {
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT")]
 pub struct BearerToken(Bearer);
+
+/// The OAuth 2.0 password flow against the `demo` tenant, so the explorer's
+/// "Authorize" can log in with an email and password.
+#[derive(SecurityScheme)]
+#[oai(ty = "oauth2", flows(password(token_url = "/t/demo/oauth/token")))]
+pub struct DemoPasswordFlow(Bearer);
+
+/// A user of the tenant: an access token pasted as a bearer token, or
+/// obtained through the explorer's password flow.
+#[derive(SecurityScheme)]
+pub enum UserAuth {
+    /// Bearer token.
+    BearerToken(BearerToken),
+    /// OAuth 2.0 password flow (demo tenant).
+    DemoPasswordFlow(DemoPasswordFlow),
+}
+
+impl UserAuth {
+    /// The access token presented.
+    pub fn token(&self) -> &str {
+        match self {
+            UserAuth::BearerToken(auth) => &auth.0.token,
+            UserAuth::DemoPasswordFlow(auth) => &auth.0.token,
+        }
+    }
+}
 
 /// The operator token (printed at first start, or `LATCH_OPERATOR_TOKEN`).
 #[derive(SecurityScheme)]
@@ -62,21 +92,13 @@ fn tenant_id(raw: &str) -> ApiResult<TenantId> {
 
 fn client_info(req: &Request) -> ClientInfo {
     ClientInfo {
-        ip: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|addr| addr.ip().to_string()),
+        ip: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()),
         user_agent: req.header("user-agent").map(str::to_owned),
     }
 }
 
-type Apis = (
-    health::HealthApi,
-    wellknown::WellKnownApi,
-    auth::AuthApi,
-    users::UsersApi,
-    tenants::TenantsApi,
-);
+type Apis =
+    (health::HealthApi, wellknown::WellKnownApi, auth::AuthApi, oauth::OAuthApi, users::UsersApi, tenants::TenantsApi);
 
 /// The OpenAPI service (no state: handlers get [`Latch`] from request data).
 pub fn service() -> OpenApiService<Apis, ()> {
@@ -85,6 +107,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             health::HealthApi,
             wellknown::WellKnownApi,
             auth::AuthApi,
+            oauth::OAuthApi,
             users::UsersApi,
             tenants::TenantsApi,
         ),
@@ -129,23 +152,15 @@ pub fn app(latch: Arc<Latch>) -> impl Endpoint<Output = Response> {
 /// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so
 /// chunked uploads are bounded too.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    if let Some(length) = req
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
+    if let Some(length) = req.header("content-length").and_then(|v| v.parse::<usize>().ok())
         && length > BODY_LIMIT
     {
         return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
-    let body = req
-        .take_body()
-        .into_bytes_limit(BODY_LIMIT)
-        .await
-        .map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => {
-                poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE)
-            }
-            other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
-        })?;
+    let body = req.take_body().into_bytes_limit(BODY_LIMIT).await.map_err(|e| match e {
+        poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE),
+        other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
+    })?;
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
 }

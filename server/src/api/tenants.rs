@@ -35,6 +35,10 @@ pub struct CreateTenantRequest {
     pub password_min_length: Option<u32>,
     /// Put the user's email into access tokens (default false).
     pub email_claim: Option<bool>,
+    /// Seconds a just-rotated refresh token may be presented again (0-300, default 10).
+    pub refresh_grace_seconds: Option<u32>,
+    /// Rotate the signing key automatically every N days (default 0: never).
+    pub key_rotation_days: Option<u32>,
 }
 
 /// A tenant's settings.
@@ -56,6 +60,8 @@ pub struct TenantSettingsView {
     pub cors_allowed_origins: Vec<String>,
     /// Refresh grace window in seconds.
     pub refresh_grace_seconds: u32,
+    /// Automatic key rotation interval in days (0: never).
+    pub key_rotation_days: u32,
 }
 
 /// A tenant.
@@ -82,6 +88,69 @@ pub struct TenantList {
     pub tenants: Vec<Tenant>,
 }
 
+/// Key rotation options.
+#[derive(Debug, Object)]
+pub struct RotateKeyRequest {
+    /// Seconds the new key is published in the JWKS before it signs (default 0;
+    /// use at least the JWKS max-age, 300, when verifiers cache it).
+    pub publish_delay_seconds: Option<u32>,
+}
+
+/// A signing key (public facts only).
+#[derive(Debug, Object)]
+pub struct SigningKeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// Created, RFC 3339.
+    pub created_at: String,
+    /// Signs from, RFC 3339.
+    pub active_from: String,
+    /// Stopped signing at, RFC 3339.
+    pub retired_at: Option<String>,
+}
+
+/// A tenant's keys.
+#[derive(Debug, Object)]
+pub struct SigningKeyList {
+    /// Oldest first; retired keys stay until their tokens have expired.
+    pub keys: Vec<SigningKeyInfo>,
+}
+
+/// A new introspection secret, shown once.
+#[derive(Debug, Object)]
+pub struct IntrospectionSecret {
+    /// Send it as a bearer token, or as the Basic password, to `/t/{tenant}/oauth/introspect`.
+    pub secret: String,
+}
+
+/// Key rotated.
+#[derive(ApiResponse)]
+pub enum Rotated {
+    /// The new key.
+    #[oai(status = 201)]
+    Created(Json<SigningKeyInfo>),
+}
+
+/// Secret created.
+#[derive(ApiResponse)]
+pub enum SecretCreated {
+    /// The secret.
+    #[oai(status = 201)]
+    Created(Json<IntrospectionSecret>),
+}
+
+fn key_info(key: crate::store::KeyRecord) -> SigningKeyInfo {
+    SigningKeyInfo {
+        kid: key.kid,
+        algorithm: key.algorithm.into(),
+        created_at: rfc3339(key.created_at),
+        active_from: rfc3339(key.active_from),
+        retired_at: key.retired_at.map(rfc3339),
+    }
+}
+
 /// Tenant created.
 #[derive(ApiResponse)]
 pub enum Created {
@@ -92,11 +161,7 @@ pub enum Created {
 
 fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
     let settings = tenant.settings;
-    let audience = if settings.audience.is_empty() {
-        tenant.id.to_string()
-    } else {
-        settings.audience
-    };
+    let audience = if settings.audience.is_empty() { tenant.id.to_string() } else { settings.audience };
     Tenant {
         issuer: latch.issuer(&tenant.id),
         id: tenant.id.to_string(),
@@ -112,6 +177,7 @@ fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
             email_claim: settings.email_claim,
             cors_allowed_origins: settings.cors_allowed_origins,
             refresh_grace_seconds: settings.refresh_grace_seconds,
+            key_rotation_days: settings.key_rotation_days,
         },
     }
 }
@@ -119,11 +185,7 @@ fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
 #[OpenApi(tag = "ApiTags::Tenants")]
 impl TenantsApi {
     /// Create a tenant with its own issuer and signing key.
-    #[oai(
-        path = "/admin/tenants",
-        method = "post",
-        operation_id = "createTenant"
-    )]
+    #[oai(path = "/admin/tenants", method = "post", operation_id = "createTenant")]
     async fn create(
         &self,
         latch: Data<&Arc<Latch>>,
@@ -137,10 +199,10 @@ impl TenantsApi {
             access_token_ttl: body.access_token_ttl.unwrap_or(defaults.access_token_ttl),
             refresh_token_ttl: body.refresh_token_ttl.unwrap_or(defaults.refresh_token_ttl),
             audience: body.audience.unwrap_or_default(),
-            password_min_length: body
-                .password_min_length
-                .unwrap_or(defaults.password_min_length),
+            password_min_length: body.password_min_length.unwrap_or(defaults.password_min_length),
             email_claim: body.email_claim.unwrap_or(defaults.email_claim),
+            refresh_grace_seconds: body.refresh_grace_seconds.unwrap_or(defaults.refresh_grace_seconds),
+            key_rotation_days: body.key_rotation_days.unwrap_or(defaults.key_rotation_days),
             ..defaults
         };
         let new = NewTenant {
@@ -155,27 +217,14 @@ impl TenantsApi {
 
     /// List tenants.
     #[oai(path = "/admin/tenants", method = "get", operation_id = "listTenants")]
-    async fn list(
-        &self,
-        latch: Data<&Arc<Latch>>,
-        auth: OperatorToken,
-    ) -> ApiResult<Json<TenantList>> {
+    async fn list(&self, latch: Data<&Arc<Latch>>, auth: OperatorToken) -> ApiResult<Json<TenantList>> {
         latch.check_operator(&auth.0.token)?;
-        let tenants = latch
-            .list_tenants()
-            .await?
-            .into_iter()
-            .map(|t| view(&latch, t))
-            .collect();
+        let tenants = latch.list_tenants().await?.into_iter().map(|t| view(&latch, t)).collect();
         Ok(Json(TenantList { tenants }))
     }
 
     /// One tenant.
-    #[oai(
-        path = "/admin/tenants/:tenant",
-        method = "get",
-        operation_id = "getTenant"
-    )]
+    #[oai(path = "/admin/tenants/:tenant", method = "get", operation_id = "getTenant")]
     async fn get(
         &self,
         latch: Data<&Arc<Latch>>,
@@ -187,12 +236,54 @@ impl TenantsApi {
         Ok(Json(view(&latch, tenant)))
     }
 
-    /// Delete a tenant with all its users, sessions and keys.
+    /// Rotate the tenant's signing key.
+    #[oai(path = "/admin/tenants/:tenant/keys/rotate", method = "post", operation_id = "rotateTenantKey")]
+    async fn rotate_key(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        tenant: Path<String>,
+        body: Json<RotateKeyRequest>,
+    ) -> ApiResult<Rotated> {
+        latch.check_operator(&auth.0.token)?;
+        let delay = body.0.publish_delay_seconds.unwrap_or(0);
+        let key = latch.rotate_signing_key(&tenant_id(&tenant)?, delay, "operator").await?;
+        Ok(Rotated::Created(Json(key_info(key))))
+    }
+
+    /// The tenant's signing keys (public facts only).
+    #[oai(path = "/admin/tenants/:tenant/keys", method = "get", operation_id = "listTenantKeys")]
+    async fn keys(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        tenant: Path<String>,
+    ) -> ApiResult<Json<SigningKeyList>> {
+        latch.check_operator(&auth.0.token)?;
+        let keys = latch.keys(&tenant_id(&tenant)?).await?.into_iter().map(key_info).collect();
+        Ok(Json(SigningKeyList { keys }))
+    }
+
+    /// Create or replace the tenant's introspection secret (shown once).
     #[oai(
-        path = "/admin/tenants/:tenant",
-        method = "delete",
-        operation_id = "deleteTenant"
+        path = "/admin/tenants/:tenant/introspection-secret",
+        method = "post",
+        operation_id = "createIntrospectionSecret"
     )]
+    async fn introspection_secret(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        tenant: Path<String>,
+    ) -> ApiResult<SecretCreated> {
+        use secrecy::ExposeSecret as _;
+        latch.check_operator(&auth.0.token)?;
+        let secret = latch.new_introspection_secret(&tenant_id(&tenant)?).await?;
+        Ok(SecretCreated::Created(Json(IntrospectionSecret { secret: secret.expose_secret().to_owned() })))
+    }
+
+    /// Delete a tenant with all its users, sessions and keys.
+    #[oai(path = "/admin/tenants/:tenant", method = "delete", operation_id = "deleteTenant")]
     async fn delete(
         &self,
         latch: Data<&Arc<Latch>>,

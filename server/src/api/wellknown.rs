@@ -54,31 +54,40 @@ pub struct JsonWebKeySet {
 pub enum JwksResponse {
     /// The key set.
     #[oai(status = 200)]
-    Ok(
-        Json<JsonWebKeySet>,
-        #[oai(header = "Cache-Control")] String,
-        #[oai(header = "ETag")] String,
-    ),
+    Ok(Json<JsonWebKeySet>, #[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
     /// Unchanged since the ETag sent in `If-None-Match`.
     #[oai(status = 304)]
-    NotModified(
-        #[oai(header = "Cache-Control")] String,
-        #[oai(header = "ETag")] String,
-    ),
+    NotModified(#[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
 }
 
-/// OpenID Connect discovery metadata (the subset latch implements).
+/// Authorization-server metadata (RFC 8414) served at the OpenID Connect
+/// discovery path. latch has no authorization endpoint (no code flow), so the
+/// OIDC fields that describe one are absent.
 #[derive(Debug, Object)]
 pub struct Discovery {
     /// The issuer; equal to the URL this document was fetched under, minus the well-known suffix.
     pub issuer: String,
     /// Where the tenant's public keys are.
     pub jwks_uri: String,
+    /// RFC 6749 token endpoint (form-encoded).
+    pub token_endpoint: String,
+    /// RFC 7009 revocation endpoint.
+    pub revocation_endpoint: String,
+    /// RFC 7662 introspection endpoint.
+    pub introspection_endpoint: String,
+    /// `password` and `refresh_token`.
+    pub grant_types_supported: Vec<String>,
+    /// `none`: latch's clients are public.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// `none`: possession of the token is enough to revoke it.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// `client_secret_basic` (the tenant's introspection secret as the password); a bearer secret works too.
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
     /// Signing algorithms of this tenant's tokens.
     pub id_token_signing_alg_values_supported: Vec<String>,
     /// Always `["public"]`.
     pub subject_types_supported: Vec<String>,
-    /// latch issues tokens directly (no authorization-code flow yet).
+    /// Empty: there is no authorization endpoint (RFC 8414 requires the member).
     pub response_types_supported: Vec<String>,
     /// Scopes defined by the tenant's roles.
     pub scopes_supported: Vec<String>,
@@ -95,37 +104,28 @@ const JWKS_CACHE_CONTROL: &str = "public, max-age=300, must-revalidate";
 #[OpenApi(tag = "ApiTags::Discovery")]
 impl WellKnownApi {
     /// OIDC discovery document of a tenant.
-    #[oai(
-        path = "/t/:tenant/.well-known/openid-configuration",
-        method = "get",
-        operation_id = "discovery"
-    )]
-    async fn discovery(
-        &self,
-        latch: Data<&Arc<Latch>>,
-        tenant: Path<String>,
-    ) -> ApiResult<Json<Discovery>> {
+    #[oai(path = "/t/:tenant/.well-known/openid-configuration", method = "get", operation_id = "discovery")]
+    async fn discovery(&self, latch: Data<&Arc<Latch>>, tenant: Path<String>) -> ApiResult<Json<Discovery>> {
         let runtime = latch.runtime(&tenant_id(&tenant)?).await?;
-        let mut scopes: Vec<String> = runtime
-            .tenant
-            .settings
-            .roles
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
+        let mut scopes: Vec<String> = runtime.tenant.settings.roles.values().flatten().cloned().collect();
         scopes.sort();
         scopes.dedup();
-        let claims = [
-            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "tid", "sid", "roles", "scope",
-            "email",
-        ];
+        let claims = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "tid", "sid", "roles", "scope", "email"];
+        let issuer = &runtime.issuer;
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Ok(Json(Discovery {
-            jwks_uri: format!("{}/.well-known/jwks.json", runtime.issuer),
+            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+            token_endpoint: format!("{issuer}/oauth/token"),
+            revocation_endpoint: format!("{issuer}/oauth/revoke"),
+            introspection_endpoint: format!("{issuer}/oauth/introspect"),
+            grant_types_supported: strings(&["password", "refresh_token"]),
+            token_endpoint_auth_methods_supported: strings(&["none"]),
+            revocation_endpoint_auth_methods_supported: strings(&["none"]),
+            introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic"]),
             issuer: runtime.issuer.clone(),
             id_token_signing_alg_values_supported: vec![runtime.signer.algorithm().as_str().into()],
             subject_types_supported: vec!["public".into()],
-            response_types_supported: vec!["token".into()],
+            response_types_supported: Vec::new(),
             scopes_supported: scopes,
             claims_supported: claims.iter().map(|c| c.to_string()).collect(),
             service_documentation: format!("{}/docs", latch.public_url()),
@@ -133,11 +133,7 @@ impl WellKnownApi {
     }
 
     /// The tenant's public signing keys (RFC 7517). HMAC secrets never appear here.
-    #[oai(
-        path = "/t/:tenant/.well-known/jwks.json",
-        method = "get",
-        operation_id = "jwks"
-    )]
+    #[oai(path = "/t/:tenant/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(
         &self,
         latch: Data<&Arc<Latch>>,
@@ -147,9 +143,7 @@ impl WellKnownApi {
         let runtime = latch.runtime(&tenant_id(&tenant)?).await?;
         let etag = runtime.jwks_etag.clone();
         let matches = if_none_match.0.as_deref().is_some_and(|tags| {
-            tags.split(',')
-                .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == etag || t == "*")
+            tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == etag || t == "*")
         });
         if matches {
             return Ok(JwksResponse::NotModified(JWKS_CACHE_CONTROL.into(), etag));
@@ -170,10 +164,6 @@ impl WellKnownApi {
                 e: jwk.e.clone(),
             })
             .collect();
-        Ok(JwksResponse::Ok(
-            Json(JsonWebKeySet { keys }),
-            JWKS_CACHE_CONTROL.into(),
-            etag,
-        ))
+        Ok(JwksResponse::Ok(Json(JsonWebKeySet { keys }), JWKS_CACHE_CONTROL.into(), etag))
     }
 }

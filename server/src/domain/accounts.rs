@@ -2,9 +2,9 @@
 
 use uuid::Uuid;
 
-use super::{
-    ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TokenPair,
-};
+use super::events::{Event, EventKind};
+use super::sessions::grant_scope;
+use super::{ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TokenPair};
 use crate::store::{StoreError, UserRecord};
 
 /// A registration request, unvalidated.
@@ -15,6 +15,14 @@ pub struct Registration {
     pub password: String,
     /// Optional display name.
     pub name: Option<String>,
+}
+
+/// A password change by the user.
+pub struct PasswordChange {
+    /// The current password.
+    pub current: String,
+    /// The new password.
+    pub new: String,
 }
 
 /// Changes to the caller's own profile.
@@ -34,14 +42,8 @@ impl Latch {
         let runtime = self.runtime(tenant).await?;
         let settings = &runtime.tenant.settings;
         let email = Email::parse(&registration.email)?;
-        let password =
-            Password::parse(&registration.password, settings.password_min_length, &email)?;
-        let name = registration
-            .name
-            .as_deref()
-            .map(DisplayName::parse)
-            .transpose()?
-            .map(DisplayName::into_inner);
+        let password = Password::parse(&registration.password, settings.password_min_length, &email)?;
+        let name = registration.name.as_deref().map(DisplayName::parse).transpose()?.map(DisplayName::into_inner);
         let password_hash = self.passwords.hash(password).await?;
         let now = self.now();
         let user = UserRecord {
@@ -58,82 +60,92 @@ impl Latch {
             updated_at: now,
         };
         let stored = user.clone();
-        self.store
-            .write(move |store| store.insert_user(&stored))
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict => Error::EmailTaken,
-                other => other.into(),
-            })?;
+        self.store.write(move |store| store.insert_user(&stored)).await.map_err(|e| match e {
+            StoreError::Conflict => Error::EmailTaken,
+            other => other.into(),
+        })?;
         tracing::info!(tenant = %tenant, user = %user.id, "user registered");
-        self.start_session(&runtime, user, client).await
+        let scope = grant_scope(&runtime, &user, None)?;
+        self.start_session(&runtime, user, scope, client).await
     }
 
-    /// Checks email and password and starts a session. Unknown email and wrong
-    /// password cost the same and give the same error.
+    /// Checks email and password and starts a session with the requested
+    /// scopes (all the user's roles allow when `None`). Unknown email and
+    /// wrong password cost the same and give the same error.
     pub async fn login(
         &self,
         tenant: &TenantId,
         email: &str,
         password: &str,
+        scope: Option<&str>,
         client: ClientInfo,
     ) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
         let password = Password::presented(password)?;
-        let key = Email::parse(email)
-            .map(|e| e.key().to_owned())
-            .unwrap_or_default();
+        let key = Email::parse(email).map(|e| e.key().to_owned()).unwrap_or_default();
         let owned = tenant.clone();
         let user = if key.is_empty() {
             None
         } else {
-            self.store
-                .read(move |store| store.find_user_by_email(&owned, &key))
-                .await?
+            self.store.run(move |store| store.find_user_by_email(&owned, &key)).await?
         };
         let rehash = Password::presented(password.expose())?;
-        let verdict = self
-            .passwords
-            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-            .await?;
+        let verdict = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
         let Some(mut user) = user.filter(|_| verdict.matches) else {
             tracing::info!(tenant = %tenant, "login failed");
+            self.record(tenant, Event::new(EventKind::LoginFailed).ip(client.ip.clone())).await;
             return Err(Error::InvalidCredentials);
         };
         if user.disabled {
             return Err(Error::UserDisabled);
         }
+        let scope = grant_scope(&runtime, &user, scope)?;
         if verdict.outdated {
             user.password_hash = self.passwords.hash(rehash).await?;
             user.updated_at = self.now();
             let stored = user.clone();
-            self.store
-                .write(move |store| store.update_user(&stored))
-                .await?;
+            self.store.write(move |store| store.update_user(&stored)).await?;
             tracing::info!(tenant = %tenant, user = %user.id, "password hash upgraded to current parameters");
         }
-        self.start_session(&runtime, user, client).await
+        self.start_session(&runtime, user, scope, client).await
+    }
+
+    /// Changes the caller's password (the current one is required) and ends
+    /// every other session of theirs.
+    pub async fn change_password(&self, principal: &Principal, change: PasswordChange) -> Result<()> {
+        let tenant = &principal.user.tenant;
+        let runtime = self.runtime(tenant).await?;
+        let email = Email::parse(&principal.user.email)?;
+        let new = Password::parse(&change.new, runtime.tenant.settings.password_min_length, &email)?;
+        let current = Password::presented(&change.current).map_err(|_| Error::CurrentPasswordWrong)?;
+        let verdict = self.passwords.verify(current, Some(principal.user.password_hash.clone())).await?;
+        if !verdict.matches {
+            return Err(Error::CurrentPasswordWrong);
+        }
+        let mut user = principal.user.clone();
+        user.password_hash = self.passwords.hash(new).await?;
+        user.updated_at = self.now();
+        let (keep, now) = (principal.session.id, self.now());
+        self.store
+            .write(move |store| {
+                store.update_user(&user)?;
+                store.revoke_user_sessions(&user.tenant, user.id, Some(keep), now)
+            })
+            .await?;
+        self.record(tenant, Event::new(EventKind::PasswordChanged).actor(principal.user.id).subject(principal.user.id))
+            .await;
+        Ok(())
     }
 
     /// Updates the caller's own profile.
-    pub async fn update_profile(
-        &self,
-        principal: &Principal,
-        profile: Profile,
-    ) -> Result<UserRecord> {
+    pub async fn update_profile(&self, principal: &Principal, profile: Profile) -> Result<UserRecord> {
         let mut user = principal.user.clone();
         if let Some(name) = profile.name {
-            user.name = if name.trim().is_empty() {
-                None
-            } else {
-                Some(DisplayName::parse(&name)?.into_inner())
-            };
+            user.name = if name.trim().is_empty() { None } else { Some(DisplayName::parse(&name)?.into_inner()) };
         }
         user.updated_at = self.now();
         let stored = user.clone();
-        self.store
-            .write(move |store| store.update_user(&stored))
-            .await?;
+        self.store.write(move |store| store.update_user(&stored)).await?;
         Ok(user)
     }
 }

@@ -5,14 +5,16 @@
 //! keys, accounts, sessions and tokens).
 
 mod accounts;
+mod events;
 mod passwords;
 mod sessions;
 mod tenants;
 mod types;
 
-pub use accounts::{Profile, Registration};
+pub use accounts::{PasswordChange, Profile, Registration};
+pub use events::{DEFAULT_EVENT_RETENTION, Event, EventKind};
 pub use passwords::{PasswordHasher, Verdict, default_params};
-pub use sessions::{ClientInfo, Principal, TokenPair};
+pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
 pub use tenants::{NewTenant, TenantRuntime};
 pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule, TenantId};
 
@@ -72,6 +74,18 @@ pub enum Error {
     /// The operator token is missing or wrong.
     #[error("the operator token is missing or wrong")]
     NotOperator,
+    /// The introspection credential is missing or wrong.
+    #[error("introspection needs the tenant's introspection secret or the operator token")]
+    NotIntrospector,
+    /// A requested scope is beyond what the user's roles allow.
+    #[error("the scope `{0}` is not granted to this user")]
+    InvalidScope(String),
+    /// No such session among the caller's.
+    #[error("no such session")]
+    SessionNotFound,
+    /// The current password given to change it is wrong.
+    #[error("the current password is wrong")]
+    CurrentPasswordWrong,
     /// A stored signing key cannot be decrypted with this master key.
     #[error("a signing key cannot be decrypted with this master key")]
     KeyUnavailable,
@@ -135,11 +149,7 @@ impl Latch {
 
     /// Checks a presented operator token (constant-time on its hash).
     pub fn check_operator(&self, presented: &str) -> Result<()> {
-        if hashes_equal(&token_hash(presented), &self.operator_token_hash) {
-            Ok(())
-        } else {
-            Err(Error::NotOperator)
-        }
+        if hashes_equal(&token_hash(presented), &self.operator_token_hash) { Ok(()) } else { Err(Error::NotOperator) }
     }
 
     /// The store handle (health checks, backup).

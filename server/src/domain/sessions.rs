@@ -1,5 +1,6 @@
 //! Sessions and tokens: issuing a token pair, refresh rotation with reuse
-//! detection, logout, and authenticating a bearer token on the server.
+//! detection and a grace window, logout and session management, revocation
+//! and introspection, and authenticating a bearer token on the server.
 
 use std::sync::Arc;
 
@@ -7,9 +8,10 @@ use latch_shared::{Audience, Claims};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use super::events::{Event, EventKind};
 use super::{Error, Latch, Result, TenantId, TenantRuntime};
 use crate::crypto::{random_token, token_hash};
-use crate::store::{SessionRecord, StoreError, UserRecord};
+use crate::store::{Grace, SessionRecord, StoreError, UserRecord};
 
 /// Refresh tokens start with this, so secret scanners can recognise them.
 const REFRESH_TOKEN_PREFIX: &str = "latch_rt_";
@@ -33,8 +35,10 @@ pub struct TokenPair {
     pub refresh_token: SecretString,
     /// Access-token lifetime in seconds.
     pub expires_in: u32,
-    /// Granted scopes.
+    /// Granted scopes, space-separated.
     pub scope: String,
+    /// The session.
+    pub session_id: Uuid,
     /// The user.
     pub user: UserRecord,
 }
@@ -50,12 +54,58 @@ pub struct Principal {
     pub session: SessionRecord,
 }
 
+/// What introspection found out about a token (RFC 7662).
+#[derive(Debug, Clone)]
+pub enum Introspection {
+    /// A live access token.
+    Access(Box<Principal>),
+    /// A live (current-generation) refresh token.
+    Refresh {
+        /// Its session.
+        session: Box<SessionRecord>,
+        /// Its user.
+        user: Box<UserRecord>,
+        /// The session's scopes.
+        scope: String,
+    },
+    /// Anything else: expired, revoked, rotated, foreign, malformed.
+    Inactive,
+}
+
+fn grace_context(session: &SessionRecord, generation: u64) -> String {
+    format!("latch/refresh-successor/v1/{}/{}/{generation}", session.tenant, session.id)
+}
+
+/// The scopes `user` may hold in this tenant, sorted.
+fn allowed_scopes<'a>(runtime: &'a TenantRuntime, user: &UserRecord) -> Vec<&'a str> {
+    let roles = &runtime.tenant.settings.roles;
+    let mut scopes: Vec<&str> =
+        user.roles.iter().filter_map(|role| roles.get(role)).flatten().map(String::as_str).collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    scopes
+}
+
+/// The scopes to grant: all allowed ones, or the requested subset (`InvalidScope` beyond it).
+pub(super) fn grant_scope(runtime: &TenantRuntime, user: &UserRecord, requested: Option<&str>) -> Result<String> {
+    let allowed = allowed_scopes(runtime, user);
+    let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(allowed.join(" ")) };
+    let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+    if let Some(refused) = wanted.iter().find(|scope| !allowed.contains(scope)) {
+        return Err(Error::InvalidScope((*refused).to_owned()));
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    Ok(wanted.join(" "))
+}
+
 impl Latch {
     /// Starts a session for `user` and issues its first token pair.
     pub(super) async fn start_session(
         &self,
         runtime: &TenantRuntime,
         user: UserRecord,
+        scope: String,
         client: ClientInfo,
     ) -> Result<TokenPair> {
         let now = self.now();
@@ -68,18 +118,21 @@ impl Latch {
             last_used_at: now,
             expires_at: now + runtime.tenant.settings.refresh_token_ttl as i64,
             generation: 0,
-            user_agent: client
-                .user_agent
-                .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
-            ip: client.ip,
+            user_agent: client.user_agent.map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+            ip: client.ip.clone(),
             revoked_at: None,
+            grace: None,
+            scope: Some(scope.clone()),
         };
         let hash = token_hash(refresh_token.expose_secret());
         let stored = session.clone();
-        self.store
-            .write(move |store| store.insert_session(&stored, &hash))
-            .await?;
-        self.token_pair(runtime, user, &session, refresh_token, now)
+        self.store.write(move |store| store.insert_session(&stored, &hash)).await?;
+        self.record(
+            &user.tenant,
+            Event::new(EventKind::LoginSucceeded).actor(user.id).subject(session.id).ip(client.ip),
+        )
+        .await;
+        self.token_pair(runtime, user, &session, scope, refresh_token, now)
     }
 
     fn token_pair(
@@ -87,20 +140,11 @@ impl Latch {
         runtime: &TenantRuntime,
         user: UserRecord,
         session: &SessionRecord,
+        scope: String,
         refresh_token: SecretString,
         now: i64,
     ) -> Result<TokenPair> {
         let settings = &runtime.tenant.settings;
-        let mut scopes: Vec<&str> = user
-            .roles
-            .iter()
-            .filter_map(|role| settings.roles.get(role))
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        scopes.sort_unstable();
-        scopes.dedup();
-        let scope = scopes.join(" ");
         let claims = Claims {
             iss: runtime.issuer.clone(),
             sub: user.id.to_string(),
@@ -115,22 +159,32 @@ impl Latch {
             scope: scope.clone(),
             email: settings.email_claim.then(|| user.email.clone()),
         };
-        let access_token = runtime
-            .signer
-            .sign(&claims)
-            .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
+        let access_token = runtime.signer.sign(&claims).map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
         Ok(TokenPair {
             access_token,
             refresh_token,
             expires_in: settings.access_token_ttl,
             scope,
+            session_id: session.id,
             user,
         })
     }
 
+    /// The scope a session's tokens carry now: what was granted at login,
+    /// narrowed to what the user's roles still allow.
+    fn session_scope(&self, runtime: &TenantRuntime, user: &UserRecord, session: &SessionRecord) -> String {
+        let allowed = allowed_scopes(runtime, user);
+        match &session.scope {
+            None => allowed.join(" "),
+            Some(granted) => granted.split(' ').filter(|s| allowed.contains(s)).collect::<Vec<_>>().join(" "),
+        }
+    }
+
     /// Exchanges a refresh token for a new pair. The presented token is
-    /// retired; presenting it again revokes the whole session.
-    pub async fn refresh(&self, tenant: &TenantId, presented: &str) -> Result<TokenPair> {
+    /// retired. Presenting it again within the tenant's grace window returns
+    /// the same successor (two tabs refreshing at once); later, or for any
+    /// older token, it revokes the whole session.
+    pub async fn refresh(&self, tenant: &TenantId, presented: &str, client: &ClientInfo) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
         let hash = token_hash(presented);
         loop {
@@ -138,45 +192,58 @@ impl Latch {
             let owned = tenant.clone();
             let found = self
                 .store
-                .read(move |store| {
-                    let Some(refresh) = store.get_refresh(&owned, &hash)? else {
-                        return Ok(None);
-                    };
-                    let Some(session) = store.get_session(&owned, refresh.session_id)? else {
-                        return Ok(None);
-                    };
+                .run(move |store| {
+                    let Some(refresh) = store.get_refresh(&owned, &hash)? else { return Ok(None) };
+                    let Some(session) = store.get_session(&owned, refresh.session_id)? else { return Ok(None) };
                     let user = store.get_user(&owned, session.user_id)?;
                     Ok(Some((refresh, session, user)))
                 })
                 .await?;
-            let Some((refresh, session, Some(user))) = found else {
-                return Err(Error::InvalidRefreshToken);
-            };
+            let Some((refresh, session, Some(user))) = found else { return Err(Error::InvalidRefreshToken) };
             if !session.is_active(now) {
                 return Err(Error::InvalidRefreshToken);
-            }
-            if refresh.generation != session.generation {
-                self.revoke_for_reuse(&session, now).await?;
-                return Err(Error::RefreshTokenReused);
             }
             if user.disabled {
                 return Err(Error::UserDisabled);
             }
+            let scope = self.session_scope(&runtime, &user, &session);
+            if refresh.generation != session.generation {
+                let window = runtime.tenant.settings.refresh_grace_seconds as i64;
+                if let Some(grace) = &session.grace
+                    && grace.from_generation == refresh.generation
+                    && grace.from_generation + 1 == session.generation
+                    && now - grace.rotated_at < window
+                {
+                    let successor = self
+                        .master
+                        .open(&grace_context(&session, session.generation), &grace.sealed_successor)
+                        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+                        .ok_or(Error::KeyUnavailable)?;
+                    return self.token_pair(&runtime, user, &session, scope, SecretString::from(successor), now);
+                }
+                self.revoke_for_reuse(&session, client).await?;
+                return Err(Error::RefreshTokenReused);
+            }
             let next_token = random_token(REFRESH_TOKEN_PREFIX);
             let next_hash = token_hash(next_token.expose_secret());
-            let next = SessionRecord {
-                generation: session.generation + 1,
+            let next_generation = session.generation + 1;
+            let mut next = SessionRecord {
+                generation: next_generation,
                 last_used_at: now,
                 expires_at: now + runtime.tenant.settings.refresh_token_ttl as i64,
+                grace: None,
                 ..session.clone()
             };
+            next.grace = Some(Grace {
+                from_generation: session.generation,
+                rotated_at: now,
+                sealed_successor: self
+                    .master
+                    .seal(&grace_context(&next, next_generation), next_token.expose_secret().as_bytes()),
+            });
             let stored = next.clone();
-            match self
-                .store
-                .write(move |store| store.rotate_session(session.generation, &stored, &next_hash))
-                .await
-            {
-                Ok(()) => return self.token_pair(&runtime, user, &next, next_token, now),
+            match self.store.write(move |store| store.rotate_session(session.generation, &stored, &next_hash)).await {
+                Ok(()) => return self.token_pair(&runtime, user, &next, scope, next_token, now),
                 // Another request rotated or revoked it first: decide again on fresh state.
                 Err(StoreError::Stale) => continue,
                 Err(e) => return Err(e.into()),
@@ -184,12 +251,12 @@ impl Latch {
         }
     }
 
-    async fn revoke_for_reuse(&self, session: &SessionRecord, now: i64) -> Result<()> {
-        let (tenant, id) = (session.tenant.clone(), session.id);
-        self.store
-            .write(move |store| store.revoke_session(&tenant, id, now))
-            .await?;
+    async fn revoke_for_reuse(&self, session: &SessionRecord, client: &ClientInfo) -> Result<()> {
+        let (tenant, id, now) = (session.tenant.clone(), session.id, self.now());
+        self.store.write(move |store| store.revoke_session(&tenant, id, now)).await?;
         tracing::warn!(tenant = %session.tenant, session = %session.id, user = %session.user_id, "refresh token reuse detected; session revoked");
+        let event = Event::new(EventKind::RefreshReuseDetected).subject(session.user_id).ip(client.ip.clone());
+        self.record(&session.tenant, event.detail(format!("session {}", session.id))).await;
         Ok(())
     }
 
@@ -199,15 +266,11 @@ impl Latch {
     pub async fn authenticate(&self, tenant: &TenantId, token: &str) -> Result<Principal> {
         let runtime: Arc<TenantRuntime> = self.runtime(tenant).await?;
         let now = self.now();
-        let verified = latch_shared::verify(token, &runtime.keys, &runtime.validation, now)
-            .map_err(Error::InvalidToken)?;
+        let verified =
+            latch_shared::verify(token, &runtime.keys, &runtime.validation, now).map_err(Error::InvalidToken)?;
         let claims = verified.claims().map_err(Error::InvalidToken)?;
-        let (Ok(user_id), Ok(session_id)) =
-            (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
-        else {
-            return Err(Error::InvalidToken(latch_shared::Error::InvalidClaim(
-                "sub",
-            )));
+        let (Ok(user_id), Ok(session_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid)) else {
+            return Err(Error::InvalidToken(latch_shared::Error::InvalidClaim("sub")));
         };
         if claims.tid != tenant.as_str() {
             return Err(Error::InvalidToken(latch_shared::Error::WrongIssuer));
@@ -215,39 +278,102 @@ impl Latch {
         let owned = tenant.clone();
         let (session, user) = self
             .store
-            .read(move |store| {
-                Ok((
-                    store.get_session(&owned, session_id)?,
-                    store.get_user(&owned, user_id)?,
-                ))
-            })
+            .run(move |store| Ok((store.get_session(&owned, session_id)?, store.get_user(&owned, user_id)?)))
             .await?;
-        let (Some(session), Some(user)) = (session, user) else {
-            return Err(Error::SessionEnded);
-        };
+        let (Some(session), Some(user)) = (session, user) else { return Err(Error::SessionEnded) };
         if session.user_id != user.id || session.revoked_at.is_some() {
             return Err(Error::SessionEnded);
         }
         if user.disabled {
             return Err(Error::UserDisabled);
         }
-        Ok(Principal {
-            claims,
-            user,
-            session,
-        })
+        Ok(Principal { claims, user, session })
     }
 
     /// Ends the caller's session; its refresh tokens stop working at once.
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
-        let (tenant, id, now) = (
-            principal.session.tenant.clone(),
-            principal.session.id,
-            self.now(),
-        );
-        self.store
-            .write(move |store| store.revoke_session(&tenant, id, now))
+        self.end_session(principal, principal.session.id).await
+    }
+
+    /// The caller's live sessions, oldest first.
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionRecord>> {
+        let (tenant, user, now) = (principal.user.tenant.clone(), principal.user.id, self.now());
+        let sessions = self.store.run(move |store| store.list_sessions(&tenant, user)).await?;
+        Ok(sessions.into_iter().filter(|s| s.is_active(now)).collect())
+    }
+
+    /// Ends one of the caller's sessions (`SessionNotFound` for anyone else's).
+    pub async fn end_session(&self, principal: &Principal, session_id: Uuid) -> Result<()> {
+        let (tenant, now) = (principal.user.tenant.clone(), self.now());
+        let owner = principal.user.id;
+        let ended = self
+            .store
+            .write(move |store| match store.get_session(&tenant, session_id)? {
+                Some(session) if session.user_id == owner => Ok(store.revoke_session(&tenant, session_id, now)?),
+                _ => Ok(None),
+            })
             .await?;
+        if ended.is_none() {
+            return Err(Error::SessionNotFound);
+        }
+        let event = Event::new(EventKind::SessionEnded).actor(owner).subject(session_id);
+        self.record(&principal.user.tenant, event).await;
         Ok(())
+    }
+
+    /// RFC 7009: revokes the session of a refresh or access token. Unknown,
+    /// expired and foreign tokens are ignored (the caller learns nothing).
+    pub async fn revoke_token(&self, tenant: &TenantId, token: &str, hint: Option<&str>) -> Result<()> {
+        let runtime = self.runtime(tenant).await?;
+        let session = if hint == Some("access_token") {
+            self.session_of_access_token(&runtime, token)
+        } else {
+            let hash = token_hash(token);
+            let owned = tenant.clone();
+            let by_refresh = self.store.run(move |store| store.get_refresh(&owned, &hash)).await?.map(|r| r.session_id);
+            by_refresh.or_else(|| self.session_of_access_token(&runtime, token))
+        };
+        if let Some(id) = session {
+            let (owned, now) = (tenant.clone(), self.now());
+            if let Some(session) = self.store.write(move |store| store.revoke_session(&owned, id, now)).await? {
+                let event =
+                    Event::new(EventKind::SessionEnded).subject(session.id).detail("revoked through /oauth/revoke");
+                self.record(tenant, event.actor(session.user_id)).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn session_of_access_token(&self, runtime: &TenantRuntime, token: &str) -> Option<Uuid> {
+        let verified = latch_shared::verify(token, &runtime.keys, &runtime.validation, self.now()).ok()?;
+        Uuid::parse_str(&verified.claims().ok()?.sid).ok()
+    }
+
+    /// RFC 7662: whether a token is live, and what it carries.
+    pub async fn introspect(&self, tenant: &TenantId, token: &str) -> Result<Introspection> {
+        match self.authenticate(tenant, token).await {
+            Ok(principal) => return Ok(Introspection::Access(Box::new(principal))),
+            Err(Error::Store(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+        let runtime = self.runtime(tenant).await?;
+        let (hash, owned, now) = (token_hash(token), tenant.clone(), self.now());
+        let found = self
+            .store
+            .run(move |store| {
+                let Some(refresh) = store.get_refresh(&owned, &hash)? else { return Ok(None) };
+                let Some(session) = store.get_session(&owned, refresh.session_id)? else { return Ok(None) };
+                Ok(store.get_user(&owned, session.user_id)?.map(|user| (refresh, session, user)))
+            })
+            .await?;
+        match found {
+            Some((refresh, session, user))
+                if refresh.generation == session.generation && session.is_active(now) && !user.disabled =>
+            {
+                let scope = self.session_scope(&runtime, &user, &session);
+                Ok(Introspection::Refresh { session: Box::new(session), user: Box::new(user), scope })
+            }
+            _ => Ok(Introspection::Inactive),
+        }
     }
 }

@@ -8,6 +8,9 @@ use latch_shared::{Algorithm, Jwks, KeySet, Validation, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use secrecy::{ExposeSecret, SecretString};
+
+use super::events::{Event, EventKind};
 use super::{Error, Latch, Result, TenantId};
 use crate::store::{KeyRecord, StoreError, TenantRecord, TenantSettings};
 
@@ -47,6 +50,10 @@ pub struct TenantRuntime {
     valid_until: i64,
 }
 
+/// How long an automatically rotated key is published before it signs: the
+/// JWKS `max-age`, so every cache has seen it first.
+const AUTOMATIC_ROTATION_PUBLISH_DELAY: u32 = 300;
+
 /// Margin after a retired key's last token expires before it leaves the JWKS.
 const RETIRED_KEY_MARGIN: i64 = latch_shared::MAX_LEEWAY_SECONDS as i64;
 
@@ -70,11 +77,7 @@ fn validate_settings(settings: &TenantSettings) -> Result<()> {
     if settings.refresh_grace_seconds > 300 {
         return Err(Error::InvalidSetting("refresh_grace_seconds"));
     }
-    if settings
-        .default_roles
-        .iter()
-        .any(|role| !settings.roles.contains_key(role))
-    {
+    if settings.default_roles.iter().any(|role| !settings.roles.contains_key(role)) {
         return Err(Error::InvalidSetting("default_roles"));
     }
     Ok(())
@@ -96,36 +99,24 @@ impl Latch {
             algorithm,
             created_at: now,
             settings: new.settings,
+            introspection_secret_sha256: None,
         };
         let key = self.new_key(&tenant.id, algorithm, now).await?;
         let record = tenant.clone();
         self.store
             .write(move |store| store.create_tenant(&record, &[key]))
             .await
-            .map_err(|e| {
-                if matches!(e, StoreError::Conflict) {
-                    Error::TenantExists
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| if matches!(e, StoreError::Conflict) { Error::TenantExists } else { e.into() })?;
         tracing::info!(tenant = %tenant.id, algorithm = algorithm.as_str(), "tenant created");
         Ok(tenant)
     }
 
     /// Generates a key (RSA generation is slow, so off the async workers) and seals its private half.
-    async fn new_key(
-        &self,
-        tenant: &TenantId,
-        algorithm: Algorithm,
-        now: i64,
-    ) -> Result<KeyRecord> {
-        let key = tokio::task::spawn_blocking(move || {
-            SigningKey::generate(algorithm, &mut rand::rngs::OsRng)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))?
-        .map_err(|e| Error::Internal(format!("key generation failed: {e}")))?;
+    async fn new_key(&self, tenant: &TenantId, algorithm: Algorithm, now: i64) -> Result<KeyRecord> {
+        let key = tokio::task::spawn_blocking(move || SigningKey::generate(algorithm, &mut rand::rngs::OsRng))
+            .await
+            .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("key generation failed: {e}")))?;
         Ok(KeyRecord {
             kid: key.kid().to_owned(),
             algorithm,
@@ -133,10 +124,7 @@ impl Latch {
             active_from: now,
             retired_at: None,
             public_jwk: key.public_jwk().cloned(),
-            sealed_private: self.master.seal(
-                &key_context(tenant, key.kid(), algorithm),
-                key.private_bytes(),
-            ),
+            sealed_private: self.master.seal(&key_context(tenant, key.kid(), algorithm), key.private_bytes()),
         })
     }
 
@@ -147,16 +135,13 @@ impl Latch {
 
     /// Every tenant.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
-        Ok(self.store.read(|store| store.list_tenants()).await?)
+        Ok(self.store.run(|store| store.list_tenants()).await?)
     }
 
     /// Deletes a tenant with all its users, sessions and keys.
     pub async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
         let owned = id.clone();
-        let existed = self
-            .store
-            .write(move |store| store.delete_tenant(&owned))
-            .await?;
+        let existed = self.store.write(move |store| store.delete_tenant(&owned)).await?;
         self.forget_runtime(id);
         if existed {
             tracing::info!(tenant = %id, "tenant deleted");
@@ -175,7 +160,7 @@ impl Latch {
         }
     }
 
-    fn forget_runtime(&self, id: &TenantId) {
+    pub(crate) fn forget_runtime(&self, id: &TenantId) {
         if let Ok(mut runtimes) = self.runtimes.write() {
             runtimes.remove(id);
         }
@@ -190,10 +175,8 @@ impl Latch {
             return Ok(runtime);
         }
         let owned = id.clone();
-        let (tenant, keys) = self
-            .store
-            .read(move |store| Ok((store.get_tenant(&owned)?, store.list_keys(&owned)?)))
-            .await?;
+        let (tenant, keys) =
+            self.store.run(move |store| Ok((store.get_tenant(&owned)?, store.list_keys(&owned)?))).await?;
         let tenant = tenant.ok_or(Error::TenantNotFound)?;
         let runtime = Arc::new(self.build_runtime(tenant, keys, now)?);
         if let Ok(mut runtimes) = self.runtimes.write() {
@@ -202,67 +185,49 @@ impl Latch {
         Ok(runtime)
     }
 
-    fn build_runtime(
-        &self,
-        tenant: TenantRecord,
-        records: Vec<KeyRecord>,
-        now: i64,
-    ) -> Result<TenantRuntime> {
+    fn build_runtime(&self, tenant: TenantRecord, records: Vec<KeyRecord>, now: i64) -> Result<TenantRuntime> {
         let ttl = tenant.settings.access_token_ttl as i64;
         let mut valid_until = i64::MAX;
-        let mut signer: Option<(i64, KeyRecord)> = None;
+        let mut signer: Option<KeyRecord> = None;
         let mut jwks = Jwks::default();
         let mut keys = KeySet::default();
         for record in records {
-            let drops_out_at = record
-                .retired_at
-                .map(|retired| retired + ttl + RETIRED_KEY_MARGIN);
+            // A retired key stays trusted and published until the last token it signed has expired.
+            let drops_out_at = record.retired_at.map(|retired| retired.saturating_add(ttl + RETIRED_KEY_MARGIN));
             if drops_out_at.is_some_and(|at| at <= now) {
                 continue;
             }
-            if let Some(at) = drops_out_at {
-                valid_until = valid_until.min(at);
+            for change in [Some(record.active_from), record.retired_at, drops_out_at].into_iter().flatten() {
+                if change > now {
+                    valid_until = valid_until.min(change);
+                }
             }
-            if record.active_from > now {
-                valid_until = valid_until.min(record.active_from);
-            } else if record.retired_at.is_none()
-                && signer
-                    .as_ref()
-                    .is_none_or(|(from, _)| record.active_from >= *from)
-            {
-                signer = Some((record.active_from, record.clone()));
+            let signs_now = record.active_from <= now && record.retired_at.is_none_or(|retired| retired > now);
+            if signs_now && signer.as_ref().is_none_or(|current| record.active_from >= current.active_from) {
+                signer = Some(record.clone());
             }
             match &record.public_jwk {
                 Some(jwk) => {
-                    keys.push(
-                        VerifyingKey::from_jwk(jwk)
-                            .ok()
-                            .flatten()
-                            .ok_or(Error::KeyUnavailable)?,
-                    );
+                    keys.push(VerifyingKey::from_jwk(jwk).ok().flatten().ok_or(Error::KeyUnavailable)?);
                     jwks.keys.push(jwk.clone());
                 }
                 None => {
                     let secret = self.open_private(&tenant.id, &record)?;
                     keys.push(
-                        VerifyingKey::hmac(Some(record.kid.clone()), &secret)
-                            .map_err(|_| Error::KeyUnavailable)?,
+                        VerifyingKey::hmac(Some(record.kid.clone()), &secret).map_err(|_| Error::KeyUnavailable)?,
                     );
                 }
             }
         }
-        let (_, record) = signer.ok_or(Error::KeyUnavailable)?;
+        let record = signer.ok_or(Error::KeyUnavailable)?;
         let private = self.open_private(&tenant.id, &record)?;
         let signer = SigningKey::from_private_bytes(record.kid.clone(), record.algorithm, private)
             .map_err(|_| Error::KeyUnavailable)?;
         let issuer = self.issuer(&tenant.id);
-        let audience = if tenant.settings.audience.is_empty() {
-            tenant.id.to_string()
-        } else {
-            tenant.settings.audience.clone()
-        };
-        let validation = Validation::new(issuer.clone(), audience.clone())
-            .map_err(|_| Error::InvalidSetting("audience"))?;
+        let audience =
+            if tenant.settings.audience.is_empty() { tenant.id.to_string() } else { tenant.settings.audience.clone() };
+        let validation =
+            Validation::new(issuer.clone(), audience.clone()).map_err(|_| Error::InvalidSetting("audience"))?;
         let body = serde_json::to_vec(&jwks).map_err(|e| Error::Internal(e.to_string()))?;
         let jwks_etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
         Ok(TenantRuntime {
@@ -276,6 +241,90 @@ impl Latch {
             jwks_etag,
             valid_until,
         })
+    }
+
+    /// Rotates a tenant's signing key: a new key is published at once and
+    /// signs from `now + publish_delay`; the keys it replaces stop signing
+    /// then and stay published until every token they signed has expired.
+    pub async fn rotate_signing_key(&self, tenant: &TenantId, publish_delay: u32, actor: &str) -> Result<KeyRecord> {
+        let record = self.runtime(tenant).await?.tenant.clone();
+        let now = self.now();
+        let mut key = self.new_key(tenant, record.algorithm, now).await?;
+        key.active_from = now + publish_delay as i64;
+        let (owned, new_key) = (tenant.clone(), key.clone());
+        self.store
+            .write(move |store| {
+                // The new key first: a crash in between leaves two signers, never none.
+                store.put_key(&owned, &new_key)?;
+                for mut old in store.list_keys(&owned)? {
+                    if old.kid != new_key.kid && old.retired_at.is_none() {
+                        old.retired_at = Some(new_key.active_from);
+                        store.put_key(&owned, &old)?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        self.forget_runtime(tenant);
+        tracing::info!(tenant = %tenant, kid = %key.kid, active_from = key.active_from, "signing key rotated");
+        let event = Event::new(EventKind::KeyRotated).actor(actor).subject(&key.kid);
+        self.record(tenant, event.detail(format!("signs from {}", crate::clock::rfc3339(key.active_from)))).await;
+        Ok(key)
+    }
+
+    /// Rotates the key of every tenant whose `key_rotation_days` have passed
+    /// since its newest key was created. Returns the tenants rotated.
+    pub async fn rotate_due_keys(&self) -> Result<Vec<TenantId>> {
+        let now = self.now();
+        let mut rotated = Vec::new();
+        for tenant in self.list_tenants().await? {
+            let days = tenant.settings.key_rotation_days as i64;
+            if days == 0 {
+                continue;
+            }
+            let owned = tenant.id.clone();
+            let newest =
+                self.store.run(move |store| store.list_keys(&owned)).await?.into_iter().map(|k| k.created_at).max();
+            if newest.is_some_and(|created| created + days * 86_400 <= now) {
+                self.rotate_signing_key(&tenant.id, AUTOMATIC_ROTATION_PUBLISH_DELAY, "system").await?;
+                rotated.push(tenant.id);
+            }
+        }
+        Ok(rotated)
+    }
+
+    /// A tenant's keys (including retired ones still published), oldest first.
+    pub async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
+        self.runtime(tenant).await?;
+        let owned = tenant.clone();
+        Ok(self.store.run(move |store| store.list_keys(&owned)).await?)
+    }
+
+    /// Creates (or replaces) the tenant's introspection secret; shown once, stored as a hash.
+    pub async fn new_introspection_secret(&self, tenant: &TenantId) -> Result<SecretString> {
+        let mut record = self.runtime(tenant).await?.tenant.clone();
+        let secret = crate::crypto::random_token("latch_is_");
+        record.introspection_secret_sha256 = Some(hex::encode(crate::crypto::token_hash(secret.expose_secret())));
+        self.store.write(move |store| store.update_tenant(&record)).await?;
+        self.forget_runtime(tenant);
+        Ok(secret)
+    }
+
+    /// Accepts the tenant's introspection secret or the operator token.
+    pub async fn check_introspector(&self, tenant: &TenantId, presented: &str) -> Result<()> {
+        if self.check_operator(presented).is_ok() {
+            return Ok(());
+        }
+        let runtime = self.runtime(tenant).await?;
+        let expected = runtime
+            .tenant
+            .introspection_secret_sha256
+            .as_deref()
+            .and_then(|h| <[u8; 32]>::try_from(hex::decode(h).ok()?).ok());
+        match expected {
+            Some(expected) if crate::crypto::hashes_equal(&crate::crypto::token_hash(presented), &expected) => Ok(()),
+            _ => Err(Error::NotIntrospector),
+        }
     }
 
     fn open_private(&self, tenant: &TenantId, record: &KeyRecord) -> Result<Zeroizing<Vec<u8>>> {

@@ -28,8 +28,9 @@ impl StoreHandle {
         (StoreHandle { store, flushes }, committer)
     }
 
-    /// Runs a read (or a write that needs no durability) on the blocking pool.
-    pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    /// Runs a read, or a write that needs no acknowledgement (audit events,
+    /// last-used times), on the blocking pool; it becomes durable with the next flush.
+    pub async fn run<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
@@ -46,7 +47,7 @@ impl StoreHandle {
         R: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
     {
-        let result = self.read(f).await?;
+        let result = self.run(f).await?;
         self.durable().await?;
         Ok(result)
     }
@@ -54,11 +55,8 @@ impl StoreHandle {
     /// Waits for a flush that covers every write finished before this call.
     pub async fn durable(&self) -> StoreResult<()> {
         let (done, wait) = oneshot::channel();
-        self.flushes
-            .send(done)
-            .map_err(|_| StoreError::Backend("the store is shutting down".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Backend("the store is shutting down".into()))?
+        self.flushes.send(done).map_err(|_| StoreError::Backend("the store is shutting down".into()))?;
+        wait.await.map_err(|_| StoreError::Backend("the store is shutting down".into()))?
     }
 }
 

@@ -12,6 +12,7 @@ fn tenant(id: &str) -> TenantRecord {
         algorithm: latch_shared::Algorithm::EdDSA,
         created_at: 1,
         settings: TenantSettings::default(),
+        introspection_secret_sha256: None,
     }
 }
 
@@ -55,6 +56,8 @@ fn session(user: &UserRecord) -> SessionRecord {
         user_agent: Some("test".into()),
         ip: None,
         revoked_at: None,
+        grace: None,
+        scope: None,
     }
 }
 
@@ -63,73 +66,39 @@ pub fn run(store: &dyn Store) {
     tenants_are_unique_and_deletion_takes_their_data(store);
     emails_are_unique_per_tenant_under_concurrency(store);
     session_rotation_is_a_compare_and_swap(store);
+    events_are_listed_newest_first_and_bounded(store);
     meta_values_round_trip(store);
     store.flush().expect("flush");
 }
 
 fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
     let a = tenant("conf-a");
-    store
-        .create_tenant(&a, &[key_record("k2", 2), key_record("k1", 1)])
-        .expect("create");
-    assert!(matches!(
-        store.create_tenant(&a, &[]),
-        Err(StoreError::Conflict)
-    ));
+    store.create_tenant(&a, &[key_record("k2", 2), key_record("k1", 1)]).expect("create");
+    assert!(matches!(store.create_tenant(&a, &[]), Err(StoreError::Conflict)));
     assert_eq!(store.get_tenant(&a.id).expect("get"), Some(a.clone()));
-    let kids: Vec<_> = store
-        .list_keys(&a.id)
-        .expect("keys")
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
+    let kids: Vec<_> = store.list_keys(&a.id).expect("keys").into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["k1", "k2"], "oldest first");
 
     let mut renamed = a.clone();
     renamed.name = "Renamed".into();
     store.update_tenant(&renamed).expect("update");
-    assert_eq!(
-        store.get_tenant(&a.id).expect("get").map(|t| t.name),
-        Some("Renamed".into())
-    );
-    assert!(matches!(
-        store.update_tenant(&tenant("conf-missing")),
-        Err(StoreError::NotFound)
-    ));
+    assert_eq!(store.get_tenant(&a.id).expect("get").map(|t| t.name), Some("Renamed".into()));
+    assert!(matches!(store.update_tenant(&tenant("conf-missing")), Err(StoreError::NotFound)));
 
     // A tenant whose id is a prefix of another's keeps its data when the other goes.
     let ab = tenant("conf-a-b");
-    store
-        .create_tenant(&ab, &[key_record("k", 1)])
-        .expect("create");
+    store.create_tenant(&ab, &[key_record("k", 1)]).expect("create");
     let survivor = user("conf-a-b", "x@example.com");
     store.insert_user(&survivor).expect("insert");
-    store
-        .insert_user(&user("conf-a", "x@example.com"))
-        .expect("insert");
+    store.insert_user(&user("conf-a", "x@example.com")).expect("insert");
     assert!(store.delete_tenant(&a.id).expect("delete"));
     assert!(!store.delete_tenant(&a.id).expect("delete again"));
     assert_eq!(store.get_tenant(&a.id).expect("get"), None);
     assert!(store.list_keys(&a.id).expect("keys").is_empty());
-    assert!(
-        store
-            .find_user_by_email(&a.id, "x@example.com")
-            .expect("find")
-            .is_none()
-    );
-    assert_eq!(
-        store
-            .find_user_by_email(&ab.id, "x@example.com")
-            .expect("find"),
-        Some(survivor)
-    );
+    assert!(store.find_user_by_email(&a.id, "x@example.com").expect("find").is_none());
+    assert_eq!(store.find_user_by_email(&ab.id, "x@example.com").expect("find"), Some(survivor));
     assert_eq!(store.list_keys(&ab.id).expect("keys").len(), 1);
-    let ids: Vec<_> = store
-        .list_tenants()
-        .expect("list")
-        .into_iter()
-        .map(|t| t.id.to_string())
-        .collect();
+    let ids: Vec<_> = store.list_tenants().expect("list").into_iter().map(|t| t.id.to_string()).collect();
     assert_eq!(ids, ["conf-a-b"]);
 }
 
@@ -137,47 +106,28 @@ fn emails_are_unique_per_tenant_under_concurrency(store: &dyn Store) {
     let winners = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..16 {
-            scope.spawn(
-                || match store.insert_user(&user("conf-u", "race@example.com")) {
-                    Ok(()) => {
-                        winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    Err(StoreError::Conflict) => {}
-                    Err(e) => panic!("unexpected {e}"),
-                },
-            );
+            scope.spawn(|| match store.insert_user(&user("conf-u", "race@example.com")) {
+                Ok(()) => {
+                    winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => panic!("unexpected {e}"),
+            });
         }
     });
     assert_eq!(winners.into_inner(), 1);
     let other_tenant = user("conf-v", "race@example.com");
-    store
-        .insert_user(&other_tenant)
-        .expect("same email, other tenant");
+    store.insert_user(&other_tenant).expect("same email, other tenant");
 
     let tenant = TenantId::parse("conf-v").expect("slug");
-    let mut found = store
-        .find_user_by_email(&tenant, "race@example.com")
-        .expect("find")
-        .expect("exists");
+    let mut found = store.find_user_by_email(&tenant, "race@example.com").expect("find").expect("exists");
     assert_eq!(found.id, other_tenant.id);
     found.name = Some("Ada".into());
     store.update_user(&found).expect("update");
-    assert_eq!(
-        store
-            .get_user(&tenant, found.id)
-            .expect("get")
-            .and_then(|u| u.name),
-        Some("Ada".into())
-    );
+    assert_eq!(store.get_user(&tenant, found.id).expect("get").and_then(|u| u.name), Some("Ada".into()));
     found.email_key = "changed@example.com".into();
-    assert!(
-        store.update_user(&found).is_err(),
-        "the email key cannot change through update"
-    );
-    assert!(matches!(
-        store.update_user(&user("conf-v", "new@example.com")),
-        Err(StoreError::NotFound)
-    ));
+    assert!(store.update_user(&found).is_err(), "the email key cannot change through update");
+    assert!(matches!(store.update_user(&user("conf-v", "new@example.com")), Err(StoreError::NotFound)));
 }
 
 fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
@@ -188,95 +138,72 @@ fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
     let tenant = owner.tenant.clone();
     assert_eq!(
         store.get_refresh(&tenant, &[1; 32]).expect("get"),
-        Some(RefreshRecord {
-            session_id: first.id,
-            generation: 0
-        })
+        Some(RefreshRecord { session_id: first.id, generation: 0 })
     );
     assert_eq!(
-        store
-            .get_refresh(&TenantId::parse("conf-t").expect("slug"), &[1; 32])
-            .expect("get"),
+        store.get_refresh(&TenantId::parse("conf-t").expect("slug"), &[1; 32]).expect("get"),
         None,
         "tenant-scoped"
     );
 
-    let next = SessionRecord {
-        generation: 1,
-        last_used_at: 20,
-        ..first.clone()
-    };
+    let next = SessionRecord { generation: 1, last_used_at: 20, ..first.clone() };
     store.rotate_session(0, &next, &[2; 32]).expect("rotate");
-    assert!(
-        matches!(
-            store.rotate_session(0, &next, &[3; 32]),
-            Err(StoreError::Stale)
-        ),
-        "lost race"
-    );
+    assert!(matches!(store.rotate_session(0, &next, &[3; 32]), Err(StoreError::Stale)), "lost race");
+    assert_eq!(store.get_refresh(&tenant, &[2; 32]).expect("get").map(|r| r.generation), Some(1));
     assert_eq!(
-        store
-            .get_refresh(&tenant, &[2; 32])
-            .expect("get")
-            .map(|r| r.generation),
-        Some(1)
-    );
-    assert_eq!(
-        store
-            .get_refresh(&tenant, &[1; 32])
-            .expect("get")
-            .map(|r| r.generation),
+        store.get_refresh(&tenant, &[1; 32]).expect("get").map(|r| r.generation),
         Some(0),
         "old hash kept for reuse detection"
     );
 
-    let revoked = store
-        .revoke_session(&tenant, first.id, 30)
-        .expect("revoke")
-        .expect("exists");
+    let revoked = store.revoke_session(&tenant, first.id, 30).expect("revoke").expect("exists");
     assert_eq!(revoked.revoked_at, Some(30));
-    assert_eq!(
-        store
-            .revoke_session(&tenant, first.id, 40)
-            .expect("again")
-            .and_then(|s| s.revoked_at),
-        Some(30)
-    );
-    let after = SessionRecord {
-        generation: 2,
-        ..next.clone()
-    };
+    assert_eq!(store.revoke_session(&tenant, first.id, 40).expect("again").and_then(|s| s.revoked_at), Some(30));
+    let after = SessionRecord { generation: 2, ..next.clone() };
     assert!(
-        matches!(
-            store.rotate_session(1, &after, &[4; 32]),
-            Err(StoreError::Stale)
-        ),
+        matches!(store.rotate_session(1, &after, &[4; 32]), Err(StoreError::Stale)),
         "revoked sessions do not rotate"
     );
 
     let second = session(&owner);
     store.insert_session(&second, &[5; 32]).expect("insert");
-    let listed: Vec<_> = store
-        .list_sessions(&tenant, owner.id)
-        .expect("list")
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let listed: Vec<_> = store.list_sessions(&tenant, owner.id).expect("list").into_iter().map(|s| s.id).collect();
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&first.id) && listed.contains(&second.id));
-    assert!(
-        store
-            .revoke_session(&tenant, Uuid::now_v7(), 1)
-            .expect("revoke")
-            .is_none()
-    );
+    assert!(store.revoke_session(&tenant, Uuid::now_v7(), 1).expect("revoke").is_none());
+}
+
+fn events_are_listed_newest_first_and_bounded(store: &dyn Store) {
+    let tenant = TenantId::parse("conf-e").expect("slug");
+    let neighbour = TenantId::parse("conf-e-2").expect("slug");
+    let event = |tenant: &TenantId, at: i64| EventRecord {
+        tenant: tenant.clone(),
+        id: Uuid::now_v7(),
+        at,
+        kind: "login_succeeded".into(),
+        actor: None,
+        subject: None,
+        ip: None,
+        detail: None,
+    };
+    let mut ids = Vec::new();
+    for at in 0..5 {
+        let e = event(&tenant, at);
+        ids.push(e.id);
+        store.append_event(&e, 3).expect("append");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    store.append_event(&event(&neighbour, 9), 3).expect("append");
+    let listed: Vec<i64> = store.list_events(&tenant, 10, None).expect("list").into_iter().map(|e| e.at).collect();
+    assert_eq!(listed, [4, 3, 2], "newest first, the oldest dropped beyond the retention");
+    let page: Vec<i64> =
+        store.list_events(&tenant, 10, Some(ids[3])).expect("list").into_iter().map(|e| e.at).collect();
+    assert_eq!(page, [2], "strictly older than the cursor");
+    assert_eq!(store.list_events(&neighbour, 10, None).expect("list").len(), 1);
 }
 
 fn meta_values_round_trip(store: &dyn Store) {
     assert_eq!(store.get_meta("conformance").expect("get"), None);
     store.put_meta("conformance", b"value").expect("put");
-    assert_eq!(
-        store.get_meta("conformance").expect("get").as_deref(),
-        Some(&b"value"[..])
-    );
+    assert_eq!(store.get_meta("conformance").expect("get").as_deref(), Some(&b"value"[..]));
 }

@@ -74,11 +74,7 @@ pub trait UserStore {
     /// A user by id.
     fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// A user by case-folded email.
-    fn find_user_by_email(
-        &self,
-        tenant: &TenantId,
-        email_key: &str,
-    ) -> StoreResult<Option<UserRecord>>;
+    fn find_user_by_email(&self, tenant: &TenantId, email_key: &str) -> StoreResult<Option<UserRecord>>;
     /// Replaces an existing user (the email key must not change); `NotFound` if absent.
     fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
 }
@@ -90,8 +86,7 @@ pub trait SessionStore {
     /// A session by id.
     fn get_session(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// What a refresh-token hash points at.
-    fn get_refresh(&self, tenant: &TenantId, hash: &[u8; 32])
-    -> StoreResult<Option<RefreshRecord>>;
+    fn get_refresh(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<RefreshRecord>>;
     /// Atomically replaces a session if its generation is still `expected_generation`
     /// and it is not revoked, recording `new_refresh_hash` for the new generation.
     /// `Stale` otherwise.
@@ -102,14 +97,28 @@ pub trait SessionStore {
         new_refresh_hash: &[u8; 32],
     ) -> StoreResult<()>;
     /// Marks a session revoked at `now` (idempotent); returns the session as stored.
-    fn revoke_session(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        now: i64,
-    ) -> StoreResult<Option<SessionRecord>>;
+    fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>>;
     /// A user's sessions, oldest first.
     fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>>;
+    /// Revokes every live session of a user except `keep`; returns how many were revoked.
+    fn revoke_user_sessions(&self, tenant: &TenantId, user: Uuid, keep: Option<Uuid>, now: i64) -> StoreResult<usize> {
+        let mut revoked = 0;
+        for session in self.list_sessions(tenant, user)? {
+            if Some(session.id) != keep && session.revoked_at.is_none() {
+                self.revoke_session(tenant, session.id, now)?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+}
+
+/// Audit events, newest first, bounded per tenant.
+pub trait EventStore {
+    /// Appends an event and drops the oldest beyond `retain` for its tenant.
+    fn append_event(&self, event: &EventRecord, retain: usize) -> StoreResult<()>;
+    /// Up to `limit` events older than `before` (all when `None`), newest first.
+    fn list_events(&self, tenant: &TenantId, limit: usize, before: Option<Uuid>) -> StoreResult<Vec<EventRecord>>;
 }
 
 /// Small server-wide values (format version, operator token hash, master key check).
@@ -122,7 +131,7 @@ pub trait MetaStore {
 
 /// Everything latch stores.
 pub trait Store:
-    TenantStore + KeyStore + UserStore + SessionStore + MetaStore + Send + Sync + 'static
+    TenantStore + KeyStore + UserStore + SessionStore + EventStore + MetaStore + Send + Sync + 'static
 {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

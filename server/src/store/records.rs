@@ -22,6 +22,9 @@ pub struct TenantRecord {
     pub created_at: i64,
     /// Settings.
     pub settings: TenantSettings,
+    /// SHA-256 of the tenant's introspection secret, hex; none until the operator creates one.
+    #[serde(default)]
+    pub introspection_secret_sha256: Option<String>,
 }
 
 /// Per-tenant settings, with the defaults a new tenant gets.
@@ -46,6 +49,8 @@ pub struct TenantSettings {
     pub cors_allowed_origins: Vec<String>,
     /// Seconds during which a just-rotated refresh token may be presented again.
     pub refresh_grace_seconds: u32,
+    /// Rotate the signing key automatically after this many days (0: never).
+    pub key_rotation_days: u32,
 }
 
 impl Default for TenantSettings {
@@ -59,14 +64,12 @@ impl Default for TenantSettings {
             default_roles: vec!["user".into()],
             roles: BTreeMap::from([
                 ("user".into(), scopes(&["openid", "profile", "email"])),
-                (
-                    "admin".into(),
-                    scopes(&["openid", "profile", "email", "admin"]),
-                ),
+                ("admin".into(), scopes(&["openid", "profile", "email", "admin"])),
             ]),
             email_claim: false,
             cors_allowed_origins: Vec::new(),
             refresh_grace_seconds: 10,
+            key_rotation_days: 0,
         }
     }
 }
@@ -141,6 +144,25 @@ pub struct SessionRecord {
     pub ip: Option<String>,
     /// When the session was ended, if it was.
     pub revoked_at: Option<i64>,
+    /// The last rotation, kept for the tenant's grace window so a concurrent
+    /// refresh with the just-rotated token gets the same successor.
+    #[serde(default)]
+    pub grace: Option<Grace>,
+    /// The scopes granted at login (narrowed later if roles change).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// The successor issued by the last rotation, sealed with the master key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grace {
+    /// The generation that was rotated away.
+    pub from_generation: u64,
+    /// When it was rotated.
+    pub rotated_at: i64,
+    /// The successor refresh token, sealed (nonce ‖ ciphertext).
+    #[serde(with = "hex_bytes")]
+    pub sealed_successor: Vec<u8>,
 }
 
 impl SessionRecord {
@@ -148,6 +170,28 @@ impl SessionRecord {
     pub fn is_active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && now < self.expires_at
     }
+}
+
+/// Something that happened in a tenant, for its admins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Event id (UUID v7: ordered by time).
+    pub id: Uuid,
+    /// When.
+    pub at: i64,
+    /// What (`login_succeeded`, `refresh_reuse_detected`, ...).
+    pub kind: String,
+    /// Who did it: a user id, `operator`, or `system`.
+    pub actor: Option<String>,
+    /// Whom or what it concerns (a user id, a key id).
+    pub subject: Option<String>,
+    /// Client IP, where there was a client.
+    pub ip: Option<String>,
+    /// Extra detail.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// What a refresh-token hash points at.

@@ -27,6 +27,8 @@ pub struct SledStore {
     sessions: ::sled::Tree,
     sessions_by_user: ::sled::Tree,
     refresh: ::sled::Tree,
+    events: ::sled::Tree,
+    event_counts: ::sled::Tree,
 }
 
 fn backend(e: ::sled::Error) -> StoreError {
@@ -89,19 +91,12 @@ impl SledStore {
                 "{shown} is not empty and is not a latch data directory; choose another --data-dir"
             )));
         }
-        let db = ::sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                ::sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Backend(format!("{shown} is in use by another latch process"))
-                }
-                other => StoreError::Backend(format!("cannot open {shown}: {other}")),
-            })?;
+        let db = ::sled::Config::new().path(dir).cache_capacity(cache_bytes).open().map_err(|e| match e {
+            ::sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                StoreError::Backend(format!("{shown} is in use by another latch process"))
+            }
+            other => StoreError::Backend(format!("cannot open {shown}: {other}")),
+        })?;
         let meta = db.open_tree("meta").map_err(backend)?;
         match meta.get(FORMAT_KEY).map_err(backend)? {
             Some(found) if found.as_ref() == FORMAT.as_bytes() => {}
@@ -112,17 +107,14 @@ impl SledStore {
                 )));
             }
             None => {
-                let foreign = db.tree_names().iter().any(|name| {
-                    name.as_ref() != b"meta"
-                        && db.open_tree(name).map(|t| !t.is_empty()).unwrap_or(true)
-                }) || !db.is_empty();
+                let foreign =
+                    db.tree_names().iter().any(|name| {
+                        name.as_ref() != b"meta" && db.open_tree(name).map(|t| !t.is_empty()).unwrap_or(true)
+                    }) || !db.is_empty();
                 if foreign {
-                    return Err(StoreError::Format(format!(
-                        "{shown} is a sled database but not a latch store"
-                    )));
+                    return Err(StoreError::Format(format!("{shown} is a sled database but not a latch store")));
                 }
-                meta.insert(FORMAT_KEY, FORMAT.as_bytes())
-                    .map_err(backend)?;
+                meta.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(backend)?;
                 db.flush().map_err(backend)?;
             }
         }
@@ -135,20 +127,15 @@ impl SledStore {
             sessions: tree("sessions")?,
             sessions_by_user: tree("sessions_by_user")?,
             refresh: tree("refresh")?,
+            events: tree("events")?,
+            event_counts: tree("event_counts")?,
             meta,
             db,
         })
     }
 
     fn tenant_trees(&self) -> [&::sled::Tree; 6] {
-        [
-            &self.keys,
-            &self.users,
-            &self.users_by_email,
-            &self.sessions,
-            &self.sessions_by_user,
-            &self.refresh,
-        ]
+        [&self.keys, &self.users, &self.users_by_email, &self.sessions, &self.sessions_by_user, &self.refresh]
     }
 
     fn purge_tenant_data(&self, tenant: &TenantId) -> StoreResult<()> {
@@ -160,17 +147,14 @@ impl SledStore {
             }
             tree.apply_batch(batch).map_err(backend)?;
         }
+        self.event_counts.remove(tenant.as_str()).map_err(backend)?;
         Ok(())
     }
 }
 
 impl TenantStore for SledStore {
     fn create_tenant(&self, tenant: &TenantRecord, keys: &[KeyRecord]) -> StoreResult<()> {
-        if self
-            .tenants
-            .contains_key(tenant.id.as_str())
-            .map_err(backend)?
-        {
+        if self.tenants.contains_key(tenant.id.as_str()).map_err(backend)? {
             return Err(StoreError::Conflict);
         }
         // Leftovers of an interrupted delete of the same id must not resurface.
@@ -180,34 +164,24 @@ impl TenantStore for SledStore {
             .iter()
             .map(|k| Ok((key(&tenant.id, k.kid.as_bytes()), encode(k)?)))
             .collect::<StoreResult<Vec<_>>>()?;
-        tx(
-            (&self.tenants, &self.keys).transaction(|(tenants, key_tree)| {
-                if tenants.get(tenant.id.as_str())?.is_some() {
-                    return abort(StoreError::Conflict);
-                }
-                tenants.insert(tenant.id.as_str(), record.as_slice())?;
-                for (k, v) in &keys {
-                    key_tree.insert(k.as_slice(), v.as_slice())?;
-                }
-                Ok(())
-            }),
-        )
+        tx((&self.tenants, &self.keys).transaction(|(tenants, key_tree)| {
+            if tenants.get(tenant.id.as_str())?.is_some() {
+                return abort(StoreError::Conflict);
+            }
+            tenants.insert(tenant.id.as_str(), record.as_slice())?;
+            for (k, v) in &keys {
+                key_tree.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok(())
+        }))
     }
 
     fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRecord>> {
-        self.tenants
-            .get(id.as_str())
-            .map_err(backend)?
-            .map(|v| decode("tenants", &v))
-            .transpose()
+        self.tenants.get(id.as_str()).map_err(backend)?.map(|v| decode("tenants", &v)).transpose()
     }
 
     fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
-        self.tenants
-            .iter()
-            .values()
-            .map(|v| decode("tenants", &v.map_err(backend)?))
-            .collect()
+        self.tenants.iter().values().map(|v| decode("tenants", &v.map_err(backend)?)).collect()
     }
 
     fn update_tenant(&self, tenant: &TenantRecord) -> StoreResult<()> {
@@ -230,9 +204,7 @@ impl TenantStore for SledStore {
 
 impl KeyStore for SledStore {
     fn put_key(&self, tenant: &TenantId, record: &KeyRecord) -> StoreResult<()> {
-        self.keys
-            .insert(key(tenant, record.kid.as_bytes()), encode(record)?)
-            .map_err(backend)?;
+        self.keys.insert(key(tenant, record.kid.as_bytes()), encode(record)?).map_err(backend)?;
         Ok(())
     }
 
@@ -253,36 +225,22 @@ impl UserStore for SledStore {
         let record = encode(user)?;
         let user_key = key(&user.tenant, user.id.as_bytes());
         let email_key = key(&user.tenant, user.email_key.as_bytes());
-        tx(
-            (&self.users, &self.users_by_email).transaction(|(users, by_email)| {
-                if by_email.get(email_key.as_slice())?.is_some() {
-                    return abort(StoreError::Conflict);
-                }
-                by_email.insert(email_key.as_slice(), user.id.as_bytes())?;
-                users.insert(user_key.as_slice(), record.as_slice())?;
-                Ok(())
-            }),
-        )
+        tx((&self.users, &self.users_by_email).transaction(|(users, by_email)| {
+            if by_email.get(email_key.as_slice())?.is_some() {
+                return abort(StoreError::Conflict);
+            }
+            by_email.insert(email_key.as_slice(), user.id.as_bytes())?;
+            users.insert(user_key.as_slice(), record.as_slice())?;
+            Ok(())
+        }))
     }
 
     fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
-        self.users
-            .get(key(tenant, id.as_bytes()))
-            .map_err(backend)?
-            .map(|v| decode("users", &v))
-            .transpose()
+        self.users.get(key(tenant, id.as_bytes())).map_err(backend)?.map(|v| decode("users", &v)).transpose()
     }
 
-    fn find_user_by_email(
-        &self,
-        tenant: &TenantId,
-        email_key: &str,
-    ) -> StoreResult<Option<UserRecord>> {
-        let Some(id) = self
-            .users_by_email
-            .get(key(tenant, email_key.as_bytes()))
-            .map_err(backend)?
-        else {
+    fn find_user_by_email(&self, tenant: &TenantId, email_key: &str) -> StoreResult<Option<UserRecord>> {
+        let Some(id) = self.users_by_email.get(key(tenant, email_key.as_bytes())).map_err(backend)? else {
             return Ok(None);
         };
         let id = Uuid::from_slice(&id).map_err(|_| StoreError::Corrupt("users_by_email"))?;
@@ -309,46 +267,25 @@ impl UserStore for SledStore {
 impl SessionStore for SledStore {
     fn insert_session(&self, session: &SessionRecord, refresh_hash: &[u8; 32]) -> StoreResult<()> {
         let record = encode(session)?;
-        let refresh = encode(&RefreshRecord {
-            session_id: session.id,
-            generation: session.generation,
-        })?;
+        let refresh = encode(&RefreshRecord { session_id: session.id, generation: session.generation })?;
         let session_key = key(&session.tenant, session.id.as_bytes());
-        let by_user_key = key(
-            &session.tenant,
-            &[session.user_id.as_bytes().as_slice(), session.id.as_bytes()].concat(),
-        );
+        let by_user_key =
+            key(&session.tenant, &[session.user_id.as_bytes().as_slice(), session.id.as_bytes()].concat());
         let refresh_key = key(&session.tenant, refresh_hash);
-        tx(
-            (&self.sessions, &self.sessions_by_user, &self.refresh).transaction(
-                |(sessions, by_user, refreshes)| {
-                    sessions.insert(session_key.as_slice(), record.as_slice())?;
-                    by_user.insert(by_user_key.as_slice(), &[])?;
-                    refreshes.insert(refresh_key.as_slice(), refresh.as_slice())?;
-                    Ok(())
-                },
-            ),
-        )
+        tx((&self.sessions, &self.sessions_by_user, &self.refresh).transaction(|(sessions, by_user, refreshes)| {
+            sessions.insert(session_key.as_slice(), record.as_slice())?;
+            by_user.insert(by_user_key.as_slice(), &[])?;
+            refreshes.insert(refresh_key.as_slice(), refresh.as_slice())?;
+            Ok(())
+        }))
     }
 
     fn get_session(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<SessionRecord>> {
-        self.sessions
-            .get(key(tenant, id.as_bytes()))
-            .map_err(backend)?
-            .map(|v| decode("sessions", &v))
-            .transpose()
+        self.sessions.get(key(tenant, id.as_bytes())).map_err(backend)?.map(|v| decode("sessions", &v)).transpose()
     }
 
-    fn get_refresh(
-        &self,
-        tenant: &TenantId,
-        hash: &[u8; 32],
-    ) -> StoreResult<Option<RefreshRecord>> {
-        self.refresh
-            .get(key(tenant, hash))
-            .map_err(backend)?
-            .map(|v| decode("refresh", &v))
-            .transpose()
+    fn get_refresh(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<RefreshRecord>> {
+        self.refresh.get(key(tenant, hash)).map_err(backend)?.map(|v| decode("refresh", &v)).transpose()
     }
 
     fn rotate_session(
@@ -358,34 +295,24 @@ impl SessionStore for SledStore {
         new_refresh_hash: &[u8; 32],
     ) -> StoreResult<()> {
         let record = encode(session)?;
-        let refresh = encode(&RefreshRecord {
-            session_id: session.id,
-            generation: session.generation,
-        })?;
+        let refresh = encode(&RefreshRecord { session_id: session.id, generation: session.generation })?;
         let session_key = key(&session.tenant, session.id.as_bytes());
         let refresh_key = key(&session.tenant, new_refresh_hash);
-        tx(
-            (&self.sessions, &self.refresh).transaction(|(sessions, refreshes)| {
-                let Some(current) = sessions.get(session_key.as_slice())? else {
-                    return abort(StoreError::NotFound);
-                };
-                let current: SessionRecord = tx_decode("sessions", &current)?;
-                if current.generation != expected_generation || current.revoked_at.is_some() {
-                    return abort(StoreError::Stale);
-                }
-                sessions.insert(session_key.as_slice(), record.as_slice())?;
-                refreshes.insert(refresh_key.as_slice(), refresh.as_slice())?;
-                Ok(())
-            }),
-        )
+        tx((&self.sessions, &self.refresh).transaction(|(sessions, refreshes)| {
+            let Some(current) = sessions.get(session_key.as_slice())? else {
+                return abort(StoreError::NotFound);
+            };
+            let current: SessionRecord = tx_decode("sessions", &current)?;
+            if current.generation != expected_generation || current.revoked_at.is_some() {
+                return abort(StoreError::Stale);
+            }
+            sessions.insert(session_key.as_slice(), record.as_slice())?;
+            refreshes.insert(refresh_key.as_slice(), refresh.as_slice())?;
+            Ok(())
+        }))
     }
 
-    fn revoke_session(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        now: i64,
-    ) -> StoreResult<Option<SessionRecord>> {
+    fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>> {
         let session_key = key(tenant, id.as_bytes());
         tx(self.sessions.transaction(|sessions| {
             let Some(current) = sessions.get(session_key.as_slice())? else {
@@ -402,15 +329,9 @@ impl SessionStore for SledStore {
 
     fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>> {
         let mut sessions = Vec::new();
-        for entry in self
-            .sessions_by_user
-            .scan_prefix(key(tenant, user.as_bytes()))
-            .keys()
-        {
+        for entry in self.sessions_by_user.scan_prefix(key(tenant, user.as_bytes())).keys() {
             let entry = entry.map_err(backend)?;
-            let sid = entry
-                .get(entry.len().saturating_sub(16)..)
-                .ok_or(StoreError::Corrupt("sessions_by_user"))?;
+            let sid = entry.get(entry.len().saturating_sub(16)..).ok_or(StoreError::Corrupt("sessions_by_user"))?;
             let sid = Uuid::from_slice(sid).map_err(|_| StoreError::Corrupt("sessions_by_user"))?;
             if let Some(session) = self.get_session(tenant, sid)? {
                 sessions.push(session);
@@ -418,6 +339,57 @@ impl SessionStore for SledStore {
         }
         sessions.sort_by_key(|s| (s.created_at, s.id));
         Ok(sessions)
+    }
+}
+
+impl EventStore for SledStore {
+    fn append_event(&self, event: &EventRecord, retain: usize) -> StoreResult<()> {
+        let prefix = prefix(&event.tenant);
+        self.events.insert(key(&event.tenant, event.id.as_bytes()), encode(event)?).map_err(backend)?;
+        let count = self
+            .event_counts
+            .update_and_fetch(event.tenant.as_str(), |old| {
+                let n = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+                Some((n + 1).to_be_bytes().to_vec())
+            })
+            .map_err(backend)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        // One removal per append keeps the tenant's log at `retain` in steady state.
+        if count > retain as u64
+            && let Some(oldest) = self.events.scan_prefix(&prefix).keys().next()
+        {
+            self.events.remove(oldest.map_err(backend)?).map_err(backend)?;
+            self.event_counts
+                .update_and_fetch(event.tenant.as_str(), |old| {
+                    let n = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(1, u64::from_be_bytes);
+                    Some(n.saturating_sub(1).to_be_bytes().to_vec())
+                })
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn list_events(&self, tenant: &TenantId, limit: usize, before: Option<Uuid>) -> StoreResult<Vec<EventRecord>> {
+        let start = prefix(tenant);
+        let end = match before {
+            Some(id) => key(tenant, id.as_bytes()),
+            None => {
+                let mut end = start.clone();
+                // One past the NUL separator: every key of this tenant sorts before it.
+                if let Some(last) = end.last_mut() {
+                    *last = 1;
+                }
+                end
+            }
+        };
+        self.events
+            .range(start..end)
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| decode("events", &v.map_err(backend)?))
+            .collect()
     }
 }
 
@@ -455,10 +427,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
         let err = SledStore::open(dir.path(), 8 << 20).err().expect("refused");
         assert!(matches!(err, StoreError::Format(_)), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("notes.txt")).expect("kept"),
-            "mine"
-        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).expect("kept"), "mine");
     }
 
     #[test]
@@ -467,10 +436,7 @@ mod tests {
         let path = dir.path().join("data");
         {
             let store = SledStore::open(&path, 8 << 20).expect("opens");
-            store
-                .meta
-                .insert(FORMAT_KEY, &b"latch-store/99"[..])
-                .expect("write");
+            store.meta.insert(FORMAT_KEY, &b"latch-store/99"[..]).expect("write");
             store.flush().expect("flush");
         }
         let err = SledStore::open(&path, 8 << 20).err().expect("refused");

@@ -1,0 +1,117 @@
+//! Audit events: what happened in a tenant, for its admins.
+
+use uuid::Uuid;
+
+use super::{Latch, TenantId};
+use crate::store::EventRecord;
+
+/// Events kept per tenant; the oldest are dropped beyond this.
+pub const DEFAULT_EVENT_RETENTION: usize = 10_000;
+
+/// The kinds of audit events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A login succeeded.
+    LoginSucceeded,
+    /// A login failed (unknown email or wrong password).
+    LoginFailed,
+    /// A rotated refresh token was presented again; its session was revoked.
+    RefreshReuseDetected,
+    /// A user changed their password.
+    PasswordChanged,
+    /// A session was ended (logout, revocation, from the session list).
+    SessionEnded,
+    /// The tenant's signing key was rotated.
+    KeyRotated,
+}
+
+impl EventKind {
+    /// The stable name stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::LoginSucceeded => "login_succeeded",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::RefreshReuseDetected => "refresh_reuse_detected",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::SessionEnded => "session_ended",
+            EventKind::KeyRotated => "key_rotated",
+        }
+    }
+}
+
+/// An event to record.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// What.
+    pub kind: EventKind,
+    /// Who did it: a user id, `operator` or `system`.
+    pub actor: Option<String>,
+    /// Whom or what it concerns.
+    pub subject: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Extra detail.
+    pub detail: Option<String>,
+}
+
+impl Event {
+    /// An event with no actor, subject or detail yet.
+    pub fn new(kind: EventKind) -> Event {
+        Event { kind, actor: None, subject: None, ip: None, detail: None }
+    }
+
+    /// Sets the actor.
+    pub fn actor(mut self, actor: impl ToString) -> Event {
+        self.actor = Some(actor.to_string());
+        self
+    }
+
+    /// Sets the subject.
+    pub fn subject(mut self, subject: impl ToString) -> Event {
+        self.subject = Some(subject.to_string());
+        self
+    }
+
+    /// Sets the client IP.
+    pub fn ip(mut self, ip: Option<String>) -> Event {
+        self.ip = ip;
+        self
+    }
+
+    /// Sets the detail.
+    pub fn detail(mut self, detail: impl ToString) -> Event {
+        self.detail = Some(detail.to_string());
+        self
+    }
+}
+
+impl Latch {
+    /// Records an event. It rides along with the next flush: an event is
+    /// never worth failing or slowing the request that caused it.
+    pub(crate) async fn record(&self, tenant: &TenantId, event: Event) {
+        let record = EventRecord {
+            tenant: tenant.clone(),
+            id: Uuid::now_v7(),
+            at: self.now(),
+            kind: event.kind.as_str().to_owned(),
+            actor: event.actor,
+            subject: event.subject,
+            ip: event.ip,
+            detail: event.detail,
+        };
+        if let Err(e) = self.store.run(move |store| store.append_event(&record, DEFAULT_EVENT_RETENTION)).await {
+            tracing::error!(tenant = %tenant, error = %e, "audit event not recorded");
+        }
+    }
+
+    /// A tenant's events, newest first.
+    pub async fn events(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        before: Option<Uuid>,
+    ) -> super::Result<Vec<EventRecord>> {
+        let owned = tenant.clone();
+        Ok(self.store.run(move |store| store.list_events(&owned, limit, before)).await?)
+    }
+}
