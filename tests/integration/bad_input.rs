@@ -28,6 +28,38 @@ async fn malformed_json_is_a_400_problem() {
 }
 
 #[tokio::test]
+async fn malformed_bodies_on_the_account_and_operator_endpoints_are_400_problems() {
+    let app = spawn_app().await;
+    let user = app.register("demo", "bodies@example.com").await;
+    let access = user["access_token"].as_str().expect("token");
+    let cases: [(&str, &str, &[&str]); 3] = [
+        ("/t/demo/users/me/password", access, &["{", r#"{"current_password": []}"#, r#"{"current_password": "x"}"#]),
+        (
+            "/admin/tenants/demo/keys/rotate",
+            OPERATOR_TOKEN,
+            &["{", r#"{"publish_delay_seconds": -5}"#, r#"{"publish_delay": 5}"#],
+        ),
+        ("/admin/tenants", OPERATOR_TOKEN, &["[]", r#"{"id": {}}"#, r#"{"id": "typo", "refresh_grace_second": 1}"#]),
+    ];
+    for (path, token, bodies) in cases {
+        for body in bodies {
+            let response = app
+                .http
+                .post(app.url(path))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            assert!(status.is_client_error(), "{path} {body}: {status}");
+            assert_problem(response, status, "invalid_request").await;
+        }
+    }
+}
+
+#[tokio::test]
 async fn invalid_utf8_is_a_400_problem() {
     let app = spawn_app().await;
     let body = b"{\"email\": \"a\xff@example.com\", \"password\": \"correct horse battery\"}".to_vec();

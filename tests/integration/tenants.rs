@@ -114,6 +114,20 @@ async fn a_token_of_tenant_a_is_rejected_by_every_endpoint_of_tenant_b() {
     let logout = app.http.post(app.url("/t/tenant-b/auth/logout")).bearer_auth(access).send().await.expect("request");
     assert_problem(logout, StatusCode::UNAUTHORIZED, "invalid_token").await;
     assert_problem(app.refresh("tenant-b", refresh).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    let sessions = app.get_with("/t/tenant-b/users/me/sessions", access).await;
+    assert_problem(sessions, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let sid = claims_of(access)["sid"].as_str().expect("sid").to_owned();
+    let end = app.http.delete(app.url(&format!("/t/tenant-b/users/me/sessions/{sid}"))).bearer_auth(access);
+    assert_problem(end.send().await.expect("request"), StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let password = app
+        .http
+        .post(app.url("/t/tenant-b/users/me/password"))
+        .bearer_auth(access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase"}));
+    assert_problem(password.send().await.expect("request"), StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let token = app.post_form("/t/tenant-b/oauth/token", &grant).await;
+    assert_eq!(token.status(), StatusCode::BAD_REQUEST, "another tenant's refresh token is an invalid_grant");
     let admin = app.get_with("/admin/tenants", access).await;
     assert_problem(admin, StatusCode::UNAUTHORIZED, "operator_token_required").await;
 

@@ -16,8 +16,9 @@ use crate::store::{TenantRecord, TenantSettings};
 /// Tenant management for the operator.
 pub struct TenantsApi;
 
-/// A tenant to create. Settings left out take their defaults.
+/// A tenant to create. Settings left out take their defaults; unknown fields are refused.
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// Slug: 1-63 characters of a-z, 0-9 and '-'.
     pub id: String,
@@ -88,8 +89,9 @@ pub struct TenantList {
     pub tenants: Vec<Tenant>,
 }
 
-/// Key rotation options.
+/// Key rotation options; unknown fields are refused.
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// Seconds the new key is published in the JWKS before it signs (default 0;
     /// use at least the JWKS max-age, 300, when verifiers cache it).
