@@ -12,7 +12,11 @@ use crate::Error;
 
 /// Parses UTF-8 JSON that must be an object with unique member names.
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
-    let text = std::str::from_utf8(bytes).map_err(|_| Error::Malformed)?;
+    parse_object_text(std::str::from_utf8(bytes).map_err(|_| Error::Malformed)?)
+}
+
+/// Like [`parse_object`], for text already known to be UTF-8.
+pub(crate) fn parse_object_text(text: &str) -> Result<Map<String, Value>, Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = StrictValue
         .deserialize(&mut deserializer)

@@ -103,6 +103,7 @@ pub struct VerifyingKey {
     kid: Option<String>,
     alg: Algorithm,
     material: Material,
+    public_jwk: Option<Jwk>,
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -163,15 +164,31 @@ impl VerifyingKey {
             }
             Algorithm::HS256 => Material::Hmac(Zeroizing::new(decode_member(&jwk.k)?)),
         };
-        let key = VerifyingKey { kid: jwk.kid.clone(), alg, material };
+        let public_jwk = (!alg.is_symmetric()).then(|| Jwk {
+            kty: jwk.kty.clone(),
+            kid: jwk.kid.clone(),
+            alg: Some(alg.as_str().into()),
+            use_: Some("sig".into()),
+            crv: jwk.crv.clone(),
+            x: jwk.x.clone(),
+            y: jwk.y.clone(),
+            n: jwk.n.clone(),
+            e: jwk.e.clone(),
+            k: None,
+        });
+        let key = VerifyingKey { kid: jwk.kid.clone(), alg, material, public_jwk };
         key.check_strength()?;
         Ok(Some(key))
     }
 
     /// An HS256 key from raw secret bytes (at least 32).
     pub fn hmac(kid: Option<String>, secret: &[u8]) -> Result<VerifyingKey, Error> {
-        let key =
-            VerifyingKey { kid, alg: Algorithm::HS256, material: Material::Hmac(Zeroizing::new(secret.to_vec())) };
+        let key = VerifyingKey {
+            kid,
+            alg: Algorithm::HS256,
+            material: Material::Hmac(Zeroizing::new(secret.to_vec())),
+            public_jwk: None,
+        };
         key.check_strength()?;
         Ok(key)
     }
@@ -191,6 +208,12 @@ impl VerifyingKey {
     /// The one algorithm this key verifies.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+
+    /// The public members of an asymmetric key, as a JWK (for handing the
+    /// signature check to another implementation such as WebCrypto); `None` for HMAC.
+    pub fn public_jwk(&self) -> Option<&Jwk> {
+        self.public_jwk.as_ref()
     }
 
     /// Checks `signature` over `message` with this key's algorithm.
@@ -244,9 +267,32 @@ impl KeySet {
 
     /// Parses a JWKS document (duplicate member names rejected) and builds the key set.
     pub fn from_jwks_json(json: &str) -> Result<KeySet, Error> {
-        let object = crate::json::parse_object(json.as_bytes()).map_err(|_| Error::InvalidKey)?;
-        let jwks: Jwks = serde_json::from_value(serde_json::Value::Object(object)).map_err(|_| Error::InvalidKey)?;
-        KeySet::from_jwks(&jwks)
+        use serde_json::Value;
+        let object = crate::json::parse_object_text(json).map_err(|_| Error::InvalidKey)?;
+        let Some(Value::Array(entries)) = object.get("keys") else { return Err(Error::InvalidKey) };
+        // Read by hand rather than through serde's derive: it keeps the wasm build small.
+        let mut keys = Jwks::default();
+        for entry in entries {
+            let Value::Object(members) = entry else { return Err(Error::InvalidKey) };
+            let text = |name: &str| match members.get(name) {
+                None => Ok(None),
+                Some(Value::String(value)) => Ok(Some(value.clone())),
+                Some(_) => Err(Error::InvalidKey),
+            };
+            keys.keys.push(Jwk {
+                kty: text("kty")?.ok_or(Error::InvalidKey)?,
+                kid: text("kid")?,
+                alg: text("alg")?,
+                use_: text("use")?,
+                crv: text("crv")?,
+                x: text("x")?,
+                y: text("y")?,
+                n: text("n")?,
+                e: text("e")?,
+                k: text("k")?,
+            });
+        }
+        KeySet::from_jwks(&keys)
     }
 
     /// Adds a key (for example the HS256 secret, which no JWKS carries).

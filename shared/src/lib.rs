@@ -23,7 +23,10 @@ mod verify;
 pub use claims::{Audience, Claims, Header};
 pub use error::Error;
 pub use jwk::{Algorithm, Jwk, Jwks, KeySet, VerifyingKey};
-pub use verify::{Decoded, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES, Validation, Verified, decode_unverified, verify};
+pub use verify::{
+    Decoded, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES, Prepared, Validation, Verified, decode_unverified,
+    finish_after_external_signature, prepare, verify,
+};
 
 /// The `typ` header value latch writes on access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";

@@ -457,3 +457,25 @@ fn error_codes_are_distinct() {
     let codes: std::collections::HashSet<_> = errors.iter().map(Error::code).collect();
     assert_eq!(codes.len(), errors.len());
 }
+
+#[test]
+fn the_two_phase_path_applies_the_same_rules_as_verify() {
+    let ed = Ed::new();
+    let keys = ed.keys();
+    let token = ed.token();
+    let prepared = prepare(&token, &keys, &validation()).expect("header and key pass");
+    assert_eq!(prepared.key().algorithm(), Algorithm::EdDSA);
+    assert_eq!(prepared.key().public_jwk().and_then(|j| j.x.clone()), ed.jwk().x);
+    let (input, _) = token.rsplit_once('.').expect("three parts");
+    assert_eq!(prepared.signing_input(), input.as_bytes());
+    assert_eq!(prepared.signature().len(), 64);
+
+    let finished = finish_after_external_signature(&token, &keys, &validation(), NOW, true).expect("valid");
+    assert_eq!(finished, verify(&token, &keys, &validation(), NOW).expect("valid"));
+    assert_eq!(finish_after_external_signature(&token, &keys, &validation(), NOW, false), Err(Error::BadSignature));
+    let expired = ed.sign(&ed.header(), &with(claims(), "exp", json!(NOW - 100)));
+    assert_eq!(finish_after_external_signature(&expired, &keys, &validation(), NOW, true), Err(Error::Expired));
+    let bad_type = ed.sign(&with(ed.header(), "typ", json!("JWT")), &claims());
+    assert_eq!(finish_after_external_signature(&bad_type, &keys, &validation(), NOW, true), Err(Error::WrongType));
+    assert!(prepare("a.b", &keys, &validation()).is_err());
+}

@@ -69,6 +69,8 @@ pub struct Verified {
     pub header: Header,
     /// Every claim of the payload, as JSON.
     pub payload: Map<String, Value>,
+    /// The payload exactly as the token carried it (valid, duplicate-free JSON text).
+    pub payload_json: String,
 }
 
 impl Verified {
@@ -80,13 +82,72 @@ impl Verified {
 
 /// Verifies `token` against the trusted `keys` and `validation` at time `now` (Unix seconds).
 pub fn verify(token: &str, keys: &KeySet, validation: &Validation, now: i64) -> Result<Verified, Error> {
+    let prepared = prepare(token, keys, validation)?;
+    prepared.key.verify_signature(prepared.signing_input.as_bytes(), &prepared.signature)?;
+    prepared.finish(validation, now)
+}
+
+/// A token whose size, structure and header passed, with the one key that
+/// may have signed it: what a signature check needs.
+#[derive(Debug)]
+pub struct Prepared<'t, 'k> {
+    key: &'k VerifyingKey,
+    header: ParsedHeader,
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: Vec<u8>,
+}
+
+impl<'t, 'k> Prepared<'t, 'k> {
+    /// The key the token's `kid` names, bound to the token's algorithm.
+    pub fn key(&self) -> &'k VerifyingKey {
+        self.key
+    }
+
+    /// The bytes the signature covers (`header.payload`).
+    pub fn signing_input(&self) -> &'t [u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// The decoded signature.
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    fn finish(self, validation: &Validation, now: i64) -> Result<Verified, Error> {
+        let payload_json = String::from_utf8(b64::decode(self.payload)?).map_err(|_| Error::Malformed)?;
+        let payload = json::parse_object_text(&payload_json)?;
+        check_claims(&payload, validation, now)?;
+        let header = Header { alg: self.key.algorithm(), kid: self.header.kid, typ: self.header.typ };
+        Ok(Verified { header, payload, payload_json })
+    }
+}
+
+/// The first half of [`verify`]: every rule up to the signature (size,
+/// structure, `alg`, `crit`, `typ`, key lookup and algorithm binding).
+pub fn prepare<'t, 'k>(token: &'t str, keys: &'k KeySet, validation: &Validation) -> Result<Prepared<'t, 'k>, Error> {
     let parts = Parts::split(token)?;
     let header = parts.header()?;
     let key = select_key(&header, keys, validation)?;
-    key.verify_signature(parts.signing_input.as_bytes(), &b64::decode(parts.signature)?)?;
-    let payload = json::parse_object(&b64::decode(parts.payload)?)?;
-    check_claims(&payload, validation, now)?;
-    Ok(Verified { header: Header { alg: key.algorithm(), kid: header.kid, typ: header.typ }, payload })
+    let signature = b64::decode(parts.signature)?;
+    Ok(Prepared { key, header, signing_input: parts.signing_input, payload: parts.payload, signature })
+}
+
+/// The second half of [`verify`] for callers that checked the signature of
+/// [`prepare`]'s result elsewhere (WebCrypto): the same rules up to the
+/// signature again, then the claims. `signature_valid` is that check's result.
+pub fn finish_after_external_signature(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    now: i64,
+    signature_valid: bool,
+) -> Result<Verified, Error> {
+    let prepared = prepare(token, keys, validation)?;
+    if !signature_valid {
+        return Err(Error::BadSignature);
+    }
+    prepared.finish(validation, now)
 }
 
 /// A token's header and payload, decoded but not verified.
@@ -96,15 +157,23 @@ pub struct Decoded {
     pub header: Map<String, Value>,
     /// The claims.
     pub payload: Map<String, Value>,
+    /// The header as the token carried it (valid JSON text).
+    pub header_json: String,
+    /// The payload as the token carried it (valid JSON text).
+    pub payload_json: String,
 }
 
 /// Decodes a token's header and payload without checking anything but their
 /// form. Never use the result for an access decision.
 pub fn decode_unverified(token: &str) -> Result<Decoded, Error> {
     let parts = Parts::split(token)?;
+    let text = |segment| String::from_utf8(b64::decode(segment)?).map_err(|_| Error::Malformed);
+    let (header_json, payload_json) = (text(parts.header)?, text(parts.payload)?);
     Ok(Decoded {
-        header: json::parse_object(&b64::decode(parts.header)?)?,
-        payload: json::parse_object(&b64::decode(parts.payload)?)?,
+        header: json::parse_object_text(&header_json)?,
+        payload: json::parse_object_text(&payload_json)?,
+        header_json,
+        payload_json,
     })
 }
 
@@ -139,6 +208,7 @@ impl<'a> Parts<'a> {
     }
 }
 
+#[derive(Debug)]
 struct ParsedHeader {
     alg: String,
     kid: Option<String>,

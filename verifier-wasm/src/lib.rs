@@ -1,7 +1,182 @@
-//! WebAssembly bindings over `latch-shared`'s verifier.
-//!
-//! Placeholder until the wasm-bindgen layer lands (issue: the WASM verifier
-//! and the npm package). It already links `latch-shared` for
-//! `wasm32-unknown-unknown`, so the test command proves the rules build there.
+//! WebAssembly bindings over `latch-shared`'s verifier, for the npm package
+//! `@latch/verifier`. Wrappers only: every rule lives in `latch-shared`.
+//! The package's JavaScript (`js/`) wraps these in the public API.
 
-pub use latch_shared::{Error, KeySet, Validation, verify};
+use latch_shared as shared;
+use wasm_bindgen::prelude::*;
+
+/// A verification failure as JavaScript sees it: the shared crate's stable
+/// `code` and its message. The JS layer turns it into a `VerifyError`.
+#[wasm_bindgen]
+pub struct Failure {
+    code: &'static str,
+    message: String,
+}
+
+#[wasm_bindgen]
+impl Failure {
+    /// The stable code (`expired`, `bad_signature`, ...).
+    #[wasm_bindgen(getter)]
+    pub fn code(&self) -> String {
+        self.code.to_owned()
+    }
+
+    /// A human-readable message.
+    #[wasm_bindgen(getter)]
+    pub fn message(&self) -> String {
+        self.message.clone()
+    }
+}
+
+/// The one conversion from the shared error to what JavaScript receives.
+fn failure(error: shared::Error) -> JsValue {
+    Failure { code: error.code(), message: error.to_string() }.into()
+}
+
+/// Seconds since the epoch from a JS number (`Date.now() / 1000`), floored.
+fn seconds(now: f64) -> Result<i64, JsValue> {
+    if now.is_finite() { Ok(now.floor() as i64) } else { Err(failure(shared::Error::InvalidOptions)) }
+}
+
+/// A key set and validation rules, built once and used for many tokens.
+#[wasm_bindgen(js_name = WasmVerifier)]
+pub struct WasmVerifier {
+    keys: shared::KeySet,
+    validation: shared::Validation,
+}
+
+#[wasm_bindgen(js_class = WasmVerifier)]
+impl WasmVerifier {
+    /// `jwks` is a JWKS document as JSON text; `audiences` are accepted
+    /// audiences; `algorithms` restricts the algorithms (all when empty).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        jwks: &str,
+        issuer: &str,
+        audiences: Vec<String>,
+        leeway_seconds: Option<u32>,
+        algorithms: Vec<String>,
+    ) -> Result<WasmVerifier, JsValue> {
+        let keys = shared::KeySet::from_jwks_json(jwks).map_err(failure)?;
+        let mut validation = shared::Validation::with_audiences(issuer, audiences).map_err(failure)?;
+        if let Some(leeway) = leeway_seconds {
+            validation = validation.leeway(leeway.into()).map_err(failure)?;
+        }
+        if !algorithms.is_empty() {
+            let parsed = algorithms
+                .iter()
+                .map(|name| shared::Algorithm::parse(name).ok_or(shared::Error::InvalidOptions))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failure)?;
+            validation = validation.algorithms(&parsed).map_err(failure)?;
+        }
+        Ok(WasmVerifier { keys, validation })
+    }
+
+    /// Verifies a token at `now` (seconds); returns the payload as JSON text.
+    pub fn verify(&self, token: &str, now: f64) -> Result<String, JsValue> {
+        let verified = shared::verify(token, &self.keys, &self.validation, seconds(now)?).map_err(failure)?;
+        Ok(verified.payload_json)
+    }
+
+    /// The rules up to the signature; returns what a WebCrypto check needs.
+    pub fn prepare(&self, token: &str) -> Result<PreparedCheck, JsValue> {
+        let prepared = shared::prepare(token, &self.keys, &self.validation).map_err(failure)?;
+        let key = prepared.key();
+        Ok(PreparedCheck {
+            alg: key.algorithm().as_str(),
+            jwk: key.public_jwk().cloned(),
+            signing_input: prepared.signing_input().to_vec(),
+            signature: prepared.signature().to_vec(),
+        })
+    }
+
+    /// After a WebCrypto check of [`WasmVerifier::prepare`]'s result: the
+    /// same rules again, then the claims; returns the payload as JSON text.
+    #[wasm_bindgen(js_name = finishAfterSignature)]
+    pub fn finish_after_signature(&self, token: &str, now: f64, signature_valid: bool) -> Result<String, JsValue> {
+        let verified = shared::finish_after_external_signature(
+            token,
+            &self.keys,
+            &self.validation,
+            seconds(now)?,
+            signature_valid,
+        )
+        .map_err(failure)?;
+        Ok(verified.payload_json)
+    }
+}
+
+/// What a signature check outside wasm needs.
+#[wasm_bindgen]
+pub struct PreparedCheck {
+    alg: &'static str,
+    jwk: Option<shared::Jwk>,
+    signing_input: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl PreparedCheck {
+    /// The key's algorithm.
+    #[wasm_bindgen(getter)]
+    pub fn alg(&self) -> String {
+        self.alg.to_owned()
+    }
+
+    /// The key's type (`EC`, `RSA`, `OKP`); undefined for HMAC keys.
+    #[wasm_bindgen(getter)]
+    pub fn kty(&self) -> Option<String> {
+        self.jwk.as_ref().map(|jwk| jwk.kty.clone())
+    }
+
+    /// The key's curve, for EC and OKP keys.
+    #[wasm_bindgen(getter)]
+    pub fn crv(&self) -> Option<String> {
+        self.jwk.as_ref().and_then(|jwk| jwk.crv.clone())
+    }
+
+    /// Public x coordinate or key, base64url.
+    #[wasm_bindgen(getter)]
+    pub fn x(&self) -> Option<String> {
+        self.jwk.as_ref().and_then(|jwk| jwk.x.clone())
+    }
+
+    /// Public y coordinate, base64url.
+    #[wasm_bindgen(getter)]
+    pub fn y(&self) -> Option<String> {
+        self.jwk.as_ref().and_then(|jwk| jwk.y.clone())
+    }
+
+    /// RSA modulus, base64url.
+    #[wasm_bindgen(getter)]
+    pub fn n(&self) -> Option<String> {
+        self.jwk.as_ref().and_then(|jwk| jwk.n.clone())
+    }
+
+    /// RSA exponent, base64url.
+    #[wasm_bindgen(getter)]
+    pub fn e(&self) -> Option<String> {
+        self.jwk.as_ref().and_then(|jwk| jwk.e.clone())
+    }
+
+    /// The signed bytes.
+    #[wasm_bindgen(getter, js_name = signingInput)]
+    pub fn signing_input(&self) -> Vec<u8> {
+        self.signing_input.clone()
+    }
+
+    /// The signature bytes.
+    #[wasm_bindgen(getter)]
+    pub fn signature(&self) -> Vec<u8> {
+        self.signature.clone()
+    }
+}
+
+/// Decodes header and payload without verifying anything; returns their
+/// JSON texts, header first.
+#[wasm_bindgen(js_name = decodeUnverified)]
+pub fn decode_unverified(token: &str) -> Result<Vec<String>, JsValue> {
+    let decoded = shared::decode_unverified(token).map_err(failure)?;
+    Ok(vec![decoded.header_json, decoded.payload_json])
+}

@@ -1,0 +1,6 @@
+// Browser entry point (<script type="module">): the .wasm is fetched from beside this file.
+import init from "./latch_verifier.js";
+
+await init({ module_or_path: new URL("./latch_verifier_bg.wasm", import.meta.url) });
+
+export * from "./core.js";

@@ -1,0 +1,230 @@
+// The public API of @latch/verifier. Every verification rule runs in the
+// WebAssembly module built from latch-shared (the server's own crate); this
+// file only adapts types, hands ES256/RS256 signature checks to WebCrypto in
+// verifyAsync, and fetches and caches remote key sets.
+import { Failure, WasmVerifier, decodeUnverified as wasmDecodeUnverified } from "./latch_verifier.js";
+
+/** A token or key set was rejected; `code` is stable (`expired`, `bad_signature`, ...). */
+export class VerifyError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "VerifyError";
+    this.code = code;
+  }
+}
+
+/** Turns what the wasm module throws into a VerifyError. */
+function rethrow(error) {
+  if (error instanceof Failure) {
+    const converted = new VerifyError(error.code, error.message);
+    error.free();
+    throw converted;
+  }
+  throw error;
+}
+
+const nowSeconds = () => Date.now() / 1000;
+
+const WEBCRYPTO = {
+  ES256: { import: { name: "ECDSA", namedCurve: "P-256" }, verify: { name: "ECDSA", hash: "SHA-256" } },
+  RS256: { import: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, verify: { name: "RSASSA-PKCS1-v1_5" } },
+};
+
+/** Verifies latch access tokens against a key set, with the server's rules. */
+export class Verifier {
+  #inner;
+  #cryptoKeys = new Map();
+
+  /**
+   * @param jwks a JWKS object or its JSON text (an HS256 secret as an `oct` JWK works too)
+   * @param options `{ issuer, audience, leewaySeconds?, algorithms? }`
+   */
+  constructor(jwks, options) {
+    const { issuer, audience, leewaySeconds, algorithms } = options ?? {};
+    if (typeof issuer !== "string" || audience === undefined) {
+      throw new VerifyError("invalid_options", "issuer and audience are required");
+    }
+    const audiences = Array.isArray(audience) ? audience : [audience];
+    const text = typeof jwks === "string" ? jwks : JSON.stringify(jwks);
+    try {
+      this.#inner = new WasmVerifier(text, issuer, audiences, leewaySeconds, algorithms ?? []);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  /** Verifies synchronously in wasm (fast for EdDSA and HS256; ES256 and RS256 work too). */
+  verify(token, now = nowSeconds()) {
+    try {
+      return JSON.parse(this.#inner.verify(String(token), now));
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  /**
+   * Verifies every algorithm; ES256 and RS256 signatures go to WebCrypto where
+   * the runtime has it, every other rule stays in wasm.
+   */
+  async verifyAsync(token, now = nowSeconds()) {
+    token = String(token);
+    const subtle = globalThis.crypto?.subtle;
+    let check;
+    try {
+      check = this.#inner.prepare(token);
+    } catch (error) {
+      rethrow(error);
+    }
+    const algorithm = WEBCRYPTO[check.alg];
+    if (!subtle || !algorithm) {
+      check.free();
+      return this.verify(token, now);
+    }
+    const jwk = { kty: check.kty, crv: check.crv, x: check.x, y: check.y, n: check.n, e: check.e };
+    const signature = check.signature;
+    const signingInput = check.signingInput;
+    check.free();
+    const key = await this.#importKey(jwk, algorithm);
+    const valid = await subtle.verify(algorithm.verify, key, signature, signingInput);
+    try {
+      return JSON.parse(this.#inner.finishAfterSignature(token, now, valid));
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  async #importKey(jwk, algorithm) {
+    const id = JSON.stringify(jwk);
+    let key = this.#cryptoKeys.get(id);
+    if (!key) {
+      const members = Object.fromEntries(Object.entries(jwk).filter(([, value]) => value !== undefined));
+      key = await globalThis.crypto.subtle.importKey("jwk", members, algorithm.import, false, ["verify"]);
+      this.#cryptoKeys.set(id, key);
+    }
+    return key;
+  }
+
+  /** Releases the wasm memory of this verifier. */
+  free() {
+    this.#inner.free();
+  }
+}
+
+/** Decodes header and payload without verifying anything. Never base an access decision on it. */
+export function decodeUnverified(token) {
+  try {
+    const [header, payload] = wasmDecodeUnverified(String(token));
+    return { header: JSON.parse(header), payload: JSON.parse(payload) };
+  } catch (error) {
+    rethrow(error);
+  }
+}
+
+/** True if the claims carry `role`. */
+export function hasRole(claims, role) {
+  return Array.isArray(claims?.roles) && claims.roles.includes(role);
+}
+
+/** True if the space-separated `scope` claim contains `scope`. */
+export function hasScope(claims, scope) {
+  return typeof claims?.scope === "string" && claims.scope.split(" ").includes(scope);
+}
+
+/** Whole seconds until `exp` (zero or negative once expired). */
+export function expiresIn(claims, now = nowSeconds()) {
+  return Math.floor(claims.exp - now);
+}
+
+function maxAge(headers) {
+  const control = headers.get("cache-control") ?? "";
+  if (/\bno-store\b|\bno-cache\b/.test(control)) return 0;
+  const match = /\bmax-age=(\d+)/.exec(control);
+  return match ? Number(match[1]) : 300;
+}
+
+/**
+ * A verifier for `issuer` that finds its JWKS through the discovery document.
+ * It caches the key set for its `Cache-Control` max-age, shares one fetch
+ * between concurrent callers, refetches on an unknown `kid` at most once per
+ * `cooldownSeconds`, keeps the last good key set when a refetch fails, and can
+ * keep the key set in a platform cache (`cache: { get(key), put(key, value) }`)
+ * so short-lived edge isolates do not refetch on every cold start.
+ */
+export function createRemoteVerifier(issuer, options = {}) {
+  const {
+    audience,
+    leewaySeconds,
+    algorithms,
+    cooldownSeconds = 30,
+    cache,
+    fetch: fetchImpl = globalThis.fetch.bind(globalThis),
+    clock = nowSeconds,
+  } = options;
+  const cacheKey = `latch-jwks:${issuer}`;
+  let current; // { verifier, expiresAt }
+  let inFlight;
+  let lastFetch = -Infinity;
+
+  const build = (jwks, expiresAt) => ({
+    verifier: new Verifier(jwks, { issuer, audience, leewaySeconds, algorithms }),
+    expiresAt,
+  });
+
+  async function fetchKeySet() {
+    lastFetch = clock();
+    const discoveryResponse = await fetchImpl(`${issuer}/.well-known/openid-configuration`);
+    if (!discoveryResponse.ok) throw new VerifyError("jwks_unavailable", `discovery answered ${discoveryResponse.status}`);
+    const discovery = await discoveryResponse.json();
+    if (discovery.issuer !== issuer) {
+      throw new VerifyError("wrong_issuer", `discovery names issuer ${discovery.issuer}, expected ${issuer}`);
+    }
+    const jwksResponse = await fetchImpl(discovery.jwks_uri);
+    if (!jwksResponse.ok) throw new VerifyError("jwks_unavailable", `JWKS answered ${jwksResponse.status}`);
+    const jwks = await jwksResponse.json();
+    const expiresAt = clock() + maxAge(jwksResponse.headers);
+    const next = build(jwks, expiresAt);
+    if (cache) await cache.put(cacheKey, { jwks, expiresAt });
+    // The previous verifier may still be in use by a concurrent call; the glue's
+    // finalizer frees it once nothing refers to it.
+    current = next;
+    return next;
+  }
+
+  /** One fetch at a time; concurrent callers share it. A failure keeps the last good key set. */
+  function refetch() {
+    inFlight ??= fetchKeySet().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight.catch((error) => {
+      if (current) return current;
+      throw error instanceof VerifyError ? error : new VerifyError("jwks_unavailable", String(error?.message ?? error));
+    });
+  }
+
+  async function keySet() {
+    if (!current && cache) {
+      const cached = await cache.get(cacheKey);
+      if (cached && cached.expiresAt > clock()) current = build(cached.jwks, cached.expiresAt);
+    }
+    if (current && current.expiresAt > clock()) return current;
+    return refetch();
+  }
+
+  async function verify(token, now) {
+    const { verifier } = await keySet();
+    try {
+      return await verifier.verifyAsync(token, now ?? clock());
+    } catch (error) {
+      if (error?.code !== "unknown_kid" || clock() - lastFetch < cooldownSeconds) throw error;
+      const { verifier: refreshed } = await refetch();
+      return refreshed.verifyAsync(token, now ?? clock());
+    }
+  }
+
+  return {
+    verify,
+    verifyAsync: verify,
+    /** Fetches the key set now (shared with any fetch in flight). */
+    refresh: refetch,
+  };
+}

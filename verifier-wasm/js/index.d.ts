@@ -1,0 +1,123 @@
+/** Stable codes of verification failures (the same as the latch server's `token_error`). */
+export type VerifyErrorCode =
+  | "too_large"
+  | "malformed"
+  | "duplicate_member"
+  | "alg_not_allowed"
+  | "unsupported_crit"
+  | "wrong_type"
+  | "unknown_kid"
+  | "bad_signature"
+  | "expired"
+  | "not_yet_valid"
+  | "wrong_issuer"
+  | "wrong_audience"
+  | "missing_claim"
+  | "invalid_claim"
+  | "invalid_key"
+  | "invalid_options"
+  | "jwks_unavailable";
+
+/** A token or key set was rejected. */
+export class VerifyError extends Error {
+  readonly name: "VerifyError";
+  readonly code: VerifyErrorCode;
+}
+
+export type Algorithm = "EdDSA" | "ES256" | "RS256" | "HS256";
+
+/** Claims of a latch access token (tokens of other issuers may carry others). */
+export interface Claims {
+  iss: string;
+  sub: string;
+  aud: string | string[];
+  exp: number;
+  iat: number;
+  nbf: number;
+  jti: string;
+  /** Tenant id. */
+  tid: string;
+  /** Session id. */
+  sid: string;
+  roles: string[];
+  /** Space-separated scopes. */
+  scope: string;
+  /** Only where the tenant opts in. */
+  email?: string;
+  [claim: string]: unknown;
+}
+
+export interface Jwk {
+  kty: string;
+  kid?: string;
+  alg?: string;
+  use?: string;
+  crv?: string;
+  x?: string;
+  y?: string;
+  n?: string;
+  e?: string;
+  k?: string;
+}
+
+export interface Jwks {
+  keys: Jwk[];
+}
+
+export interface VerifierOptions {
+  /** Must equal the token's `iss` exactly: `{public_url}/t/{tenant}`. */
+  issuer: string;
+  /** The token's `aud` must contain one of these. */
+  audience: string | string[];
+  /** Clock leeway for `exp` and `nbf`, at most 300 (default 30). */
+  leewaySeconds?: number;
+  /** Restrict the accepted algorithms (default: all four). */
+  algorithms?: Algorithm[];
+}
+
+export class Verifier {
+  constructor(jwks: Jwks | string, options: VerifierOptions);
+  /** Synchronous verification in wasm; `now` in seconds (default: the current time). */
+  verify(token: string, now?: number): Claims;
+  /** Every algorithm; ES256/RS256 signatures go to WebCrypto where available. */
+  verifyAsync(token: string, now?: number): Promise<Claims>;
+  /** Releases the wasm memory now (otherwise freed when garbage-collected). */
+  free(): void;
+}
+
+export interface Decoded {
+  header: { alg: string; kid?: string; typ?: string; [member: string]: unknown };
+  payload: Partial<Claims> & Record<string, unknown>;
+}
+
+/** Decodes without verifying. Never base an access decision on it. */
+export function decodeUnverified(token: string): Decoded;
+export function hasRole(claims: Pick<Claims, "roles">, role: string): boolean;
+export function hasScope(claims: Pick<Claims, "scope">, scope: string): boolean;
+/** Whole seconds until `exp`; zero or negative once expired. */
+export function expiresIn(claims: Pick<Claims, "exp">, now?: number): number;
+
+/** Where a remote verifier may keep the key set between isolates (e.g. a platform cache). */
+export interface JwksCache {
+  get(key: string): Promise<{ jwks: Jwks; expiresAt: number } | undefined | null>;
+  put(key: string, value: { jwks: Jwks; expiresAt: number }): Promise<void>;
+}
+
+export interface RemoteVerifierOptions extends Omit<VerifierOptions, "issuer"> {
+  /** Minimum seconds between refetches caused by an unknown `kid` (default 30). */
+  cooldownSeconds?: number;
+  cache?: JwksCache;
+  fetch?: typeof fetch;
+  /** Seconds since the epoch (tests). */
+  clock?: () => number;
+}
+
+export interface RemoteVerifier {
+  verify(token: string, now?: number): Promise<Claims>;
+  verifyAsync(token: string, now?: number): Promise<Claims>;
+  /** Fetch the key set now. */
+  refresh(): Promise<unknown>;
+}
+
+/** A verifier that fetches `{issuer}/.well-known/openid-configuration` and its JWKS. */
+export function createRemoteVerifier(issuer: string, options: RemoteVerifierOptions): RemoteVerifier;

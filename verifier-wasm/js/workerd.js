@@ -1,0 +1,8 @@
+// Edge entry point (workerd / Cloudflare Workers): these runtimes refuse to compile
+// wasm from bytes, so the .wasm is imported as a compiled module.
+import wasmModule from "./latch_verifier_bg.wasm";
+import { initSync } from "./latch_verifier.js";
+
+initSync({ module: wasmModule });
+
+export * from "./core.js";
