@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Runs every test latch has. Installs what it needs when missing, so it works
-# on a fresh machine with only the Rust toolchain, Node 20 and npm.
+# Runs every test latch has: Rust (rules, server, store, HTTP integration),
+# the wasm build and its size budget, and the npm package in Node, workerd and
+# Chromium. Installs what it needs when missing (wasm32 target, the pinned
+# wasm-bindgen CLI, binaryen, npm packages, Debian's chromium), so it works on a
+# fresh machine with only the Rust toolchain, Node 20 and npm.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "toolchain: wasm32 target"
+step "toolchain"
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are required (Node 20+)"; exit 1; }
+if ! command -v chromium >/dev/null; then
+  as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y chromium
+fi
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -19,11 +27,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build the latch binary (the integration tests run it)"
 cargo build --locked -p latch-server
 
+step "build the npm package (latch-shared for wasm32 + bindings) and check its size budget"
+./verifier-wasm/build.sh
+./benches/wasm-size.sh --check
+(cd verifier-wasm/tests && npm install --no-audit --no-fund)
+
 step "Rust tests: latch-shared rules, server units, store conformance, HTTP integration"
 cargo test --workspace --locked
 
-step "latch-shared and the verifier build for wasm32-unknown-unknown"
-cargo build --locked -p latch-shared -p latch-verifier-wasm --target wasm32-unknown-unknown
+step "the npm package in Node, workerd and Chromium"
+(cd verifier-wasm/tests && node --test node.test.mjs workerd.test.mjs browser.test.mjs)
 
 echo
 echo "all tests passed"

@@ -8,6 +8,7 @@ mod bad_input;
 mod interop;
 mod keys;
 mod lifecycle;
+mod npm_package;
 mod oauth;
 mod openapi;
 mod persistence;

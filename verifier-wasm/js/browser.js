@@ -3,4 +3,4 @@ import init from "./latch_verifier.js";
 
 await init({ module_or_path: new URL("./latch_verifier_bg.wasm", import.meta.url) });
 
-export * from "./core.js";
+export { Verifier, VerifyError, createRemoteVerifier, decodeUnverified, expiresIn, hasRole, hasScope } from "./core.js";

@@ -25,6 +25,46 @@ function rethrow(error) {
 
 const nowSeconds = () => Date.now() / 1000;
 
+/**
+ * A synchronous signature check for ES256/RS256 supplied by the runtime's entry
+ * point (Node installs one on node:crypto); `(alg, jwk, signingInput, signature) => boolean`.
+ */
+let nativeSignatureCheck = null;
+
+/** Used by an entry point only: not part of the package's exports. */
+export function installSignatureCheck(check) {
+  nativeSignatureCheck = check;
+}
+
+const DELEGATED = new Set(["ES256", "RS256"]);
+
+/**
+ * The header's `alg`, read only to choose a path. It is never trusted: the wasm
+ * module binds every key to its own algorithm and rejects a mismatch. A
+ * tenant's tokens share their header segment, so the answer is memoised.
+ */
+const claimedAlgorithms = new Map();
+function claimedAlgorithm(token) {
+  const end = token.indexOf(".");
+  if (end <= 0 || end > 512) return undefined;
+  const segment = token.slice(0, end);
+  let alg = claimedAlgorithms.get(segment);
+  if (alg === undefined) {
+    try {
+      alg = String(JSON.parse(atob(segment.replace(/-/g, "+").replace(/_/g, "/"))).alg);
+    } catch {
+      alg = "";
+    }
+    if (claimedAlgorithms.size >= 256) claimedAlgorithms.clear();
+    claimedAlgorithms.set(segment, alg);
+  }
+  return alg;
+}
+
+function jwkOf(check) {
+  return { kty: check.kty, crv: check.crv, x: check.x, y: check.y, n: check.n, e: check.e };
+}
+
 const WEBCRYPTO = {
   ES256: { import: { name: "ECDSA", namedCurve: "P-256" }, verify: { name: "ECDSA", hash: "SHA-256" } },
   RS256: { import: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, verify: { name: "RSASSA-PKCS1-v1_5" } },
@@ -53,10 +93,20 @@ export class Verifier {
     }
   }
 
-  /** Verifies synchronously in wasm (fast for EdDSA and HS256; ES256 and RS256 work too). */
+  /**
+   * Verifies synchronously: in wasm, except that where the runtime offers a
+   * native synchronous signature check (Node), ES256/RS256 signatures use it.
+   */
   verify(token, now = nowSeconds()) {
+    token = String(token);
     try {
-      return JSON.parse(this.#inner.verify(String(token), now));
+      if (nativeSignatureCheck && DELEGATED.has(claimedAlgorithm(token))) {
+        const check = this.#inner.prepare(token);
+        const valid = nativeSignatureCheck(check.alg, jwkOf(check), check.signingInput, check.signature);
+        check.free();
+        return JSON.parse(this.#inner.finishAfterSignature(token, now, valid));
+      }
+      return JSON.parse(this.#inner.verify(token, now));
     } catch (error) {
       rethrow(error);
     }
@@ -69,6 +119,9 @@ export class Verifier {
   async verifyAsync(token, now = nowSeconds()) {
     token = String(token);
     const subtle = globalThis.crypto?.subtle;
+    if (nativeSignatureCheck || !subtle || !DELEGATED.has(claimedAlgorithm(token))) {
+      return this.verify(token, now);
+    }
     let check;
     try {
       check = this.#inner.prepare(token);
@@ -76,11 +129,11 @@ export class Verifier {
       rethrow(error);
     }
     const algorithm = WEBCRYPTO[check.alg];
-    if (!subtle || !algorithm) {
+    if (!algorithm) {
       check.free();
       return this.verify(token, now);
     }
-    const jwk = { kty: check.kty, crv: check.crv, x: check.x, y: check.y, n: check.n, e: check.e };
+    const jwk = jwkOf(check);
     const signature = check.signature;
     const signingInput = check.signingInput;
     check.free();

@@ -5,4 +5,4 @@ import { initSync } from "./latch_verifier.js";
 
 initSync({ module: wasmModule });
 
-export * from "./core.js";
+export { Verifier, VerifyError, createRemoteVerifier, decodeUnverified, expiresIn, hasRole, hasScope } from "./core.js";

@@ -1,0 +1,66 @@
+//! The npm package (`verifier-wasm/pkg`, built by `verifier-wasm/build.sh`)
+//! verifies tokens issued by a running latch, through the discovery document,
+//! and stops once their key has left the JWKS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use latch_server::clock::ManualClock;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const START: i64 = 1_900_000_000;
+
+fn package_dir() -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier-wasm/pkg");
+    assert!(
+        dir.join("node.js").exists(),
+        "{} is missing: run verifier-wasm/build.sh (the test command does)",
+        dir.display()
+    );
+    dir.canonicalize().expect("package dir")
+}
+
+async fn verify_with_package(app: &TestApp, token: &str, now: i64) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/verify_with_package.mjs");
+    let output = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(package_dir())
+        .args([&app.url("/t/demo"), "demo", token, &now.to_string()])
+        .output()
+        .await
+        .expect("node runs");
+    assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("script prints JSON")
+}
+
+#[tokio::test]
+async fn server_tokens_verify_with_the_npm_package_until_their_key_leaves_the_jwks() {
+    let clock = Arc::new(ManualClock::new(START));
+    let app = spawn_app_at(clock.clone()).await;
+    let first = app.register("demo", "package@example.com").await;
+    let old = first["access_token"].as_str().expect("token");
+    let verified = verify_with_package(&app, old, START).await;
+    assert_eq!(verified, json!({"ok": true, "sub": first["user"]["id"], "sid": claims_of(old)["sid"]}));
+
+    let rotate = app.operator_post("/admin/tenants/demo/keys/rotate", &json!({"publish_delay_seconds": 0})).await;
+    assert_eq!(rotate.status(), reqwest::StatusCode::CREATED);
+    let second: Value = app.login("demo", "package@example.com", PASSWORD).await.json().await.expect("json");
+    let new = second["access_token"].as_str().expect("token");
+    assert_ne!(kid_of(new), kid_of(old));
+    assert_eq!(verify_with_package(&app, new, START).await["ok"], true);
+    assert_eq!(verify_with_package(&app, old, START).await["ok"], true, "the retired key is still published");
+
+    // Once every token of the old key has expired, the key leaves the JWKS; judged at
+    // the old token's own time, it now fails for want of its key, not for its age.
+    clock.advance(900 + 300);
+    let after = verify_with_package(&app, old, START).await;
+    assert_eq!(after["code"], "unknown_kid", "{after}");
+    assert_eq!(verify_with_package(&app, new, START).await["ok"], true);
+    // Flip one character in the middle of the signature (the last one also carries padding bits).
+    let cut = new.len() - 20;
+    let flipped = if &new[cut..cut + 1] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{flipped}{}", &new[..cut], &new[cut + 1..]);
+    assert_eq!(verify_with_package(&app, &tampered, START).await["code"], "bad_signature");
+}
