@@ -35,6 +35,10 @@ step "build the npm package (latch-shared for wasm32 + bindings) and check its s
 step "Rust tests: latch-shared rules, server units, store conformance, HTTP integration"
 cargo test --workspace --locked
 
+step "latch-shared's rule tests again in wasm32 (wasm-bindgen-test, in Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --locked -p latch-shared --target wasm32-unknown-unknown
+
 step "the npm package in Node, workerd and Chromium"
 (cd verifier-wasm/tests && node --test node.test.mjs workerd.test.mjs browser.test.mjs)
 

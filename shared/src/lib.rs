@@ -31,5 +31,5 @@ pub use verify::{
 /// The `typ` header value latch writes on access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
-#[cfg(all(test, feature = "sign"))]
+#[cfg(test)]
 mod tests;

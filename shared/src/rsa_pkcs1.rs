@@ -80,6 +80,8 @@ fn expected_encoding(size: usize, hash: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn keys_with_even_or_tiny_parts_are_refused() {

@@ -1,11 +1,14 @@
-//! The verification rules, one test per rule and per attack.
+//! The verification rules, one test per rule and per attack. They run
+//! natively and, under `wasm-bindgen-test`, in wasm32 too (the tests that
+//! need the `sign` feature only natively).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer as _;
 use serde_json::{Value, json};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::sign::SigningKey;
 use crate::*;
 
 const ISS: &str = "https://auth.example/t/acme";
@@ -348,68 +351,6 @@ fn non_canonical_ed25519_s_is_rejected() {
 }
 
 #[test]
-fn every_algorithm_round_trips_through_sign_and_verify() {
-    let mut rng = rand::thread_rng();
-    for alg in Algorithm::ALL {
-        let key = SigningKey::generate(alg, &mut rng).expect("generates");
-        let mut keys = KeySet::default();
-        keys.push(key.verifying_key().clone());
-        let token = key.sign(&claims()).expect("signs");
-        let verified = verify(&token, &keys, &validation(), NOW).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
-        assert_eq!(verified.header.alg, alg);
-        assert_eq!(verified.header.kid.as_deref(), Some(key.kid()));
-
-        let (input, _) = token.rsplit_once('.').expect("three parts");
-        let other = SigningKey::generate(alg, &mut rng).expect("generates");
-        let forged = other.sign(&claims()).expect("signs");
-        let (_, foreign_signature) = forged.rsplit_once('.').expect("three parts");
-        let token = format!("{input}.{foreign_signature}");
-        assert_eq!(verify(&token, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature, "{alg:?}");
-
-        let restored = SigningKey::from_private_bytes(key.kid().into(), alg, key.private_bytes().to_vec().into())
-            .expect("restores");
-        assert_eq!(restored.public_jwk(), key.public_jwk());
-    }
-}
-
-#[test]
-fn hmac_secrets_never_reach_the_public_jwk() {
-    let key = SigningKey::generate(Algorithm::HS256, &mut rand::thread_rng()).expect("generates");
-    assert!(key.public_jwk().is_none());
-    assert!(VerifyingKey::hmac(None, &[0u8; 16]).is_err(), "short secrets are refused");
-}
-
-#[test]
-fn es256_signatures_with_r_or_s_zero_are_rejected() {
-    let key = SigningKey::generate(Algorithm::ES256, &mut rand::thread_rng()).expect("generates");
-    let keys = KeySet::from_jwks(&Jwks { keys: vec![key.public_jwk().expect("public").clone()] }).expect("valid");
-    let token = key.sign(&claims()).expect("signs");
-    let (input, signature) = token.rsplit_once('.').expect("three parts");
-    let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
-    for forged in
-        [[0u8; 64].to_vec(), [&[0u8; 32][..], &signature[32..]].concat(), [&signature[..32], &[0u8; 32][..]].concat()]
-    {
-        let token = format!("{input}.{}", b64(&forged));
-        assert_eq!(verify(&token, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
-    }
-}
-
-#[test]
-fn rsa_signatures_of_the_wrong_length_or_not_below_the_modulus_are_rejected() {
-    let key = SigningKey::generate(Algorithm::RS256, &mut rand::thread_rng()).expect("generates");
-    let jwk = key.public_jwk().expect("public").clone();
-    let keys = KeySet::from_jwks(&Jwks { keys: vec![jwk.clone()] }).expect("valid");
-    let token = key.sign(&claims()).expect("signs");
-    let (input, signature) = token.rsplit_once('.').expect("three parts");
-    let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
-    let short = format!("{input}.{}", b64(&signature[1..]));
-    assert_eq!(verify(&short, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
-    let modulus = URL_SAFE_NO_PAD.decode(jwk.n.expect("n")).expect("base64");
-    let at_modulus = format!("{input}.{}", b64(&modulus));
-    assert_eq!(verify(&at_modulus, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
-}
-
-#[test]
 fn rsa_keys_under_2048_bits_are_refused() {
     let jwk = Jwk { kty: "RSA".into(), n: Some(b64(&[0xc5; 128])), e: Some(b64(&[1, 0, 1])), ..Jwk::default() };
     assert_eq!(KeySet::from_jwks(&Jwks { keys: vec![jwk] }).unwrap_err(), Error::InvalidKey);
@@ -478,4 +419,75 @@ fn the_two_phase_path_applies_the_same_rules_as_verify() {
     let bad_type = ed.sign(&with(ed.header(), "typ", json!("JWT")), &claims());
     assert_eq!(finish_after_external_signature(&bad_type, &keys, &validation(), NOW, true), Err(Error::WrongType));
     assert!(prepare("a.b", &keys, &validation()).is_err());
+}
+
+/// Tests that generate keys through the `sign` feature (native only).
+#[cfg(feature = "sign")]
+mod signing {
+    use super::*;
+    use crate::sign::SigningKey;
+
+    #[test]
+    fn every_algorithm_round_trips_through_sign_and_verify() {
+        let mut rng = rand::thread_rng();
+        for alg in Algorithm::ALL {
+            let key = SigningKey::generate(alg, &mut rng).expect("generates");
+            let mut keys = KeySet::default();
+            keys.push(key.verifying_key().clone());
+            let token = key.sign(&claims()).expect("signs");
+            let verified = verify(&token, &keys, &validation(), NOW).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+            assert_eq!(verified.header.alg, alg);
+            assert_eq!(verified.header.kid.as_deref(), Some(key.kid()));
+
+            let (input, _) = token.rsplit_once('.').expect("three parts");
+            let other = SigningKey::generate(alg, &mut rng).expect("generates");
+            let forged = other.sign(&claims()).expect("signs");
+            let (_, foreign_signature) = forged.rsplit_once('.').expect("three parts");
+            let token = format!("{input}.{foreign_signature}");
+            assert_eq!(verify(&token, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature, "{alg:?}");
+
+            let restored = SigningKey::from_private_bytes(key.kid().into(), alg, key.private_bytes().to_vec().into())
+                .expect("restores");
+            assert_eq!(restored.public_jwk(), key.public_jwk());
+        }
+    }
+
+    #[test]
+    fn hmac_secrets_never_reach_the_public_jwk() {
+        let key = SigningKey::generate(Algorithm::HS256, &mut rand::thread_rng()).expect("generates");
+        assert!(key.public_jwk().is_none());
+        assert!(VerifyingKey::hmac(None, &[0u8; 16]).is_err(), "short secrets are refused");
+    }
+
+    #[test]
+    fn es256_signatures_with_r_or_s_zero_are_rejected() {
+        let key = SigningKey::generate(Algorithm::ES256, &mut rand::thread_rng()).expect("generates");
+        let keys = KeySet::from_jwks(&Jwks { keys: vec![key.public_jwk().expect("public").clone()] }).expect("valid");
+        let token = key.sign(&claims()).expect("signs");
+        let (input, signature) = token.rsplit_once('.').expect("three parts");
+        let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
+        for forged in [
+            [0u8; 64].to_vec(),
+            [&[0u8; 32][..], &signature[32..]].concat(),
+            [&signature[..32], &[0u8; 32][..]].concat(),
+        ] {
+            let token = format!("{input}.{}", b64(&forged));
+            assert_eq!(verify(&token, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
+        }
+    }
+
+    #[test]
+    fn rsa_signatures_of_the_wrong_length_or_not_below_the_modulus_are_rejected() {
+        let key = SigningKey::generate(Algorithm::RS256, &mut rand::thread_rng()).expect("generates");
+        let jwk = key.public_jwk().expect("public").clone();
+        let keys = KeySet::from_jwks(&Jwks { keys: vec![jwk.clone()] }).expect("valid");
+        let token = key.sign(&claims()).expect("signs");
+        let (input, signature) = token.rsplit_once('.').expect("three parts");
+        let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
+        let short = format!("{input}.{}", b64(&signature[1..]));
+        assert_eq!(verify(&short, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
+        let modulus = URL_SAFE_NO_PAD.decode(jwk.n.expect("n")).expect("base64");
+        let at_modulus = format!("{input}.{}", b64(&modulus));
+        assert_eq!(verify(&at_modulus, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
+    }
 }
