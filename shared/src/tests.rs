@@ -491,3 +491,21 @@ mod signing {
         assert_eq!(verify(&at_modulus, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
     }
 }
+
+#[test]
+fn the_rfc_8037_ed25519_example_verifies_strictly() {
+    let fixture: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/rfc8037-appendix-a.json")).expect("fixture is JSON");
+    let jwk: Jwk = serde_json::from_value(fixture["jwk"].clone()).expect("a JWK");
+    let key = VerifyingKey::from_jwk(&jwk).expect("valid").expect("an Ed25519 key");
+    let jws = fixture["jws"].as_str().expect("jws");
+    let (input, signature) = jws.rsplit_once('.').expect("three parts");
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+    assert_eq!(key.verify_signature(input.as_bytes(), &signature), Ok(()));
+    let other = input.replacen("RXhh", "RXha", 1);
+    assert_eq!(key.verify_signature(other.as_bytes(), &signature), Err(Error::BadSignature));
+    // As an access token it still fails the typ rule: the example has no `typ`.
+    let keys = KeySet::from_jwks(&Jwks { keys: vec![jwk] }).expect("valid");
+    let validation = Validation::new("https://issuer", "aud").expect("options");
+    assert_eq!(verify(jws, &keys, &validation, NOW).unwrap_err(), Error::WrongType);
+}
