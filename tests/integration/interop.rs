@@ -115,14 +115,7 @@ async fn jose_dir() -> PathBuf {
 }
 
 async fn verify_with_jose(dir: &std::path::Path, discovery_url: &str, token: &str, audience: &str) -> Value {
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("verify.mjs"))
-        .args([discovery_url, token, audience])
-        .output()
-        .await
-        .expect("node runs");
-    assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("script prints JSON")
+    node_json(&dir.join("verify.mjs"), [discovery_url, token, audience]).await
 }
 
 #[tokio::test]

@@ -138,11 +138,6 @@ async fn automatic_rotation_happens_when_the_interval_has_passed() {
     );
 }
 
-fn latch_binary() -> std::path::PathBuf {
-    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_owned();
-    std::env::var("LATCH_BIN").map(Into::into).unwrap_or_else(|_| target.join("debug").join("latch"))
-}
-
 #[tokio::test]
 async fn the_cli_rotates_keys_on_a_stopped_data_directory_and_refuses_a_running_one() {
     let mut app = spawn_app().await;

@@ -24,15 +24,8 @@ fn package_dir() -> PathBuf {
 
 async fn verify_with_package(app: &TestApp, token: &str, now: i64) -> Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/verify_with_package.mjs");
-    let output = tokio::process::Command::new("node")
-        .arg(script)
-        .arg(package_dir())
-        .args([&app.url("/t/demo"), "demo", token, &now.to_string()])
-        .output()
-        .await
-        .expect("node runs");
-    assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("script prints JSON")
+    let package = package_dir().to_string_lossy().into_owned();
+    node_json(&script, [package.as_str(), &app.url("/t/demo"), "demo", token, &now.to_string()]).await
 }
 
 #[tokio::test]

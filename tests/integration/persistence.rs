@@ -57,21 +57,6 @@ async fn private_keys_are_not_in_the_data_directory_in_clear_and_need_the_master
     drop(tokens);
 }
 
-/// The `latch` binary built by the test command (`cargo build -p latch-server` runs first).
-fn latch_binary() -> std::path::PathBuf {
-    if let Ok(path) = std::env::var("LATCH_BIN") {
-        return path.into();
-    }
-    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_owned();
-    let binary = target.join("debug").join("latch");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p latch-server` first (the test command does)",
-        binary.display()
-    );
-    binary
-}
-
 fn spawn_binary(dir: &std::path::Path, port: u16) -> tokio::process::Child {
     tokio::process::Command::new(latch_binary())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])

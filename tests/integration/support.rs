@@ -121,6 +121,33 @@ impl TestApp {
     }
 }
 
+/// The `latch` binary built by the test command (`cargo build -p latch-server` runs first);
+/// `LATCH_BIN` overrides it.
+pub fn latch_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("LATCH_BIN") {
+        return path.into();
+    }
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_owned();
+    let binary = target.join("debug").join("latch");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p latch-server` first (the test command does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs a Node script that prints one JSON line, and returns that line.
+pub async fn node_json<I, S>(script: &std::path::Path, args: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = tokio::process::Command::new("node").arg(script).args(args).output().await.expect("node runs");
+    assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
 /// The `kid` in a token's header.
 pub fn kid_of(token: &str) -> String {
     use base64::Engine as _;
