@@ -165,3 +165,90 @@ async fn a_token_forged_with_the_same_kid_by_another_tenant_is_rejected() {
     .await;
     assert_eq!(body["token_error"], "bad_signature");
 }
+
+async fn patch_tenant(app: &TestApp, tenant: &str, body: Value, token: &str) -> reqwest::Response {
+    app.http
+        .patch(app.url(&format!("/admin/tenants/{tenant}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn the_operator_changes_tenant_settings_and_new_tokens_follow() {
+    let app = spawn_app().await;
+    app.create_tenant(json!({"id": "tunable"})).await;
+    let before = app.register("tunable", "tune@example.com").await;
+    let old_access = before["access_token"].as_str().expect("token").to_owned();
+
+    let changed = patch_tenant(
+        &app,
+        "tunable",
+        json!({"name": "Tuned", "access_token_ttl": 300, "email_claim": true, "cors_allowed_origins": ["https://app.example"]}),
+        OPERATOR_TOKEN,
+    )
+    .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed: Value = changed.json().await.expect("json");
+    assert_eq!(changed["name"], "Tuned");
+    assert_eq!(changed["settings"]["access_token_ttl"], 300);
+    assert_eq!(changed["settings"]["cors_allowed_origins"], json!(["https://app.example"]));
+    assert_eq!(changed["settings"]["refresh_token_ttl"], 30 * 24 * 3600, "fields left out keep their value");
+
+    let after: Value = app.login("tunable", "tune@example.com", PASSWORD).await.json().await.expect("json");
+    assert_eq!(after["expires_in"], 300);
+    let claims = claims_of(after["access_token"].as_str().expect("token"));
+    assert_eq!(claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"), 300);
+    assert_eq!(claims["email"], "tune@example.com");
+    assert_eq!(
+        app.get_with("/t/tunable/users/me", &old_access).await.status(),
+        StatusCode::OK,
+        "old tokens stay valid"
+    );
+
+    let moved = patch_tenant(&app, "tunable", json!({"audience": "https://api.example"}), OPERATOR_TOKEN).await;
+    assert_eq!(moved.status(), StatusCode::OK);
+    let body = assert_problem(
+        app.get_with("/t/tunable/users/me", &old_access).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(body["token_error"], "wrong_audience", "a new audience retires tokens issued for the old one");
+    let fresh: Value = app.login("tunable", "tune@example.com", PASSWORD).await.json().await.expect("json");
+    assert_eq!(claims_of(fresh["access_token"].as_str().expect("token"))["aud"], "https://api.example");
+}
+
+#[tokio::test]
+async fn tenant_updates_are_validated_and_need_the_operator() {
+    let app = spawn_app().await;
+    let user = app.register("demo", "not-operator@example.com").await;
+    let as_user = patch_tenant(&app, "demo", json!({"name": "x"}), user["access_token"].as_str().expect("token")).await;
+    assert_problem(as_user, StatusCode::UNAUTHORIZED, "operator_token_required").await;
+    for body in [
+        json!({"access_token_ttl": 10}),
+        json!({"refresh_grace_seconds": 301}),
+        json!({"cors_allowed_origins": ["https://app.example/path"]}),
+        json!({"cors_allowed_origins": ["*"]}),
+    ] {
+        assert_problem(
+            patch_tenant(&app, "demo", body, OPERATOR_TOKEN).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_setting",
+        )
+        .await;
+    }
+    let typo = patch_tenant(&app, "demo", json!({"acess_token_ttl": 60}), OPERATOR_TOKEN).await;
+    assert_problem(typo, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_problem(
+        patch_tenant(&app, "nowhere", json!({"name": "x"}), OPERATOR_TOKEN).await,
+        StatusCode::NOT_FOUND,
+        "tenant_not_found",
+    )
+    .await;
+    let unchanged: Value = app.get_with("/admin/tenants/demo", OPERATOR_TOKEN).await.json().await.expect("json");
+    assert_eq!(unchanged["settings"]["access_token_ttl"], 900, "a refused update changes nothing");
+    assert_eq!(unchanged["name"], "Demo");
+}

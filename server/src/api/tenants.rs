@@ -10,7 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::models::SigningAlgorithm;
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
-use crate::domain::{Latch, NewTenant, TenantId};
+use crate::domain::{Latch, NewTenant, TenantChanges, TenantId};
 use crate::store::{TenantRecord, TenantSettings};
 
 /// Tenant management for the operator.
@@ -40,6 +40,30 @@ pub struct CreateTenantRequest {
     pub refresh_grace_seconds: Option<u32>,
     /// Rotate the signing key automatically every N days (default 0: never).
     pub key_rotation_days: Option<u32>,
+}
+
+/// Changes to a tenant; fields left out keep their value, unknown fields are refused.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    /// Display name.
+    pub name: Option<String>,
+    /// Access-token lifetime in seconds (60-86400); new tokens only.
+    pub access_token_ttl: Option<u32>,
+    /// Refresh-token lifetime in seconds (300-31622400), applied at the next rotation.
+    pub refresh_token_ttl: Option<u32>,
+    /// The `aud` of access tokens. Tokens with the old audience stop working on the server at once.
+    pub audience: Option<String>,
+    /// Minimum password length (8-256), for new passwords.
+    pub password_min_length: Option<u32>,
+    /// Put the user's email into new access tokens.
+    pub email_claim: Option<bool>,
+    /// Refresh grace window in seconds (0-300).
+    pub refresh_grace_seconds: Option<u32>,
+    /// Automatic key rotation interval in days (0: never).
+    pub key_rotation_days: Option<u32>,
+    /// Browser origins (`https://app.example`, `http://localhost:5173`) allowed by CORS.
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// A tenant's settings.
@@ -235,6 +259,32 @@ impl TenantsApi {
     ) -> ApiResult<Json<Tenant>> {
         latch.check_operator(&auth.0.token)?;
         let tenant = latch.tenant(&tenant_id(&tenant)?).await?;
+        Ok(Json(view(&latch, tenant)))
+    }
+
+    /// Change a tenant's name or settings.
+    #[oai(path = "/admin/tenants/:tenant", method = "patch", operation_id = "updateTenant")]
+    async fn update(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        auth: OperatorToken,
+        tenant: Path<String>,
+        body: Json<UpdateTenantRequest>,
+    ) -> ApiResult<Json<Tenant>> {
+        latch.check_operator(&auth.0.token)?;
+        let Json(body) = body;
+        let changes = TenantChanges {
+            name: body.name,
+            access_token_ttl: body.access_token_ttl,
+            refresh_token_ttl: body.refresh_token_ttl,
+            audience: body.audience,
+            password_min_length: body.password_min_length,
+            email_claim: body.email_claim,
+            refresh_grace_seconds: body.refresh_grace_seconds,
+            key_rotation_days: body.key_rotation_days,
+            cors_allowed_origins: body.cors_allowed_origins,
+        };
+        let tenant = latch.update_tenant(&tenant_id(&tenant)?, changes).await?;
         Ok(Json(view(&latch, tenant)))
     }
 

@@ -15,7 +15,7 @@ pub use accounts::{PasswordChange, Profile, Registration};
 pub use events::{DEFAULT_EVENT_RETENTION, Event, EventKind};
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
-pub use tenants::{NewTenant, TenantRuntime};
+pub use tenants::{NewTenant, TenantChanges, TenantRuntime};
 pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule, TenantId};
 
 use std::collections::HashMap;

@@ -27,6 +27,29 @@ pub struct NewTenant {
     pub settings: TenantSettings,
 }
 
+/// Changes to a tenant: each `Some` replaces the current value.
+#[derive(Debug, Clone, Default)]
+pub struct TenantChanges {
+    /// Display name.
+    pub name: Option<String>,
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: Option<u32>,
+    /// Refresh-token lifetime in seconds.
+    pub refresh_token_ttl: Option<u32>,
+    /// The `aud` of new access tokens.
+    pub audience: Option<String>,
+    /// Minimum password length.
+    pub password_min_length: Option<u32>,
+    /// Whether access tokens carry `email`.
+    pub email_claim: Option<bool>,
+    /// Refresh grace window in seconds.
+    pub refresh_grace_seconds: Option<u32>,
+    /// Automatic key rotation interval in days (0: never).
+    pub key_rotation_days: Option<u32>,
+    /// Browser origins allowed by CORS.
+    pub cors_allowed_origins: Option<Vec<String>>,
+}
+
 /// Everything a request needs about one tenant, rebuilt when its keys or settings change.
 #[derive(Debug)]
 pub struct TenantRuntime {
@@ -80,7 +103,20 @@ fn validate_settings(settings: &TenantSettings) -> Result<()> {
     if settings.default_roles.iter().any(|role| !settings.roles.contains_key(role)) {
         return Err(Error::InvalidSetting("default_roles"));
     }
+    if settings.cors_allowed_origins.len() > 100 || !settings.cors_allowed_origins.iter().all(|o| is_origin(o)) {
+        return Err(Error::InvalidSetting("cors_allowed_origins"));
+    }
     Ok(())
+}
+
+/// A browser origin: `http(s)://host[:port]`, nothing after it.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    let host = rest.rsplit_once(':').map_or(rest, |(host, port)| if port.parse::<u16>().is_ok() { host } else { "" });
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '[' || c == ']' || c == ':')
 }
 
 impl Latch {
@@ -136,6 +172,43 @@ impl Latch {
     /// Every tenant.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
         Ok(self.store.run(|store| store.list_tenants()).await?)
+    }
+
+    /// Changes a tenant's name or settings; new tokens follow at once.
+    pub async fn update_tenant(&self, id: &TenantId, changes: TenantChanges) -> Result<TenantRecord> {
+        let mut tenant = self.runtime(id).await?.tenant.clone();
+        if let Some(name) = changes.name {
+            tenant.name = super::DisplayName::parse(&name)?.into_inner();
+        }
+        let settings = &mut tenant.settings;
+        let replace = |target: &mut u32, value: Option<u32>| {
+            if let Some(value) = value {
+                *target = value;
+            }
+        };
+        replace(&mut settings.access_token_ttl, changes.access_token_ttl);
+        replace(&mut settings.refresh_token_ttl, changes.refresh_token_ttl);
+        replace(&mut settings.password_min_length, changes.password_min_length);
+        replace(&mut settings.refresh_grace_seconds, changes.refresh_grace_seconds);
+        replace(&mut settings.key_rotation_days, changes.key_rotation_days);
+        if let Some(audience) = changes.audience {
+            settings.audience = audience;
+        }
+        if let Some(email_claim) = changes.email_claim {
+            settings.email_claim = email_claim;
+        }
+        if let Some(origins) = changes.cors_allowed_origins {
+            settings.cors_allowed_origins = origins;
+        }
+        validate_settings(&tenant.settings)?;
+        let stored = tenant.clone();
+        self.store.write(move |store| store.update_tenant(&stored)).await.map_err(|e| match e {
+            StoreError::NotFound => Error::TenantNotFound,
+            other => other.into(),
+        })?;
+        self.forget_runtime(id);
+        tracing::info!(tenant = %id, "tenant updated");
+        Ok(tenant)
     }
 
     /// Deletes a tenant with all its users, sessions and keys.
@@ -332,5 +405,22 @@ impl Latch {
             tracing::error!(tenant = %tenant, kid = %record.kid, "signing key does not decrypt with this master key");
             Error::KeyUnavailable
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_origin;
+
+    #[test]
+    fn cors_origins_are_scheme_host_and_optional_port_only() {
+        for ok in ["https://app.example", "http://localhost:5173", "https://[::1]:8443", "https://a-b.example.org"] {
+            assert!(is_origin(ok), "{ok}");
+        }
+        for bad in
+            ["app.example", "ftp://x", "https://", "https://app.example/", "https://a.example/path", "https://a:b", "*"]
+        {
+            assert!(!is_origin(bad), "{bad}");
+        }
     }
 }
