@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{MasterKey, random_token, token_hash};
-use crate::domain::{Latch, NewTenant, PasswordHasher, TenantId};
+use crate::domain::{Latch, NewTenant, PasswordHasher, TenantChanges, TenantId};
 use crate::store::sled::SledStore;
-use crate::store::{MetaStore, Store, StoreHandle, TenantSettings};
+use crate::store::{MetaStore, Store, StoreHandle};
 
 const OPERATOR_TOKEN_HASH: &str = "operator_token_sha256";
 const MASTER_KEY_CHECK: &str = "master_key_check";
@@ -88,9 +88,8 @@ async fn assemble(
         if settings.demo_tenant {
             let demo = NewTenant {
                 id: TenantId::parse("demo")?,
-                name: Some("Demo".into()),
                 algorithm: None,
-                settings: TenantSettings::default(),
+                settings: TenantChanges { name: Some("Demo".into()), ..TenantChanges::default() },
             };
             startup.demo_created = latch.ensure_tenant(demo).await?;
         }

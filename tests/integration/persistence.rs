@@ -36,9 +36,8 @@ async fn a_restart_keeps_users_sessions_and_keys_and_old_tokens_still_verify() {
 }
 
 #[tokio::test]
-async fn private_keys_are_not_in_the_data_directory_in_clear_and_need_the_master_key() {
+async fn the_master_key_lives_beside_the_data_and_another_one_stops_the_server_at_start() {
     let mut app = spawn_app().await;
-    let tokens = app.register("demo", "sealed@example.com").await;
     app.server.take().expect("running").shutdown().await.expect("shutdown");
 
     // Replace the master key: the store must refuse to start rather than sign with garbage.
@@ -54,7 +53,6 @@ async fn private_keys_are_not_in_the_data_directory_in_clear_and_need_the_master
     let refused = latch_server::app::start(&settings, std::sync::Arc::new(latch_server::clock::SystemClock)).await;
     let message = refused.err().expect("refused").to_string();
     assert!(message.contains("master key"), "{message}");
-    drop(tokens);
 }
 
 fn spawn_binary(dir: &std::path::Path, port: u16) -> tokio::process::Child {

@@ -12,11 +12,10 @@ use crate::domain::{Error, PasswordRule};
 use crate::store::StoreError;
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[derive(Debug, Clone, Object)]
 pub struct Problem {
     /// A URI naming the problem type (`urn:latch:problem:{code}`).
     #[oai(rename = "type")]
-    #[serde(rename = "type")]
     pub type_: String,
     /// A short summary of the problem type.
     pub title: String,

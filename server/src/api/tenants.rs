@@ -11,7 +11,7 @@ use super::models::SigningAlgorithm;
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
 use crate::domain::{Latch, NewTenant, TenantChanges, TenantId};
-use crate::store::{TenantRecord, TenantSettings};
+use crate::store::TenantRecord;
 
 /// Tenant management for the operator.
 pub struct TenantsApi;
@@ -40,6 +40,8 @@ pub struct CreateTenantRequest {
     pub refresh_grace_seconds: Option<u32>,
     /// Rotate the signing key automatically every N days (default 0: never).
     pub key_rotation_days: Option<u32>,
+    /// Browser origins (`https://app.example`) allowed by CORS (default none).
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// Changes to a tenant; fields left out keep their value, unknown fields are refused.
@@ -220,22 +222,20 @@ impl TenantsApi {
     ) -> ApiResult<Created> {
         latch.check_operator(&auth.0.token)?;
         let Json(body) = body;
-        let defaults = TenantSettings::default();
-        let settings = TenantSettings {
-            access_token_ttl: body.access_token_ttl.unwrap_or(defaults.access_token_ttl),
-            refresh_token_ttl: body.refresh_token_ttl.unwrap_or(defaults.refresh_token_ttl),
-            audience: body.audience.unwrap_or_default(),
-            password_min_length: body.password_min_length.unwrap_or(defaults.password_min_length),
-            email_claim: body.email_claim.unwrap_or(defaults.email_claim),
-            refresh_grace_seconds: body.refresh_grace_seconds.unwrap_or(defaults.refresh_grace_seconds),
-            key_rotation_days: body.key_rotation_days.unwrap_or(defaults.key_rotation_days),
-            ..defaults
-        };
         let new = NewTenant {
             id: TenantId::parse(&body.id)?,
-            name: body.name,
             algorithm: body.algorithm.map(Into::into),
-            settings,
+            settings: TenantChanges {
+                name: body.name,
+                access_token_ttl: body.access_token_ttl,
+                refresh_token_ttl: body.refresh_token_ttl,
+                audience: body.audience,
+                password_min_length: body.password_min_length,
+                email_claim: body.email_claim,
+                refresh_grace_seconds: body.refresh_grace_seconds,
+                key_rotation_days: body.key_rotation_days,
+                cors_allowed_origins: body.cors_allowed_origins,
+            },
         };
         let tenant = latch.create_tenant(new).await?;
         Ok(Created::Created(Json(view(&latch, tenant))))

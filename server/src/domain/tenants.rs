@@ -19,12 +19,10 @@ use crate::store::{KeyRecord, StoreError, TenantRecord, TenantSettings};
 pub struct NewTenant {
     /// The slug.
     pub id: TenantId,
-    /// Display name (defaults to the id).
-    pub name: Option<String>,
     /// Signing algorithm (defaults to EdDSA).
     pub algorithm: Option<Algorithm>,
-    /// Settings (defaults where absent).
-    pub settings: TenantSettings,
+    /// Name and settings, applied over the defaults (the name defaults to the id).
+    pub settings: TenantChanges,
 }
 
 /// Changes to a tenant: each `Some` replaces the current value.
@@ -48,6 +46,37 @@ pub struct TenantChanges {
     pub key_rotation_days: Option<u32>,
     /// Browser origins allowed by CORS.
     pub cors_allowed_origins: Option<Vec<String>>,
+}
+
+impl TenantChanges {
+    /// Applies the changes to `tenant` and validates the result; the one place
+    /// both tenant creation (over the defaults) and updates go through.
+    fn apply(self, tenant: &mut TenantRecord) -> Result<()> {
+        if let Some(name) = self.name {
+            tenant.name = super::DisplayName::parse(&name)?.into_inner();
+        }
+        let settings = &mut tenant.settings;
+        let replace = |target: &mut u32, value: Option<u32>| {
+            if let Some(value) = value {
+                *target = value;
+            }
+        };
+        replace(&mut settings.access_token_ttl, self.access_token_ttl);
+        replace(&mut settings.refresh_token_ttl, self.refresh_token_ttl);
+        replace(&mut settings.password_min_length, self.password_min_length);
+        replace(&mut settings.refresh_grace_seconds, self.refresh_grace_seconds);
+        replace(&mut settings.key_rotation_days, self.key_rotation_days);
+        if let Some(audience) = self.audience {
+            settings.audience = audience;
+        }
+        if let Some(email_claim) = self.email_claim {
+            settings.email_claim = email_claim;
+        }
+        if let Some(origins) = self.cors_allowed_origins {
+            settings.cors_allowed_origins = origins;
+        }
+        validate_settings(&tenant.settings)
+    }
 }
 
 /// Everything a request needs about one tenant, rebuilt when its keys or settings change.
@@ -122,21 +151,17 @@ fn is_origin(origin: &str) -> bool {
 impl Latch {
     /// Creates a tenant with a fresh signing key of its algorithm.
     pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantRecord> {
-        validate_settings(&new.settings)?;
         let now = self.now();
         let algorithm = new.algorithm.unwrap_or(Algorithm::EdDSA);
-        let name = match new.name {
-            Some(name) => super::DisplayName::parse(&name)?.into_inner(),
-            None => new.id.to_string(),
-        };
-        let tenant = TenantRecord {
+        let mut tenant = TenantRecord {
+            name: new.id.to_string(),
             id: new.id,
-            name,
             algorithm,
             created_at: now,
-            settings: new.settings,
+            settings: TenantSettings::default(),
             introspection_secret_sha256: None,
         };
+        new.settings.apply(&mut tenant)?;
         let key = self.new_key(&tenant.id, algorithm, now).await?;
         let record = tenant.clone();
         self.store
@@ -177,30 +202,7 @@ impl Latch {
     /// Changes a tenant's name or settings; new tokens follow at once.
     pub async fn update_tenant(&self, id: &TenantId, changes: TenantChanges) -> Result<TenantRecord> {
         let mut tenant = self.runtime(id).await?.tenant.clone();
-        if let Some(name) = changes.name {
-            tenant.name = super::DisplayName::parse(&name)?.into_inner();
-        }
-        let settings = &mut tenant.settings;
-        let replace = |target: &mut u32, value: Option<u32>| {
-            if let Some(value) = value {
-                *target = value;
-            }
-        };
-        replace(&mut settings.access_token_ttl, changes.access_token_ttl);
-        replace(&mut settings.refresh_token_ttl, changes.refresh_token_ttl);
-        replace(&mut settings.password_min_length, changes.password_min_length);
-        replace(&mut settings.refresh_grace_seconds, changes.refresh_grace_seconds);
-        replace(&mut settings.key_rotation_days, changes.key_rotation_days);
-        if let Some(audience) = changes.audience {
-            settings.audience = audience;
-        }
-        if let Some(email_claim) = changes.email_claim {
-            settings.email_claim = email_claim;
-        }
-        if let Some(origins) = changes.cors_allowed_origins {
-            settings.cors_allowed_origins = origins;
-        }
-        validate_settings(&tenant.settings)?;
+        changes.apply(&mut tenant)?;
         let stored = tenant.clone();
         self.store.write(move |store| store.update_tenant(&stored)).await.map_err(|e| match e {
             StoreError::NotFound => Error::TenantNotFound,
