@@ -5,8 +5,16 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret as _;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use latch_shared::Algorithm;
+
 use crate::clock::SystemClock;
 use crate::config::{ConfigArgs, Settings};
+use crate::domain::{Actor, Latch, NewTenant, NewUser, TenantChanges, TenantId};
+use crate::store::sled::SledStore;
+use crate::store::{Store as _, StoreError};
 
 /// latch: a single-binary, multi-tenant authentication server.
 #[derive(Debug, Parser)]
@@ -21,14 +29,37 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve {
-        #[command(flatten)]
-        config: ConfigArgs,
+    Serve,
+    /// Tenants (on a data directory no server is running on; while it runs, use /admin/tenants).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Users of a tenant (on a data directory no server is running on; while it runs, use /t/{T}/admin).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Signing keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Write a consistent backup of the whole store to FILE: directly from a
+    /// stopped data directory, or through the operator API (GET /admin/backup,
+    /// LATCH_OPERATOR_TOKEN) when a server is running on it or --server is given.
+    Backup {
+        /// The file to write (replaced if it exists).
+        file: PathBuf,
+        /// Base URL of the running server [default: the public URL, or http://{listen}].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Restore a backup FILE into a new, empty data directory (--data-dir).
+    /// The server then needs the master key file the backup's data was made with.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
     },
     /// Print the OpenAPI document the server serves at /openapi.json.
     Openapi,
@@ -45,20 +76,177 @@ enum KeysCommand {
         /// Seconds the new key is published before it signs.
         #[arg(long, default_value_t = 0)]
         publish_delay: u32,
-        #[command(flatten)]
-        config: ConfigArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its own issuer and signing key.
+    Create {
+        /// The tenant id (slug).
+        id: String,
+        /// Signing algorithm: EdDSA (default), ES256, RS256 or HS256.
+        #[arg(long)]
+        algorithm: Option<String>,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+    },
+    /// List tenants.
+    List,
+    /// Show a tenant and its settings (JSON).
+    Show {
+        /// The tenant id.
+        id: String,
+    },
+    /// Change a tenant's name or settings.
+    Update {
+        /// The tenant id.
+        id: String,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+    },
+    /// Delete a tenant with all its users, sessions and keys.
+    Delete {
+        /// The tenant id.
+        id: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Tenant settings as flags; those left out keep their value (or default).
+#[derive(Debug, clap::Args)]
+struct TenantSettingsArgs {
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Access-token lifetime in seconds.
+    #[arg(long)]
+    access_token_ttl: Option<u32>,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long)]
+    refresh_token_ttl: Option<u32>,
+    /// The `aud` of access tokens.
+    #[arg(long)]
+    audience: Option<String>,
+    /// Minimum password length.
+    #[arg(long)]
+    password_min_length: Option<u32>,
+    /// Put the user's email into access tokens.
+    #[arg(long)]
+    email_claim: Option<bool>,
+    /// Refresh grace window in seconds.
+    #[arg(long)]
+    refresh_grace_seconds: Option<u32>,
+    /// Automatic key rotation interval in days (0: never).
+    #[arg(long)]
+    key_rotation_days: Option<u32>,
+    /// Browser origins allowed by CORS (repeat, or comma-separated; replaces the list).
+    #[arg(long, value_delimiter = ',')]
+    cors_origin: Option<Vec<String>>,
+    /// Roles and their scopes as JSON, e.g. '{"user":["openid"],"admin":["openid","admin"]}'.
+    #[arg(long)]
+    roles: Option<String>,
+    /// Roles new users get (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    default_roles: Option<Vec<String>>,
+    /// Audit events kept.
+    #[arg(long)]
+    audit_retention: Option<u32>,
+}
+
+impl TenantSettingsArgs {
+    fn changes(self) -> anyhow::Result<TenantChanges> {
+        let roles = self
+            .roles
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--roles must be a JSON object of role -> [scopes]: {e}"))?;
+        Ok(TenantChanges {
+            name: self.name,
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            audience: self.audience,
+            password_min_length: self.password_min_length,
+            email_claim: self.email_claim,
+            refresh_grace_seconds: self.refresh_grace_seconds,
+            key_rotation_days: self.key_rotation_days,
+            cors_allowed_origins: self.cors_origin,
+            roles,
+            default_roles: self.default_roles,
+            audit_retention: self.audit_retention,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[command(flatten)]
+        who: UserArgs,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Roles (comma-separated) [default: the tenant's default roles].
+        #[arg(long, value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+    },
+    /// Set a user's password, read from standard input; their sessions end.
+    SetPassword {
+        #[command(flatten)]
+        who: UserArgs,
+    },
+    /// Disable a user: login is refused and their sessions end.
+    Disable {
+        #[command(flatten)]
+        who: UserArgs,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[command(flatten)]
+        who: UserArgs,
+    },
+    /// Replace a user's roles.
+    SetRoles {
+        #[command(flatten)]
+        who: UserArgs,
+        /// The roles (comma-separated; empty for none).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        roles: Vec<String>,
+    },
+    /// List a tenant's users ordered by email.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Only emails starting with this.
+        #[arg(long)]
+        email_prefix: Option<String>,
+    },
+}
+
+/// Which user.
+#[derive(Debug, clap::Args)]
+struct UserArgs {
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// The user's email.
+    #[arg(long)]
+    email: String,
 }
 
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let settings = || Settings::resolve(&cli.config, std::env::var("LATCH_OPERATOR_TOKEN").ok());
     match cli.command {
         None => serve(&cli.config),
-        Some(Command::Serve { config }) => serve(&merge(config, cli.config)),
-        Some(Command::Keys { command: KeysCommand::Rotate { tenant, publish_delay, config } }) => {
-            let settings = Settings::resolve(&merge(config, cli.config), std::env::var("LATCH_OPERATOR_TOKEN").ok())?;
-            with_data_dir(&settings, |latch| async move {
+        Some(Command::Serve) => serve(&cli.config),
+        Some(Command::Keys { command: KeysCommand::Rotate { tenant, publish_delay } }) => {
+            with_data_dir(&settings()?, |latch| async move {
                 let tenant = crate::domain::TenantId::parse(&tenant)?;
                 let key = latch.rotate_signing_key(&tenant, publish_delay, "operator (cli)").await?;
                 println!(
@@ -70,6 +258,17 @@ pub fn run() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Some(Command::Tenant { command }) => with_data_dir(&settings()?, |latch| tenant_command(latch, command)),
+        Some(Command::User { command }) => with_data_dir(&settings()?, |latch| user_command(latch, command)),
+        Some(Command::Backup { file, server }) => backup(&settings()?, &file, server),
+        Some(Command::Restore { file }) => {
+            let settings = settings()?;
+            let input = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let records = SledStore::restore(&settings.data_dir, &mut std::io::BufReader::new(input))?;
+            println!("restored {records} records into {}", settings.data_dir.display());
+            println!("start latch on it with the master key file the backup's data was made with");
+            Ok(())
+        }
         Some(Command::Openapi) => {
             println!("{}", crate::api::openapi_json());
             Ok(())
@@ -77,17 +276,171 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
-/// Flags after the subcommand win over those before it.
-fn merge(inner: ConfigArgs, outer: ConfigArgs) -> ConfigArgs {
-    ConfigArgs {
-        listen: inner.listen.or(outer.listen),
-        data_dir: inner.data_dir.or(outer.data_dir),
-        public_url: inner.public_url.or(outer.public_url),
-        master_key_file: inner.master_key_file.or(outer.master_key_file),
-        config: inner.config.or(outer.config),
-        log: inner.log.or(outer.log),
-        log_format: inner.log_format.or(outer.log_format),
+async fn tenant_command(latch: Arc<Latch>, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create { id, algorithm, settings } => {
+            let algorithm = algorithm
+                .map(|a| Algorithm::parse(&a).ok_or_else(|| anyhow::anyhow!("unknown algorithm {a:?}")))
+                .transpose()?;
+            let new = NewTenant { id: TenantId::parse(&id)?, algorithm, settings: settings.changes()? };
+            let tenant = latch.create_tenant(new).await?;
+            println!(
+                "created tenant {} ({}), issuer {}",
+                tenant.id,
+                tenant.algorithm.as_str(),
+                latch.issuer(&tenant.id)
+            );
+        }
+        TenantCommand::List => {
+            for tenant in latch.list_tenants().await? {
+                println!("{}\t{}\t{}\t{}", tenant.id, tenant.algorithm.as_str(), tenant.name, latch.issuer(&tenant.id));
+            }
+        }
+        TenantCommand::Show { id } => print_tenant(&latch, latch.tenant(&TenantId::parse(&id)?).await?)?,
+        TenantCommand::Update { id, settings } => {
+            let tenant = latch.update_tenant(&TenantId::parse(&id)?, settings.changes()?).await?;
+            print_tenant(&latch, tenant)?;
+        }
+        TenantCommand::Delete { id, yes } => {
+            if !yes {
+                anyhow::bail!("deleting tenant {id} removes all its users, sessions and keys; add --yes to confirm");
+            }
+            latch.delete_tenant(&TenantId::parse(&id)?).await?;
+            println!("deleted tenant {id}");
+        }
     }
+    Ok(())
+}
+
+fn print_tenant(latch: &Latch, tenant: crate::store::TenantRecord) -> anyhow::Result<()> {
+    let shown = serde_json::json!({
+        "id": tenant.id,
+        "name": tenant.name,
+        "algorithm": tenant.algorithm.as_str(),
+        "issuer": latch.issuer(&tenant.id),
+        "created_at": crate::clock::rfc3339(tenant.created_at),
+        "settings": tenant.settings,
+    });
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (pipe it in: printf '%s' \"$PASSWORD\" | latch user ...)");
+    }
+    Ok(password)
+}
+
+async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result<()> {
+    let operator = Actor::Operator;
+    let find = |who: &UserArgs| {
+        let latch = latch.clone();
+        let (tenant, email) = (who.tenant.clone(), who.email.clone());
+        async move {
+            let tenant = TenantId::parse(&tenant)?;
+            let user = latch.user_by_email(&tenant, &email).await?;
+            anyhow::Ok((tenant, user.id))
+        }
+    };
+    match command {
+        UserCommand::Create { who, name, roles } => {
+            let password = password_from_stdin()?;
+            let tenant = TenantId::parse(&who.tenant)?;
+            let new = NewUser { email: who.email, password, name, roles };
+            let user = latch.create_user(&operator, &tenant, new).await?;
+            println!("created user {} <{}> in {tenant} with roles [{}]", user.id, user.email, user.roles.join(", "));
+        }
+        UserCommand::SetPassword { who } => {
+            let password = password_from_stdin()?;
+            let (tenant, id) = find(&who).await?;
+            latch.set_password(&operator, &tenant, id, &password).await?;
+            println!("password set for {}; their sessions have ended", who.email);
+        }
+        UserCommand::Disable { who } => {
+            let (tenant, id) = find(&who).await?;
+            latch.set_disabled(&operator, &tenant, id, true).await?;
+            println!("disabled {}; their sessions have ended", who.email);
+        }
+        UserCommand::Enable { who } => {
+            let (tenant, id) = find(&who).await?;
+            latch.set_disabled(&operator, &tenant, id, false).await?;
+            println!("enabled {}", who.email);
+        }
+        UserCommand::SetRoles { who, roles } => {
+            let (tenant, id) = find(&who).await?;
+            let user = latch.set_roles(&operator, &tenant, id, roles).await?;
+            println!("{} now has roles [{}]", user.email, user.roles.join(", "));
+        }
+        UserCommand::List { tenant, email_prefix } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let mut cursor = None;
+            loop {
+                let page = latch.list_users(&tenant, email_prefix.as_deref(), cursor.as_deref(), 200).await?;
+                for user in &page.items {
+                    let state = if user.disabled { "disabled" } else { "active" };
+                    println!("{}\t{}\t{}\t{}", user.id, user.email, user.roles.join(","), state);
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A backup: read directly from a stopped data directory, or fetched from
+/// the running server's operator API.
+fn backup(settings: &Settings, file: &Path, server: Option<String>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (bytes, how) = match server {
+        Some(url) => (runtime.block_on(fetch_backup(settings, &url))?, format!("from {url}")),
+        None => {
+            if !settings.data_dir.exists() {
+                anyhow::bail!("no data directory at {}", settings.data_dir.display());
+            }
+            match SledStore::open(&settings.data_dir, 8 << 20) {
+                Ok(store) => {
+                    let mut bytes = Vec::new();
+                    store.export(&mut bytes)?;
+                    (bytes, format!("from {}", settings.data_dir.display()))
+                }
+                Err(StoreError::Backend(why)) if why.contains("in use by another latch process") => {
+                    let url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+                    (runtime.block_on(fetch_backup(settings, &url))?, format!("from the server at {url}"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, &bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, file).with_context(|| format!("cannot write {}", file.display()))?;
+    println!("backup {how} written to {} ({} bytes)", file.display(), bytes.len());
+    Ok(())
+}
+
+async fn fetch_backup(settings: &Settings, base: &str) -> anyhow::Result<Vec<u8>> {
+    let Some(token) = settings.operator_token() else {
+        anyhow::bail!("a backup through the operator API needs LATCH_OPERATOR_TOKEN");
+    };
+    let url = format!("{}/admin/backup", base.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !response.status().is_success() {
+        anyhow::bail!("{url} answered {}", response.status());
+    }
+    Ok(response.bytes().await?.to_vec())
 }
 
 /// Runs `job` on the data directory of `settings`, then flushes and closes it.

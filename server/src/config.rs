@@ -22,25 +22,25 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConfigArgs {
     /// Address and port to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "LATCH_LISTEN")]
+    #[arg(long, global = true, env = "LATCH_LISTEN")]
     pub listen: Option<String>,
     /// Data directory [default: ./latch-data].
-    #[arg(long, env = "LATCH_DATA_DIR")]
+    #[arg(long, global = true, env = "LATCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Public base URL, used in issuers and links [default: http://{listen}].
-    #[arg(long, env = "LATCH_PUBLIC_URL")]
+    #[arg(long, global = true, env = "LATCH_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Master key file, created 0600 on first start [default: latch-master.key beside the data directory].
-    #[arg(long, env = "LATCH_MASTER_KEY_FILE")]
+    #[arg(long, global = true, env = "LATCH_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
     /// Optional TOML configuration file.
-    #[arg(long, env = "LATCH_CONFIG")]
+    #[arg(long, global = true, env = "LATCH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax) [default: info].
-    #[arg(long, env = "LATCH_LOG")]
+    #[arg(long, global = true, env = "LATCH_LOG")]
     pub log: Option<String>,
     /// Log format [default: text].
-    #[arg(long, env = "LATCH_LOG_FORMAT", value_enum)]
+    #[arg(long, global = true, env = "LATCH_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 }
 

@@ -4,7 +4,9 @@
 mod support;
 
 mod accounts;
+mod admin;
 mod bad_input;
+mod cli;
 mod interop;
 mod keys;
 mod lifecycle;

@@ -63,12 +63,47 @@ impl TestApp {
     /// Stops the server if it runs (flushing the store) and starts it again
     /// on the same address and data directory.
     pub async fn restart(&mut self) {
+        self.restart_on(&self.data_dir()).await;
+    }
+
+    /// Stops the server if it runs and starts one on `data_dir` at the same
+    /// address (so the same issuers).
+    pub async fn restart_on(&mut self, data_dir: &std::path::Path) {
+        self.stop().await;
+        let server = start(data_dir, &self.addr.to_string(), self.clock.clone()).await;
+        assert_eq!(server.public_url, self.base, "same address, same issuer");
+        self.server = Some(server);
+    }
+
+    /// Stops the server if it runs, flushing the store and releasing the data directory.
+    pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
-        let server = start(&self.data_dir(), &self.addr.to_string(), self.clock.clone()).await;
-        assert_eq!(server.public_url, self.base, "same address, same issuer");
-        self.server = Some(server);
+    }
+
+    /// Any request, with a bearer token and an optional JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<&Value>) -> Response {
+        let request = self.http.request(method, self.url(path)).bearer_auth(token);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.expect("request")
+    }
+
+    /// Registers a user, makes them an admin of the tenant with the operator
+    /// token, and logs them in again; returns their tokens (roles admin, user).
+    pub async fn admin_of(&self, tenant: &str, email: &str) -> Value {
+        let registered = self.register(tenant, email).await;
+        let id = registered["user"]["id"].as_str().expect("id");
+        let path = format!("/t/{tenant}/admin/users/{id}/roles");
+        let roles = json!({"roles": ["admin", "user"]});
+        let promoted = self.send(reqwest::Method::PUT, &path, OPERATOR_TOKEN, Some(&roles)).await;
+        assert_eq!(promoted.status(), StatusCode::OK, "operator promotes {email}");
+        let login = self.login(tenant, email, PASSWORD).await;
+        assert_eq!(login.status(), StatusCode::OK);
+        login.json().await.expect("json")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -135,6 +170,31 @@ pub fn latch_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// Runs the `latch` binary with `args` (and `stdin` piped in), the test's
+/// operator token in its environment; returns (success, stdout, stderr).
+pub async fn run_latch<I, S>(args: I, stdin: &str) -> (bool, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(latch_binary())
+        .args(args)
+        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("LATCH_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("latch runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("write stdin");
+    drop(input);
+    let output = child.wait_with_output().await.expect("latch exits");
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (output.status.success(), text(output.stdout), text(output.stderr))
 }
 
 /// Runs a Node script that prints one JSON line, and returns that line.

@@ -90,6 +90,10 @@ impl ApiError {
             Error::NotIntrospector => (S::UNAUTHORIZED, "invalid_client", "Introspection credential required"),
             Error::InvalidScope(_) => (S::BAD_REQUEST, "invalid_scope", "Scope not allowed"),
             Error::SessionNotFound => (S::NOT_FOUND, "session_not_found", "Session not found"),
+            Error::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            Error::UserNotFound => (S::NOT_FOUND, "user_not_found", "User not found"),
+            Error::UnknownRole(_) => (S::BAD_REQUEST, "unknown_role", "Unknown role"),
+            Error::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor", "Invalid cursor"),
             Error::CurrentPasswordWrong => (S::FORBIDDEN, "current_password_wrong", "Current password wrong"),
             Error::KeyUnavailable | Error::Internal(_) => {
                 tracing::error!(error = %self.0, "internal error");

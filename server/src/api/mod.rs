@@ -1,6 +1,7 @@
 //! The HTTP API: one `#[OpenApi]` struct per resource, combined into one
 //! OpenAPI service, plus the middleware every response passes through.
 
+mod admin;
 mod auth;
 mod error;
 mod health;
@@ -34,7 +35,9 @@ enum ApiTags {
     OAuth,
     /// The caller's own account.
     Users,
-    /// Operator: tenants.
+    /// Tenant administration: users, roles, sessions, audit events (role `admin` or the operator token).
+    Admin,
+    /// Operator: tenants, keys, backup.
     Tenants,
     /// Discovery document and JWKS.
     Discovery,
@@ -97,8 +100,15 @@ fn client_info(req: &Request) -> ClientInfo {
     }
 }
 
-type Apis =
-    (health::HealthApi, wellknown::WellKnownApi, auth::AuthApi, oauth::OAuthApi, users::UsersApi, tenants::TenantsApi);
+type Apis = (
+    health::HealthApi,
+    wellknown::WellKnownApi,
+    auth::AuthApi,
+    oauth::OAuthApi,
+    users::UsersApi,
+    admin::AdminApi,
+    tenants::TenantsApi,
+);
 
 /// The OpenAPI service (no state: handlers get [`Latch`] from request data).
 pub fn service() -> OpenApiService<Apis, ()> {
@@ -109,6 +119,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             auth::AuthApi,
             oauth::OAuthApi,
             users::UsersApi,
+            admin::AdminApi,
             tenants::TenantsApi,
         ),
         "latch",

@@ -1,10 +1,11 @@
 //! Operator API: tenants. Guarded by the operator token.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::models::SigningAlgorithm;
@@ -42,6 +43,13 @@ pub struct CreateTenantRequest {
     pub key_rotation_days: Option<u32>,
     /// Browser origins (`https://app.example`) allowed by CORS (default none).
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// Roles and the scopes each grants (default `user`: openid profile email;
+    /// `admin`: the same plus `admin`). `admin` must be defined.
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    /// Roles new users get (default `["user"]`); each must be defined.
+    pub default_roles: Option<Vec<String>>,
+    /// Audit events kept (10-1000000, default 10000); the oldest are dropped beyond it.
+    pub audit_retention: Option<u32>,
 }
 
 /// Changes to a tenant; fields left out keep their value, unknown fields are refused.
@@ -66,6 +74,12 @@ pub struct UpdateTenantRequest {
     pub key_rotation_days: Option<u32>,
     /// Browser origins (`https://app.example`, `http://localhost:5173`) allowed by CORS.
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// Roles and the scopes each grants; replaces the whole map, `admin` must stay defined.
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    /// Roles new users get; each must be defined.
+    pub default_roles: Option<Vec<String>>,
+    /// Audit events kept (10-1000000).
+    pub audit_retention: Option<u32>,
 }
 
 /// A tenant's settings.
@@ -81,6 +95,10 @@ pub struct TenantSettingsView {
     pub password_min_length: u32,
     /// Roles new users get.
     pub default_roles: Vec<String>,
+    /// Roles and the scopes each grants.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Audit events kept.
+    pub audit_retention: u32,
     /// Whether access tokens carry `email`.
     pub email_claim: bool,
     /// Browser origins allowed by CORS.
@@ -179,6 +197,24 @@ fn key_info(key: crate::store::KeyRecord) -> SigningKeyInfo {
     }
 }
 
+/// A backup file.
+#[derive(ApiResponse)]
+pub enum BackupFile {
+    /// A consistent snapshot of the whole store, one JSON record per line
+    /// with a checksummed trailer; restore it with `latch restore FILE --data-dir DIR`
+    /// (and the same master key file).
+    #[oai(status = 200, content_type = "application/x-ndjson")]
+    Snapshot(
+        Binary<Vec<u8>>,
+        /// `attachment; filename="latch-backup-{time}.ndjson"`.
+        #[oai(header = "Content-Disposition")]
+        String,
+        /// How many records the file holds.
+        #[oai(header = "X-Latch-Backup-Records")]
+        u64,
+    ),
+}
+
 /// Tenant created.
 #[derive(ApiResponse)]
 pub enum Created {
@@ -202,6 +238,8 @@ fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
             audience,
             password_min_length: settings.password_min_length,
             default_roles: settings.default_roles,
+            roles: settings.roles,
+            audit_retention: settings.audit_retention,
             email_claim: settings.email_claim,
             cors_allowed_origins: settings.cors_allowed_origins,
             refresh_grace_seconds: settings.refresh_grace_seconds,
@@ -235,6 +273,9 @@ impl TenantsApi {
                 refresh_grace_seconds: body.refresh_grace_seconds,
                 key_rotation_days: body.key_rotation_days,
                 cors_allowed_origins: body.cors_allowed_origins,
+                roles: body.roles,
+                default_roles: body.default_roles,
+                audit_retention: body.audit_retention,
             },
         };
         let tenant = latch.create_tenant(new).await?;
@@ -283,6 +324,9 @@ impl TenantsApi {
             refresh_grace_seconds: body.refresh_grace_seconds,
             key_rotation_days: body.key_rotation_days,
             cors_allowed_origins: body.cors_allowed_origins,
+            roles: body.roles,
+            default_roles: body.default_roles,
+            audit_retention: body.audit_retention,
         };
         let tenant = latch.update_tenant(&tenant_id(&tenant)?, changes).await?;
         Ok(Json(view(&latch, tenant)))
@@ -332,6 +376,16 @@ impl TenantsApi {
         latch.check_operator(&auth.0.token)?;
         let secret = latch.new_introspection_secret(&tenant_id(&tenant)?).await?;
         Ok(SecretCreated::Created(Json(IntrospectionSecret { secret: secret.expose_secret().to_owned() })))
+    }
+
+    /// Download a consistent backup of the whole store, taken online (store
+    /// calls wait while the records are copied).
+    #[oai(path = "/admin/backup", method = "get", operation_id = "backup")]
+    async fn backup(&self, latch: Data<&Arc<Latch>>, auth: OperatorToken) -> ApiResult<BackupFile> {
+        latch.check_operator(&auth.0.token)?;
+        let (file, records) = latch.backup().await?;
+        let name = format!("attachment; filename=\"latch-backup-{}.ndjson\"", latch.now());
+        Ok(BackupFile::Snapshot(Binary(file), name, records))
     }
 
     /// Delete a tenant with all its users, sessions and keys.

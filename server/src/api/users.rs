@@ -1,4 +1,5 @@
-//! The caller's own account: profile, sessions, password.
+//! A user's own account: profile, sessions, password. `/users/me/...` is the
+//! caller; `/users/{id}/...` applies the owner-only rule (the user or an admin).
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use uuid::Uuid;
 
 use super::models::User;
 use super::{ApiResult, ApiTags, NoContent, UserAuth, tenant_id};
@@ -59,9 +61,80 @@ pub struct SessionList {
     pub sessions: Vec<Session>,
 }
 
+/// Whose resources a call is about: `/users/me/...` or `/users/{id}/...`.
+enum Whose<'a> {
+    Me,
+    Id(&'a str),
+}
+
 impl UsersApi {
     async fn principal(latch: &Latch, tenant: &str, auth: &UserAuth) -> ApiResult<Principal> {
         Ok(latch.authenticate(&tenant_id(tenant)?, auth.token()).await?)
+    }
+
+    /// The caller and the id of the user the call is about. A malformed id
+    /// is a user that does not exist (404, or 403 for non-admins).
+    async fn resolve(latch: &Latch, tenant: &str, auth: &UserAuth, whose: Whose<'_>) -> ApiResult<(Principal, Uuid)> {
+        let principal = Self::principal(latch, tenant, auth).await?;
+        let target = match whose {
+            Whose::Me => principal.user.id,
+            Whose::Id(raw) => Uuid::parse_str(raw).unwrap_or(Uuid::nil()),
+        };
+        Ok((principal, target))
+    }
+
+    async fn get_user(latch: &Latch, tenant: &str, auth: &UserAuth, whose: Whose<'_>) -> ApiResult<Json<User>> {
+        let (principal, target) = Self::resolve(latch, tenant, auth, whose).await?;
+        Ok(Json(latch.user_for(&principal, target).await?.into()))
+    }
+
+    async fn patch_user(
+        latch: &Latch,
+        tenant: &str,
+        auth: &UserAuth,
+        whose: Whose<'_>,
+        body: UpdateProfileRequest,
+    ) -> ApiResult<Json<User>> {
+        let (principal, target) = Self::resolve(latch, tenant, auth, whose).await?;
+        let user = latch.update_profile(&principal, target, Profile { name: body.name }).await?;
+        Ok(Json(user.into()))
+    }
+
+    async fn list_sessions(
+        latch: &Latch,
+        tenant: &str,
+        auth: &UserAuth,
+        whose: Whose<'_>,
+    ) -> ApiResult<Json<SessionList>> {
+        let (principal, target) = Self::resolve(latch, tenant, auth, whose).await?;
+        let sessions = latch
+            .sessions(&principal, target)
+            .await?
+            .into_iter()
+            .map(|s| Session {
+                id: s.id.to_string(),
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                expires_at: rfc3339(s.expires_at),
+                current: s.id == principal.session.id,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect();
+        Ok(Json(SessionList { sessions }))
+    }
+
+    async fn delete_session(
+        latch: &Latch,
+        tenant: &str,
+        auth: &UserAuth,
+        whose: Whose<'_>,
+        sid: &str,
+    ) -> ApiResult<NoContent> {
+        let (principal, target) = Self::resolve(latch, tenant, auth, whose).await?;
+        let sid = Uuid::parse_str(sid).map_err(|_| Error::SessionNotFound)?;
+        latch.end_session(&principal, target, sid).await?;
+        Ok(NoContent::Done)
     }
 }
 
@@ -70,8 +143,7 @@ impl UsersApi {
     /// The caller's profile.
     #[oai(path = "/t/:tenant/users/me", method = "get", operation_id = "getMe")]
     async fn me(&self, latch: Data<&Arc<Latch>>, tenant: Path<String>, auth: UserAuth) -> ApiResult<Json<User>> {
-        let principal = Self::principal(&latch, &tenant, &auth).await?;
-        Ok(Json(principal.user.into()))
+        Self::get_user(&latch, &tenant, &auth, Whose::Me).await
     }
 
     /// Update the caller's profile.
@@ -83,9 +155,7 @@ impl UsersApi {
         auth: UserAuth,
         body: Json<UpdateProfileRequest>,
     ) -> ApiResult<Json<User>> {
-        let principal = Self::principal(&latch, &tenant, &auth).await?;
-        let user = latch.update_profile(&principal, Profile { name: body.0.name }).await?;
-        Ok(Json(user.into()))
+        Self::patch_user(&latch, &tenant, &auth, Whose::Me, body.0).await
     }
 
     /// Change the caller's password; every other session of theirs ends.
@@ -113,22 +183,7 @@ impl UsersApi {
         tenant: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<Json<SessionList>> {
-        let principal = Self::principal(&latch, &tenant, &auth).await?;
-        let sessions = latch
-            .sessions(&principal)
-            .await?
-            .into_iter()
-            .map(|s| Session {
-                id: s.id.to_string(),
-                created_at: rfc3339(s.created_at),
-                last_used_at: rfc3339(s.last_used_at),
-                expires_at: rfc3339(s.expires_at),
-                current: s.id == principal.session.id,
-                user_agent: s.user_agent,
-                ip: s.ip,
-            })
-            .collect();
-        Ok(Json(SessionList { sessions }))
+        Self::list_sessions(&latch, &tenant, &auth, Whose::Me).await
     }
 
     /// End one of the caller's sessions (its refresh tokens stop working at once).
@@ -140,9 +195,56 @@ impl UsersApi {
         sid: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<NoContent> {
-        let principal = Self::principal(&latch, &tenant, &auth).await?;
-        let sid = uuid::Uuid::parse_str(&sid).map_err(|_| Error::SessionNotFound)?;
-        latch.end_session(&principal, sid).await?;
-        Ok(NoContent::Done)
+        Self::delete_session(&latch, &tenant, &auth, Whose::Me, &sid).await
+    }
+
+    /// A user's profile: the user themselves or an admin of the tenant (403 for anyone else).
+    #[oai(path = "/t/:tenant/users/:user", method = "get", operation_id = "getUser")]
+    async fn user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<User>> {
+        Self::get_user(&latch, &tenant, &auth, Whose::Id(&user)).await
+    }
+
+    /// Update a user's profile: the user themselves or an admin of the tenant.
+    #[oai(path = "/t/:tenant/users/:user", method = "patch", operation_id = "updateUser")]
+    async fn update_user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+        body: Json<UpdateProfileRequest>,
+    ) -> ApiResult<Json<User>> {
+        Self::patch_user(&latch, &tenant, &auth, Whose::Id(&user), body.0).await
+    }
+
+    /// A user's live sessions: the user themselves or an admin of the tenant.
+    #[oai(path = "/t/:tenant/users/:user/sessions", method = "get", operation_id = "listUserSessions")]
+    async fn user_sessions(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<SessionList>> {
+        Self::list_sessions(&latch, &tenant, &auth, Whose::Id(&user)).await
+    }
+
+    /// End one of a user's sessions: the user themselves or an admin of the tenant.
+    #[oai(path = "/t/:tenant/users/:user/sessions/:sid", method = "delete", operation_id = "endUserSession")]
+    async fn end_user_session(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        sid: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<NoContent> {
+        Self::delete_session(&latch, &tenant, &auth, Whose::Id(&user), &sid).await
     }
 }

@@ -4,7 +4,9 @@ use uuid::Uuid;
 
 use super::events::{Event, EventKind};
 use super::sessions::grant_scope;
-use super::{ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TokenPair};
+use super::{
+    ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TenantRuntime, TokenPair,
+};
 use crate::store::{StoreError, UserRecord};
 
 /// A registration request, unvalidated.
@@ -40,20 +42,34 @@ impl Latch {
         client: ClientInfo,
     ) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
-        let settings = &runtime.tenant.settings;
+        let roles = runtime.tenant.settings.default_roles.clone();
+        let user = self.add_user(&runtime, registration, roles).await?;
+        tracing::info!(tenant = %tenant, user = %user.id, "user registered");
+        let scope = grant_scope(&runtime, &user, None)?;
+        self.start_session(&runtime, user, scope, client).await
+    }
+
+    /// Validates a new account against the tenant's rules, hashes its
+    /// password and stores it; `EmailTaken` if the email is in use.
+    pub(super) async fn add_user(
+        &self,
+        runtime: &TenantRuntime,
+        registration: Registration,
+        roles: Vec<String>,
+    ) -> Result<UserRecord> {
         let email = Email::parse(&registration.email)?;
-        let password = Password::parse(&registration.password, settings.password_min_length, &email)?;
+        let password = Password::parse(&registration.password, runtime.tenant.settings.password_min_length, &email)?;
         let name = registration.name.as_deref().map(DisplayName::parse).transpose()?.map(DisplayName::into_inner);
         let password_hash = self.passwords.hash(password).await?;
         let now = self.now();
         let user = UserRecord {
-            tenant: tenant.clone(),
+            tenant: runtime.tenant.id.clone(),
             id: Uuid::now_v7(),
             email: email.as_str().to_owned(),
             email_key: email.key().to_owned(),
             name,
             password_hash,
-            roles: settings.default_roles.clone(),
+            roles,
             disabled: false,
             email_verified: false,
             created_at: now,
@@ -64,9 +80,7 @@ impl Latch {
             StoreError::Conflict => Error::EmailTaken,
             other => other.into(),
         })?;
-        tracing::info!(tenant = %tenant, user = %user.id, "user registered");
-        let scope = grant_scope(&runtime, &user, None)?;
-        self.start_session(&runtime, user, scope, client).await
+        Ok(user)
     }
 
     /// Checks email and password and starts a session with the requested
@@ -137,9 +151,9 @@ impl Latch {
         Ok(())
     }
 
-    /// Updates the caller's own profile.
-    pub async fn update_profile(&self, principal: &Principal, profile: Profile) -> Result<UserRecord> {
-        let mut user = principal.user.clone();
+    /// Updates the profile of `owner` (the owner-only rule applies).
+    pub async fn update_profile(&self, principal: &Principal, owner: Uuid, profile: Profile) -> Result<UserRecord> {
+        let mut user = self.user_for(principal, owner).await?;
         if let Some(name) = profile.name {
             user.name = if name.trim().is_empty() { None } else { Some(DisplayName::parse(&name)?.into_inner()) };
         }

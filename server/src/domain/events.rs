@@ -5,9 +5,6 @@ use uuid::Uuid;
 use super::{Latch, TenantId};
 use crate::store::EventRecord;
 
-/// Events kept per tenant; the oldest are dropped beyond this.
-pub const DEFAULT_EVENT_RETENTION: usize = 10_000;
-
 /// The kinds of audit events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -23,6 +20,20 @@ pub enum EventKind {
     SessionEnded,
     /// The tenant's signing key was rotated.
     KeyRotated,
+    /// An admin or the operator created a user.
+    UserCreated,
+    /// An admin or the operator set a user's password.
+    PasswordSet,
+    /// A user was disabled (their sessions ended).
+    UserDisabled,
+    /// A user was enabled again.
+    UserEnabled,
+    /// A user was deleted.
+    UserDeleted,
+    /// A user's roles changed.
+    RolesChanged,
+    /// An admin ended every session of a user.
+    SessionsEnded,
 }
 
 impl EventKind {
@@ -35,6 +46,13 @@ impl EventKind {
             EventKind::PasswordChanged => "password_changed",
             EventKind::SessionEnded => "session_ended",
             EventKind::KeyRotated => "key_rotated",
+            EventKind::UserCreated => "user_created",
+            EventKind::PasswordSet => "password_set",
+            EventKind::UserDisabled => "user_disabled",
+            EventKind::UserEnabled => "user_enabled",
+            EventKind::UserDeleted => "user_deleted",
+            EventKind::RolesChanged => "roles_changed",
+            EventKind::SessionsEnded => "sessions_ended",
         }
     }
 }
@@ -99,18 +117,23 @@ impl Latch {
             ip: event.ip,
             detail: event.detail,
         };
-        if let Err(e) = self.store.run(move |store| store.append_event(&record, DEFAULT_EVENT_RETENTION)).await {
+        let retain = match self.runtime(tenant).await {
+            Ok(runtime) => runtime.tenant.settings.audit_retention as usize,
+            Err(_) => return,
+        };
+        if let Err(e) = self.store.run(move |store| store.append_event(&record, retain)).await {
             tracing::error!(tenant = %tenant, error = %e, "audit event not recorded");
         }
     }
 
-    /// A tenant's events, newest first.
+    /// Up to `limit` of a tenant's events older than the event `before`, newest first.
     pub async fn events(
         &self,
         tenant: &TenantId,
         limit: usize,
         before: Option<Uuid>,
     ) -> super::Result<Vec<EventRecord>> {
+        self.runtime(tenant).await?;
         let owned = tenant.clone();
         Ok(self.store.run(move |store| store.list_events(&owned, limit, before)).await?)
     }

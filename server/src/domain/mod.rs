@@ -5,6 +5,7 @@
 //! keys, accounts, sessions and tokens).
 
 mod accounts;
+mod admin;
 mod events;
 mod passwords;
 mod sessions;
@@ -12,10 +13,11 @@ mod tenants;
 mod types;
 
 pub use accounts::{PasswordChange, Profile, Registration};
-pub use events::{DEFAULT_EVENT_RETENTION, Event, EventKind};
+pub use admin::{Actor, NewUser, Page};
+pub use events::{Event, EventKind};
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
-pub use tenants::{NewTenant, TenantChanges, TenantRuntime};
+pub use tenants::{ADMIN_ROLE, NewTenant, TenantChanges, TenantRuntime};
 pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule, TenantId};
 
 use std::collections::HashMap;
@@ -83,6 +85,18 @@ pub enum Error {
     /// No such session among the caller's.
     #[error("no such session")]
     SessionNotFound,
+    /// The caller may not do this (not an admin of the tenant, or not the owner).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such user in this tenant.
+    #[error("no such user")]
+    UserNotFound,
+    /// A role that the tenant does not define.
+    #[error("the tenant defines no role `{0}`")]
+    UnknownRole(String),
+    /// A pagination cursor that this server did not hand out.
+    #[error("the cursor is not one this endpoint returned")]
+    InvalidCursor,
     /// The current password given to change it is wrong.
     #[error("the current password is wrong")]
     CurrentPasswordWrong,
@@ -152,8 +166,15 @@ impl Latch {
         if hashes_equal(&token_hash(presented), &self.operator_token_hash) { Ok(()) } else { Err(Error::NotOperator) }
     }
 
-    /// The store handle (health checks, backup).
+    /// The store handle (health checks).
     pub fn store(&self) -> &StoreHandle {
         &self.store
+    }
+
+    /// A consistent backup of the whole store: the file's bytes and its record count.
+    pub async fn backup(&self) -> Result<(Vec<u8>, u64)> {
+        let (file, records) = self.store.snapshot().await?;
+        tracing::info!(records, bytes = file.len(), "backup taken");
+        Ok((file, records))
     }
 }

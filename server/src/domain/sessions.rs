@@ -292,20 +292,22 @@ impl Latch {
 
     /// Ends the caller's session; its refresh tokens stop working at once.
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
-        self.end_session(principal, principal.session.id).await
+        self.end_session(principal, principal.user.id, principal.session.id).await
     }
 
-    /// The caller's live sessions, oldest first.
-    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionRecord>> {
-        let (tenant, user, now) = (principal.user.tenant.clone(), principal.user.id, self.now());
-        let sessions = self.store.run(move |store| store.list_sessions(&tenant, user)).await?;
+    /// The live sessions of `owner`, oldest first (the owner-only rule applies).
+    pub async fn sessions(&self, principal: &Principal, owner: Uuid) -> Result<Vec<SessionRecord>> {
+        let owner = self.user_for(principal, owner).await?;
+        let (tenant, now) = (owner.tenant.clone(), self.now());
+        let sessions = self.store.run(move |store| store.list_sessions(&tenant, owner.id)).await?;
         Ok(sessions.into_iter().filter(|s| s.is_active(now)).collect())
     }
 
-    /// Ends one of the caller's sessions (`SessionNotFound` for anyone else's).
-    pub async fn end_session(&self, principal: &Principal, session_id: Uuid) -> Result<()> {
+    /// Ends one session of `owner` (the owner-only rule applies;
+    /// `SessionNotFound` for a session that is not theirs).
+    pub async fn end_session(&self, principal: &Principal, owner: Uuid, session_id: Uuid) -> Result<()> {
+        let owner = self.user_for(principal, owner).await?.id;
         let (tenant, now) = (principal.user.tenant.clone(), self.now());
-        let owner = principal.user.id;
         let ended = self
             .store
             .write(move |store| match store.get_session(&tenant, session_id)? {
@@ -316,8 +318,8 @@ impl Latch {
         if ended.is_none() {
             return Err(Error::SessionNotFound);
         }
-        let event = Event::new(EventKind::SessionEnded).actor(owner).subject(session_id);
-        self.record(&principal.user.tenant, event).await;
+        let event = Event::new(EventKind::SessionEnded).actor(principal.user.id).subject(session_id);
+        self.record(&principal.user.tenant, event.detail(format!("user {owner}"))).await;
         Ok(())
     }
 

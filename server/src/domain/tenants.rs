@@ -1,6 +1,7 @@
 //! Tenants, their signing keys, and the in-memory runtime each request uses
 //! (issuer, trusted keys, current signer, JWKS document).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use latch_shared::sign::SigningKey;
@@ -46,6 +47,12 @@ pub struct TenantChanges {
     pub key_rotation_days: Option<u32>,
     /// Browser origins allowed by CORS.
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// Roles and the scopes each grants (replaces the whole map; `admin` must stay).
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    /// Roles new users get.
+    pub default_roles: Option<Vec<String>>,
+    /// Audit events kept.
+    pub audit_retention: Option<u32>,
 }
 
 impl TenantChanges {
@@ -66,6 +73,13 @@ impl TenantChanges {
         replace(&mut settings.password_min_length, self.password_min_length);
         replace(&mut settings.refresh_grace_seconds, self.refresh_grace_seconds);
         replace(&mut settings.key_rotation_days, self.key_rotation_days);
+        replace(&mut settings.audit_retention, self.audit_retention);
+        if let Some(roles) = self.roles {
+            settings.roles = roles.into_iter().map(|(role, scopes)| (role, sorted(scopes))).collect();
+        }
+        if let Some(default_roles) = self.default_roles {
+            settings.default_roles = sorted(default_roles);
+        }
         if let Some(audience) = self.audience {
             settings.audience = audience;
         }
@@ -129,13 +143,50 @@ fn validate_settings(settings: &TenantSettings) -> Result<()> {
     if settings.refresh_grace_seconds > 300 {
         return Err(Error::InvalidSetting("refresh_grace_seconds"));
     }
+    let scopes = settings.roles.values().flatten();
+    if settings.roles.len() > MAX_ROLES
+        || !settings.roles.contains_key(ADMIN_ROLE)
+        || !settings.roles.keys().all(|role| is_role_name(role))
+        || settings.roles.values().any(|scopes| scopes.len() > MAX_SCOPES_PER_ROLE)
+    {
+        return Err(Error::InvalidSetting("roles"));
+    }
+    if !scopes.into_iter().all(|scope| is_scope_token(scope)) {
+        return Err(Error::InvalidSetting("roles"));
+    }
     if settings.default_roles.iter().any(|role| !settings.roles.contains_key(role)) {
         return Err(Error::InvalidSetting("default_roles"));
+    }
+    if !(10..=1_000_000).contains(&settings.audit_retention) {
+        return Err(Error::InvalidSetting("audit_retention"));
     }
     if settings.cors_allowed_origins.len() > 100 || !settings.cors_allowed_origins.iter().all(|o| is_origin(o)) {
         return Err(Error::InvalidSetting("cors_allowed_origins"));
     }
     Ok(())
+}
+
+/// The role that grants the tenant admin API; every tenant keeps it.
+pub const ADMIN_ROLE: &str = "admin";
+const MAX_ROLES: usize = 64;
+const MAX_SCOPES_PER_ROLE: usize = 64;
+
+/// A role name: 1-64 characters of a-z, 0-9, '-', '_', ':' and '.'.
+pub fn is_role_name(role: &str) -> bool {
+    (1..=64).contains(&role.len())
+        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_:.".contains(&b))
+}
+
+/// An RFC 6749 §3.3 scope token (printable ASCII but space, `"` and `\`), at most 128 bytes.
+fn is_scope_token(scope: &str) -> bool {
+    (1..=128).contains(&scope.len())
+        && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort_unstable();
+    values.dedup();
+    values
 }
 
 /// A browser origin: `http(s)://host[:port]`, nothing after it.

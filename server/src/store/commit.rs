@@ -1,10 +1,14 @@
-//! Running store calls off the async workers, and group commit.
+//! Running store calls off the async workers, group commit, and consistent
+//! online backups.
 //!
 //! A write is acknowledged only after a flush that started after the write
 //! finished. Concurrent writers share flushes: the committer takes every
 //! waiter queued while the previous flush ran and serves them all with one.
+//!
+//! Every store call holds a shared gate; a backup holds it exclusively while
+//! it copies the records, so no multi-record change is half in a backup.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +21,7 @@ type Waiter = oneshot::Sender<StoreResult<()>>;
 pub struct StoreHandle {
     store: Arc<dyn Store>,
     flushes: mpsc::UnboundedSender<Waiter>,
+    gate: Arc<RwLock<()>>,
 }
 
 impl StoreHandle {
@@ -25,7 +30,7 @@ impl StoreHandle {
     pub fn new(store: Arc<dyn Store>) -> (StoreHandle, tokio::task::JoinHandle<()>) {
         let (flushes, queue) = mpsc::unbounded_channel();
         let committer = tokio::spawn(commit_loop(store.clone(), queue));
-        (StoreHandle { store, flushes }, committer)
+        (StoreHandle { store, flushes, gate: Arc::new(RwLock::new(())) }, committer)
     }
 
     /// Runs a read, or a write that needs no acknowledgement (audit events,
@@ -35,10 +40,27 @@ impl StoreHandle {
         R: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
     {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        let (store, gate) = (self.store.clone(), self.gate.clone());
+        tokio::task::spawn_blocking(move || {
+            let _shared = gate.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(store.as_ref())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// A consistent backup of the whole store (the backup file format), taken
+    /// while store calls wait. Returns the file's bytes and its record count.
+    pub async fn snapshot(&self) -> StoreResult<(Vec<u8>, u64)> {
+        let (store, gate) = (self.store.clone(), self.gate.clone());
+        tokio::task::spawn_blocking(move || {
+            let _exclusive = gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut file = Vec::new();
+            let records = store.export(&mut file)?;
+            Ok((file, records))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("backup task failed: {e}")))?
     }
 
     /// Runs a write on the blocking pool and returns once it is durable.

@@ -66,6 +66,8 @@ pub fn run(store: &dyn Store) {
     tenants_are_unique_and_deletion_takes_their_data(store);
     emails_are_unique_per_tenant_under_concurrency(store);
     session_rotation_is_a_compare_and_swap(store);
+    users_are_listed_by_email_in_pages(store);
+    deleting_a_user_takes_their_sessions_and_frees_the_email(store);
     events_are_listed_newest_first_and_bounded(store);
     meta_values_round_trip(store);
     store.flush().expect("flush");
@@ -171,6 +173,55 @@ fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&first.id) && listed.contains(&second.id));
     assert!(store.revoke_session(&tenant, Uuid::now_v7(), 1).expect("revoke").is_none());
+}
+
+fn users_are_listed_by_email_in_pages(store: &dyn Store) {
+    for email in ["bob@example.com", "ann@example.com", "bea@example.com", "carl@example.com", "bo@example.com"] {
+        store.insert_user(&user("conf-l", email)).expect("insert");
+    }
+    store.insert_user(&user("conf-l-2", "bob2@example.com")).expect("neighbour tenant");
+    let tenant = TenantId::parse("conf-l").expect("slug");
+    let emails = |users: Vec<UserRecord>| users.into_iter().map(|u| u.email).collect::<Vec<_>>();
+    let first = store.list_users(&tenant, "", None, 2).expect("list");
+    assert_eq!(emails(first.clone()), ["ann@example.com", "bea@example.com"], "ordered by email");
+    let second = store.list_users(&tenant, "", Some(&first[1].email_key), 10).expect("list");
+    assert_eq!(
+        emails(second),
+        ["bo@example.com", "bob@example.com", "carl@example.com"],
+        "after the cursor, not the neighbour's"
+    );
+    let prefixed = store.list_users(&tenant, "bo", None, 10).expect("list");
+    assert_eq!(emails(prefixed), ["bo@example.com", "bob@example.com"]);
+    let prefixed_after = store.list_users(&tenant, "bo", Some("bo@example.com"), 10).expect("list");
+    assert_eq!(emails(prefixed_after), ["bob@example.com"]);
+    let before_prefix = store.list_users(&tenant, "c", Some("ann@example.com"), 10).expect("list");
+    assert_eq!(emails(before_prefix), ["carl@example.com"], "a cursor before the prefix starts at the prefix");
+    assert!(store.list_users(&tenant, "z", None, 10).expect("list").is_empty());
+}
+
+fn deleting_a_user_takes_their_sessions_and_frees_the_email(store: &dyn Store) {
+    let gone = user("conf-d", "gone@example.com");
+    let stays = user("conf-d", "stays@example.com");
+    store.insert_user(&gone).expect("insert");
+    store.insert_user(&stays).expect("insert");
+    let (s1, s2, kept) = (session(&gone), session(&gone), session(&stays));
+    store.insert_session(&s1, &[11; 32]).expect("insert");
+    store.insert_session(&s2, &[12; 32]).expect("insert");
+    store.insert_session(&kept, &[13; 32]).expect("insert");
+    let tenant = gone.tenant.clone();
+
+    let deleted = store.delete_user(&tenant, gone.id).expect("delete").expect("existed");
+    assert_eq!(deleted.id, gone.id);
+    assert_eq!(store.get_user(&tenant, gone.id).expect("get"), None);
+    assert_eq!(store.find_user_by_email(&tenant, "gone@example.com").expect("find"), None);
+    assert!(store.list_sessions(&tenant, gone.id).expect("list").is_empty());
+    assert_eq!(store.get_session(&tenant, s1.id).expect("get"), None);
+    assert_eq!(store.get_refresh(&tenant, &[11; 32]).expect("get"), None);
+    assert_eq!(store.get_refresh(&tenant, &[12; 32]).expect("get"), None);
+    assert!(store.get_refresh(&tenant, &[13; 32]).expect("get").is_some(), "other users' tokens stay");
+    assert_eq!(store.list_sessions(&tenant, stays.id).expect("list").len(), 1);
+    assert_eq!(store.delete_user(&tenant, gone.id).expect("again"), None);
+    store.insert_user(&user("conf-d", "gone@example.com")).expect("the email is free again");
 }
 
 fn events_are_listed_newest_first_and_bounded(store: &dyn Store) {

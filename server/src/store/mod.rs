@@ -6,6 +6,7 @@
 //! second one (PostgreSQL for multi-node deployments) implements the same
 //! traits and runs the same conformance suite (`store::conformance`).
 
+pub mod backup;
 mod commit;
 #[cfg(test)]
 mod conformance;
@@ -77,6 +78,18 @@ pub trait UserStore {
     fn find_user_by_email(&self, tenant: &TenantId, email_key: &str) -> StoreResult<Option<UserRecord>>;
     /// Replaces an existing user (the email key must not change); `NotFound` if absent.
     fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Up to `limit` users ordered by email key, only those whose email key
+    /// starts with `prefix`, after the email key `after` when given.
+    fn list_users(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserRecord>>;
+    /// Deletes a user with their sessions and refresh tokens, freeing the
+    /// email (atomic); the user as stored, or `None` if there was none.
+    fn delete_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
 }
 
 /// Sessions and their refresh tokens (stored as hashes).
@@ -135,4 +148,7 @@ pub trait Store:
 {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+    /// Writes every record to `out` in the backup format (`store::backup`).
+    /// The caller keeps writes out while it runs, so the copy is consistent.
+    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64>;
 }

@@ -51,6 +51,8 @@ pub struct TenantSettings {
     pub refresh_grace_seconds: u32,
     /// Rotate the signing key automatically after this many days (0: never).
     pub key_rotation_days: u32,
+    /// Audit events kept for the tenant; the oldest are dropped beyond it.
+    pub audit_retention: u32,
 }
 
 impl Default for TenantSettings {
@@ -70,6 +72,7 @@ impl Default for TenantSettings {
             cors_allowed_origins: Vec::new(),
             refresh_grace_seconds: 10,
             key_rotation_days: 0,
+            audit_retention: 10_000,
         }
     }
 }

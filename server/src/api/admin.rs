@@ -1,0 +1,262 @@
+//! The tenant admin API under `/t/{tenant}/admin`: users, roles, sessions and
+//! audit events. Callers need the `admin` role in that tenant (checked on
+//! the stored user, not the token's claim) or the operator token.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::models::User;
+use super::{ApiResult, ApiTags, NoContent, UserAuth, tenant_id};
+use crate::clock::rfc3339;
+use crate::domain::{Actor, Error, Latch, NewUser, TenantId};
+use crate::store::EventRecord;
+
+/// Tenant administration.
+pub struct AdminApi;
+
+/// Default page size of users and events.
+const DEFAULT_PAGE: u32 = 50;
+
+/// A page of users, ordered by email.
+#[derive(Debug, Object)]
+pub struct UserList {
+    /// The users.
+    pub users: Vec<User>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A user to create; unknown fields are refused.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Email, unique in the tenant (case-insensitive).
+    pub email: String,
+    /// Password (the tenant's policy applies).
+    #[oai(write_only)]
+    pub password: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Roles (default: the tenant's default roles); each must be defined by the tenant.
+    pub roles: Option<Vec<String>>,
+}
+
+/// A user's new roles; unknown fields are refused.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SetRolesRequest {
+    /// The complete set of roles; each must be defined by the tenant.
+    pub roles: Vec<String>,
+}
+
+/// An audit event.
+#[derive(Debug, Object)]
+pub struct AuditEvent {
+    /// Event id (pass as `cursor` for older events).
+    pub id: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// What: `login_succeeded`, `login_failed`, `refresh_reuse_detected`,
+    /// `password_changed`, `password_set`, `session_ended`, `sessions_ended`,
+    /// `user_created`, `user_disabled`, `user_enabled`, `user_deleted`,
+    /// `roles_changed`, `key_rotated`.
+    pub kind: String,
+    /// Who did it: a user id, `operator`, or `system`.
+    pub actor: Option<String>,
+    /// Whom or what it concerns: a user, session or key id.
+    pub subject: Option<String>,
+    /// Client IP, where there was a client.
+    pub ip: Option<String>,
+    /// Extra detail.
+    pub detail: Option<String>,
+}
+
+impl From<EventRecord> for AuditEvent {
+    fn from(event: EventRecord) -> AuditEvent {
+        AuditEvent {
+            id: event.id.to_string(),
+            at: rfc3339(event.at),
+            kind: event.kind,
+            actor: event.actor,
+            subject: event.subject,
+            ip: event.ip,
+            detail: event.detail,
+        }
+    }
+}
+
+/// A page of audit events, newest first.
+#[derive(Debug, Object)]
+pub struct EventList {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `cursor` to get older events; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// User created.
+#[derive(ApiResponse)]
+pub enum UserCreated {
+    /// The new user.
+    #[oai(status = 201)]
+    Created(Json<User>),
+}
+
+impl AdminApi {
+    async fn admin(latch: &Latch, tenant: &str, auth: &UserAuth) -> ApiResult<(TenantId, Actor)> {
+        let tenant = tenant_id(tenant)?;
+        let actor = latch.tenant_admin(&tenant, auth.token()).await?;
+        Ok((tenant, actor))
+    }
+}
+
+/// A user id from the path; anything else is a user that does not exist.
+fn user_id(raw: &str) -> ApiResult<Uuid> {
+    Ok(Uuid::parse_str(raw).map_err(|_| Error::UserNotFound)?)
+}
+
+fn page_size(limit: Option<u32>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE) as usize
+}
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// List the tenant's users ordered by email, optionally only those whose
+    /// email starts with `email_prefix` (case-insensitive).
+    #[oai(path = "/t/:tenant/admin/users", method = "get", operation_id = "adminListUsers")]
+    async fn list_users(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: UserAuth,
+        /// Page size (1-200, default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Only emails starting with this.
+        email_prefix: Query<Option<String>>,
+    ) -> ApiResult<Json<UserList>> {
+        let (tenant, _) = Self::admin(&latch, &tenant, &auth).await?;
+        let page = latch.list_users(&tenant, email_prefix.as_deref(), cursor.as_deref(), page_size(limit.0)).await?;
+        Ok(Json(UserList { users: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    }
+
+    /// Create a user (not logged in).
+    #[oai(path = "/t/:tenant/admin/users", method = "post", operation_id = "adminCreateUser")]
+    async fn create_user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: UserAuth,
+        body: Json<CreateUserRequest>,
+    ) -> ApiResult<UserCreated> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        let Json(body) = body;
+        let new = NewUser { email: body.email, password: body.password, name: body.name, roles: body.roles };
+        let user = latch.create_user(&actor, &tenant, new).await?;
+        Ok(UserCreated::Created(Json(user.into())))
+    }
+
+    /// One user.
+    #[oai(path = "/t/:tenant/admin/users/:user", method = "get", operation_id = "adminGetUser")]
+    async fn get_user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<User>> {
+        let (tenant, _) = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.user(&tenant, user_id(&user)?).await?.into()))
+    }
+
+    /// Delete a user: their sessions end and the email is free again.
+    #[oai(path = "/t/:tenant/admin/users/:user", method = "delete", operation_id = "adminDeleteUser")]
+    async fn delete_user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<NoContent> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        latch.delete_user(&actor, &tenant, user_id(&user)?).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Disable a user: login answers 403, their sessions end and their tokens stop working on the server at once.
+    #[oai(path = "/t/:tenant/admin/users/:user/disable", method = "post", operation_id = "adminDisableUser")]
+    async fn disable_user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<User>> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.set_disabled(&actor, &tenant, user_id(&user)?, true).await?.into()))
+    }
+
+    /// Enable a disabled user.
+    #[oai(path = "/t/:tenant/admin/users/:user/enable", method = "post", operation_id = "adminEnableUser")]
+    async fn enable_user(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<User>> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.set_disabled(&actor, &tenant, user_id(&user)?, false).await?.into()))
+    }
+
+    /// Replace a user's roles. Live sessions' scopes narrow to what the new roles allow.
+    #[oai(path = "/t/:tenant/admin/users/:user/roles", method = "put", operation_id = "adminSetRoles")]
+    async fn set_roles(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+        body: Json<SetRolesRequest>,
+    ) -> ApiResult<Json<User>> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.set_roles(&actor, &tenant, user_id(&user)?, body.0.roles).await?.into()))
+    }
+
+    /// End every session of a user.
+    #[oai(path = "/t/:tenant/admin/users/:user/sessions", method = "delete", operation_id = "adminEndUserSessions")]
+    async fn end_sessions(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<NoContent> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        latch.end_user_sessions(&actor, &tenant, user_id(&user)?).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// The tenant's audit events, newest first.
+    #[oai(path = "/t/:tenant/admin/events", method = "get", operation_id = "adminListEvents")]
+    async fn events(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: UserAuth,
+        /// Page size (1-200, default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<EventList>> {
+        let (tenant, _) = Self::admin(&latch, &tenant, &auth).await?;
+        let page = latch.event_page(&tenant, cursor.as_deref(), page_size(limit.0)).await?;
+        Ok(Json(EventList { events: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    }
+}

@@ -1,0 +1,253 @@
+//! Tenant administration: who may administer a tenant (its admins, the
+//! operator), what they may do to its users, and the owner-only rule for a
+//! user's own resources.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+
+use super::events::{Event, EventKind};
+use super::tenants::ADMIN_ROLE;
+use super::{Email, Error, Latch, Password, Principal, Registration, Result, TenantId};
+use crate::store::{EventRecord, UserRecord};
+
+/// Largest page of users or events.
+const MAX_PAGE: usize = 200;
+
+/// Who administers a tenant in a call.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// The operator (operator token, or the CLI on the data directory).
+    Operator,
+    /// A user of the tenant holding the `admin` role.
+    Admin(Box<Principal>),
+}
+
+impl Actor {
+    /// How audit events name the actor.
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Operator => "operator".to_owned(),
+            Actor::Admin(principal) => principal.user.id.to_string(),
+        }
+    }
+}
+
+/// A user created by an admin or the operator.
+pub struct NewUser {
+    /// Email.
+    pub email: String,
+    /// Password (the tenant's policy applies).
+    pub password: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Roles; the tenant's default roles when `None`.
+    pub roles: Option<Vec<String>>,
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from `items` fetched with one more than `limit`, which tells
+    /// whether another page follows.
+    fn from_one_extra(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
+fn is_admin(user: &UserRecord) -> bool {
+    user.roles.iter().any(|role| role == ADMIN_ROLE)
+}
+
+impl Latch {
+    /// Who is calling a tenant's admin API: the operator token, or an access
+    /// token of a live session whose user holds `admin` in this tenant now
+    /// (the stored roles decide, not the token's claim). A token of another
+    /// tenant is not a credential here at all.
+    pub async fn tenant_admin(&self, tenant: &TenantId, token: &str) -> Result<Actor> {
+        if self.check_operator(token).is_ok() {
+            self.runtime(tenant).await?;
+            return Ok(Actor::Operator);
+        }
+        let principal = self.authenticate(tenant, token).await?;
+        if !is_admin(&principal.user) {
+            return Err(Error::Forbidden("this needs the `admin` role in this tenant"));
+        }
+        Ok(Actor::Admin(Box::new(principal)))
+    }
+
+    /// The owner-only rule: `principal` may reach `target`'s resources if it is
+    /// `target` or an admin of the same tenant (403 otherwise, whether or not
+    /// `target` exists). Returns the target as stored.
+    pub async fn user_for(&self, principal: &Principal, target: Uuid) -> Result<UserRecord> {
+        if principal.user.id == target {
+            return Ok(principal.user.clone());
+        }
+        if !is_admin(&principal.user) {
+            return Err(Error::Forbidden("only the user themselves or an admin of the tenant may do this"));
+        }
+        self.user(&principal.user.tenant, target).await
+    }
+
+    /// One user of a tenant.
+    pub async fn user(&self, tenant: &TenantId, id: Uuid) -> Result<UserRecord> {
+        let owned = tenant.clone();
+        self.store.run(move |store| store.get_user(&owned, id)).await?.ok_or(Error::UserNotFound)
+    }
+
+    /// A user of a tenant by email.
+    pub async fn user_by_email(&self, tenant: &TenantId, email: &str) -> Result<UserRecord> {
+        let key = Email::parse(email)?.key().to_owned();
+        let owned = tenant.clone();
+        self.store.run(move |store| store.find_user_by_email(&owned, &key)).await?.ok_or(Error::UserNotFound)
+    }
+
+    /// A page of a tenant's users ordered by email, only those whose email
+    /// starts with `email_prefix` (case-insensitive).
+    pub async fn list_users(
+        &self,
+        tenant: &TenantId,
+        email_prefix: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<UserRecord>> {
+        self.runtime(tenant).await?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let prefix = email_prefix.unwrap_or_default().trim().to_lowercase();
+        let after = cursor
+            .map(|c| URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(Error::InvalidCursor))
+            .transpose()?;
+        let owned = tenant.clone();
+        let users = self.store.run(move |store| store.list_users(&owned, &prefix, after.as_deref(), limit + 1)).await?;
+        Ok(Page::from_one_extra(users, limit, |u| URL_SAFE_NO_PAD.encode(&u.email_key)))
+    }
+
+    /// A page of a tenant's audit events, newest first, older than the event `cursor`.
+    pub async fn event_page(&self, tenant: &TenantId, cursor: Option<&str>, limit: usize) -> Result<Page<EventRecord>> {
+        let before = cursor.map(|c| Uuid::parse_str(c).map_err(|_| Error::InvalidCursor)).transpose()?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let events = self.events(tenant, limit + 1, before).await?;
+        Ok(Page::from_one_extra(events, limit, |e| e.id.to_string()))
+    }
+
+    /// Creates a user without logging them in (admin API, CLI).
+    pub async fn create_user(&self, actor: &Actor, tenant: &TenantId, new: NewUser) -> Result<UserRecord> {
+        let runtime = self.runtime(tenant).await?;
+        let roles = match new.roles {
+            Some(roles) => self.checked_roles(tenant, roles).await?,
+            None => runtime.tenant.settings.default_roles.clone(),
+        };
+        let registration = Registration { email: new.email, password: new.password, name: new.name };
+        let user = self.add_user(&runtime, registration, roles).await?;
+        self.record(tenant, Event::new(EventKind::UserCreated).actor(actor.name()).subject(user.id)).await;
+        Ok(user)
+    }
+
+    /// Sets a user's password (the tenant's policy applies) and ends their sessions.
+    pub async fn set_password(&self, actor: &Actor, tenant: &TenantId, id: Uuid, password: &str) -> Result<()> {
+        let runtime = self.runtime(tenant).await?;
+        let mut user = self.user(tenant, id).await?;
+        let email = Email::parse(&user.email)?;
+        let password = Password::parse(password, runtime.tenant.settings.password_min_length, &email)?;
+        user.password_hash = self.passwords.hash(password).await?;
+        user.updated_at = self.now();
+        let now = self.now();
+        self.store
+            .write(move |store| {
+                store.update_user(&user)?;
+                store.revoke_user_sessions(&user.tenant, user.id, None, now)
+            })
+            .await?;
+        self.record(tenant, Event::new(EventKind::PasswordSet).actor(actor.name()).subject(id)).await;
+        Ok(())
+    }
+
+    /// Disables a user (their sessions end and their tokens stop working on
+    /// the server at once) or enables them again.
+    pub async fn set_disabled(&self, actor: &Actor, tenant: &TenantId, id: Uuid, disabled: bool) -> Result<UserRecord> {
+        let mut user = self.user(tenant, id).await?;
+        let now = self.now();
+        user.disabled = disabled;
+        user.updated_at = now;
+        let stored = user.clone();
+        self.store
+            .write(move |store| {
+                store.update_user(&stored)?;
+                if disabled {
+                    store.revoke_user_sessions(&stored.tenant, stored.id, None, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        let kind = if disabled { EventKind::UserDisabled } else { EventKind::UserEnabled };
+        self.record(tenant, Event::new(kind).actor(actor.name()).subject(id)).await;
+        Ok(user)
+    }
+
+    /// Replaces a user's roles; each must be defined by the tenant. Live
+    /// sessions keep working with their scopes narrowed to what the new roles
+    /// allow; the server checks the stored roles at once.
+    pub async fn set_roles(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        id: Uuid,
+        roles: Vec<String>,
+    ) -> Result<UserRecord> {
+        let roles = self.checked_roles(tenant, roles).await?;
+        let mut user = self.user(tenant, id).await?;
+        let before = user.roles.join(" ");
+        user.roles = roles;
+        user.updated_at = self.now();
+        let stored = user.clone();
+        self.store.write(move |store| store.update_user(&stored)).await?;
+        let detail = format!("[{before}] -> [{}]", user.roles.join(" "));
+        self.record(tenant, Event::new(EventKind::RolesChanged).actor(actor.name()).subject(id).detail(detail)).await;
+        Ok(user)
+    }
+
+    async fn checked_roles(&self, tenant: &TenantId, mut roles: Vec<String>) -> Result<Vec<String>> {
+        let runtime = self.runtime(tenant).await?;
+        if let Some(unknown) = roles.iter().find(|role| !runtime.tenant.settings.roles.contains_key(*role)) {
+            return Err(Error::UnknownRole(unknown.chars().take(64).collect()));
+        }
+        roles.sort_unstable();
+        roles.dedup();
+        Ok(roles)
+    }
+
+    /// Deletes a user with their sessions; the email is free again.
+    pub async fn delete_user(&self, actor: &Actor, tenant: &TenantId, id: Uuid) -> Result<()> {
+        self.runtime(tenant).await?;
+        let owned = tenant.clone();
+        let deleted = self.store.write(move |store| store.delete_user(&owned, id)).await?;
+        if deleted.is_none() {
+            return Err(Error::UserNotFound);
+        }
+        self.record(tenant, Event::new(EventKind::UserDeleted).actor(actor.name()).subject(id)).await;
+        Ok(())
+    }
+
+    /// Ends every session of a user; returns how many were live.
+    pub async fn end_user_sessions(&self, actor: &Actor, tenant: &TenantId, id: Uuid) -> Result<usize> {
+        let user = self.user(tenant, id).await?;
+        let now = self.now();
+        let ended = self.store.write(move |store| store.revoke_user_sessions(&user.tenant, user.id, None, now)).await?;
+        let event = Event::new(EventKind::SessionsEnded).actor(actor.name()).subject(id);
+        self.record(tenant, event.detail(format!("{ended} sessions"))).await;
+        Ok(ended)
+    }
+}
