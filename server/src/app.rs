@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::api::AuthRateLimit;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{MasterKey, random_token, token_hash};
@@ -141,9 +142,10 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let (latch, committer, startup) = assemble(prepared, settings, clock, public_url.clone()).await?;
 
-    let rotator = tokio::spawn(rotate_keys_when_due(latch.clone()));
+    let limits = AuthRateLimit::per_minute(settings.auth_rate_limit_per_minute);
+    let rotator = tokio::spawn(periodic_upkeep(latch.clone(), limits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = crate::api::app(latch.clone());
+    let app = crate::api::app(latch.clone(), limits);
     let server = tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
@@ -159,12 +161,14 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     Ok(RunningServer { addr, public_url, startup, latch, stop, server, committer, rotator })
 }
 
-/// Checks every minute for tenants whose automatic key rotation is due.
-async fn rotate_keys_when_due(latch: Arc<Latch>) {
+/// Every minute: rotates the keys of tenants whose automatic rotation is due,
+/// and forgets rate-limit state of idle clients.
+async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
     let mut tick = tokio::time::interval(KEY_ROTATION_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        limits.forget_idle();
         match latch.rotate_due_keys().await {
             Ok(rotated) if !rotated.is_empty() => tracing::info!(tenants = ?rotated, "automatic key rotation"),
             Ok(_) => {}

@@ -154,6 +154,15 @@ struct TenantSettingsArgs {
     /// Audit events kept.
     #[arg(long)]
     audit_retention: Option<u32>,
+    /// Failed logins in a row that lock an account (0: never).
+    #[arg(long)]
+    lockout_threshold: Option<u32>,
+    /// First lock length in seconds.
+    #[arg(long)]
+    lockout_base_seconds: Option<u32>,
+    /// Longest lock in seconds.
+    #[arg(long)]
+    lockout_max_seconds: Option<u32>,
 }
 
 impl TenantSettingsArgs {
@@ -176,6 +185,9 @@ impl TenantSettingsArgs {
             roles,
             default_roles: self.default_roles,
             audit_retention: self.audit_retention,
+            lockout_threshold: self.lockout_threshold,
+            lockout_base_seconds: self.lockout_base_seconds,
+            lockout_max_seconds: self.lockout_max_seconds,
         })
     }
 }

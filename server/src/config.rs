@@ -57,6 +57,7 @@ struct FileConfig {
     hash_concurrency: Option<usize>,
     cache_mb: Option<u64>,
     demo_tenant: Option<bool>,
+    auth_rate_limit_per_minute: Option<u32>,
 }
 
 /// Resolved settings.
@@ -82,6 +83,8 @@ pub struct Settings {
     pub cache_mb: u64,
     /// Create the `demo` tenant on first start.
     pub demo_tenant: bool,
+    /// Requests per minute per client IP to the auth and token endpoints (0: no limit).
+    pub auth_rate_limit_per_minute: u32,
 }
 
 /// The shortest operator token accepted from the environment.
@@ -155,6 +158,7 @@ impl Settings {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
             cache_mb: file.cache_mb.unwrap_or(32),
             demo_tenant: file.demo_tenant.unwrap_or(true),
+            auth_rate_limit_per_minute: file.auth_rate_limit_per_minute.unwrap_or(30),
         })
     }
 

@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod admin;
 mod bad_input;
+mod brute_force;
 mod cli;
 mod interop;
 mod keys;

@@ -21,28 +21,37 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     clock: Arc<dyn Clock>,
+    rate_limit: u32,
 }
 
-/// Starts the server with the system clock.
+/// Starts the server with the system clock. Every test's requests come from
+/// 127.0.0.1, so the per-IP limit on auth endpoints is off here; the tests
+/// of that limit use [`spawn_app_with_rate_limit`].
 pub async fn spawn_app() -> TestApp {
-    spawn_with_clock(Arc::new(SystemClock)).await
+    spawn(Arc::new(SystemClock), 0).await
 }
 
 /// Starts the server with a clock the test moves.
 pub async fn spawn_app_at(clock: Arc<ManualClock>) -> TestApp {
-    spawn_with_clock(clock).await
+    spawn(clock, 0).await
 }
 
-async fn spawn_with_clock(clock: Arc<dyn Clock>) -> TestApp {
+/// Starts the server with this many auth requests per minute per IP.
+pub async fn spawn_app_with_rate_limit(per_minute: u32) -> TestApp {
+    spawn(Arc::new(SystemClock), per_minute).await
+}
+
+async fn spawn(clock: Arc<dyn Clock>, rate_limit: u32) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone()).await;
-    let addr = server.addr;
-    TestApp { base: server.public_url.clone(), http: reqwest::Client::new(), server: Some(server), dir, addr, clock }
+    let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone(), rate_limit).await;
+    let (addr, base) = (server.addr, server.public_url.clone());
+    TestApp { base, http: reqwest::Client::new(), server: Some(server), dir, addr, clock, rate_limit }
 }
 
-async fn start(data_dir: &std::path::Path, listen: &str, clock: Arc<dyn Clock>) -> RunningServer {
+async fn start(data_dir: &std::path::Path, listen: &str, clock: Arc<dyn Clock>, rate_limit: u32) -> RunningServer {
     let args = ConfigArgs { listen: Some(listen.into()), data_dir: Some(data_dir.to_owned()), ..ConfigArgs::default() };
-    let settings = Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
+    let mut settings = Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
+    settings.auth_rate_limit_per_minute = rate_limit;
     latch_server::app::start(&settings, clock).await.expect("server starts")
 }
 
@@ -70,7 +79,7 @@ impl TestApp {
     /// address (so the same issuers).
     pub async fn restart_on(&mut self, data_dir: &std::path::Path) {
         self.stop().await;
-        let server = start(data_dir, &self.addr.to_string(), self.clock.clone()).await;
+        let server = start(data_dir, &self.addr.to_string(), self.clock.clone(), self.rate_limit).await;
         assert_eq!(server.public_url, self.base, "same address, same issuer");
         self.server = Some(server);
     }

@@ -28,6 +28,9 @@ pub struct Problem {
     /// For `invalid_token`: the verifier's own code (`expired`, `bad_signature`, ...).
     #[oai(skip_serializing_if_is_none)]
     pub token_error: Option<String>,
+    /// Sent as the `Retry-After` header (429), not in the body.
+    #[oai(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -40,6 +43,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             token_error: None,
+            retry_after: None,
         }
     }
 
@@ -50,6 +54,9 @@ impl Problem {
         let mut response = Response::builder().status(status).content_type("application/problem+json").body(body);
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
     }
@@ -82,6 +89,8 @@ impl ApiError {
             Error::EmailTaken => (S::CONFLICT, "email_taken", "Email already registered"),
             Error::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             Error::UserDisabled => (S::FORBIDDEN, "user_disabled", "Account disabled"),
+            Error::AccountLocked { .. } => (S::TOO_MANY_REQUESTS, "account_locked", "Account locked"),
+            Error::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
             Error::InvalidToken(_) => (S::UNAUTHORIZED, "invalid_token", "Invalid access token"),
             Error::SessionEnded => (S::UNAUTHORIZED, "session_ended", "Session ended"),
             Error::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "Invalid refresh token"),
@@ -116,8 +125,12 @@ impl ApiError {
             }
         };
         let mut problem = Problem::new(status, code, title, detail);
-        if let Error::InvalidToken(reason) = &self.0 {
-            problem.token_error = Some(reason.code().to_owned());
+        match &self.0 {
+            Error::InvalidToken(reason) => problem.token_error = Some(reason.code().to_owned()),
+            Error::AccountLocked { retry_after } | Error::RateLimited { retry_after } => {
+                problem.retry_after = Some(*retry_after)
+            }
+            _ => {}
         }
         problem
     }

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod error;
 mod health;
+mod limits;
 mod models;
 mod oauth;
 mod tenants;
@@ -12,6 +13,7 @@ mod users;
 mod wellknown;
 
 pub use error::{ApiError, ApiResult, Problem};
+pub use limits::AuthRateLimit;
 
 use std::sync::Arc;
 
@@ -137,7 +139,7 @@ pub fn openapi_json() -> String {
 }
 
 /// The whole HTTP application.
-pub fn app(latch: Arc<Latch>) -> impl Endpoint<Output = Response> {
+pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = Response> {
     let api = service();
     let spec = api.spec_endpoint();
     let explorer = api.swagger_ui();
@@ -145,7 +147,9 @@ pub fn app(latch: Arc<Latch>) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .nest("/docs", explorer)
         .nest("/", api)
+        .around(limits::limit_auth)
         .data(latch)
+        .data(limits)
         .around(limit_body)
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(

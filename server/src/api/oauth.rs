@@ -113,6 +113,7 @@ impl TokenResponse {
         match error {
             Error::InvalidCredentials
             | Error::UserDisabled
+            | Error::AccountLocked { .. }
             | Error::InvalidRefreshToken
             | Error::RefreshTokenReused
             | Error::SessionEnded => TokenResponse::bad("invalid_grant", description),

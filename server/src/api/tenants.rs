@@ -50,6 +50,12 @@ pub struct CreateTenantRequest {
     pub default_roles: Option<Vec<String>>,
     /// Audit events kept (10-1000000, default 10000); the oldest are dropped beyond it.
     pub audit_retention: Option<u32>,
+    /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
+    pub lockout_threshold: Option<u32>,
+    /// First lock length in seconds (default 30); each further failure doubles it.
+    pub lockout_base_seconds: Option<u32>,
+    /// Longest lock in seconds (default 3600).
+    pub lockout_max_seconds: Option<u32>,
 }
 
 /// Changes to a tenant; fields left out keep their value, unknown fields are refused.
@@ -80,6 +86,12 @@ pub struct UpdateTenantRequest {
     pub default_roles: Option<Vec<String>>,
     /// Audit events kept (10-1000000).
     pub audit_retention: Option<u32>,
+    /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
+    pub lockout_threshold: Option<u32>,
+    /// First lock length in seconds (default 30); each further failure doubles it.
+    pub lockout_base_seconds: Option<u32>,
+    /// Longest lock in seconds (default 3600).
+    pub lockout_max_seconds: Option<u32>,
 }
 
 /// A tenant's settings.
@@ -99,6 +111,12 @@ pub struct TenantSettingsView {
     pub roles: BTreeMap<String, Vec<String>>,
     /// Audit events kept.
     pub audit_retention: u32,
+    /// Failed logins in a row that lock an account (0: never).
+    pub lockout_threshold: u32,
+    /// First lock length in seconds.
+    pub lockout_base_seconds: u32,
+    /// Longest lock in seconds.
+    pub lockout_max_seconds: u32,
     /// Whether access tokens carry `email`.
     pub email_claim: bool,
     /// Browser origins allowed by CORS.
@@ -240,6 +258,9 @@ fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
             default_roles: settings.default_roles,
             roles: settings.roles,
             audit_retention: settings.audit_retention,
+            lockout_threshold: settings.lockout_threshold,
+            lockout_base_seconds: settings.lockout_base_seconds,
+            lockout_max_seconds: settings.lockout_max_seconds,
             email_claim: settings.email_claim,
             cors_allowed_origins: settings.cors_allowed_origins,
             refresh_grace_seconds: settings.refresh_grace_seconds,
@@ -276,6 +297,9 @@ impl TenantsApi {
                 roles: body.roles,
                 default_roles: body.default_roles,
                 audit_retention: body.audit_retention,
+                lockout_threshold: body.lockout_threshold,
+                lockout_base_seconds: body.lockout_base_seconds,
+                lockout_max_seconds: body.lockout_max_seconds,
             },
         };
         let tenant = latch.create_tenant(new).await?;
@@ -327,6 +351,9 @@ impl TenantsApi {
             roles: body.roles,
             default_roles: body.default_roles,
             audit_retention: body.audit_retention,
+            lockout_threshold: body.lockout_threshold,
+            lockout_base_seconds: body.lockout_base_seconds,
+            lockout_max_seconds: body.lockout_max_seconds,
         };
         let tenant = latch.update_tenant(&tenant_id(&tenant)?, changes).await?;
         Ok(Json(view(&latch, tenant)))

@@ -74,6 +74,8 @@ impl Latch {
             email_verified: false,
             created_at: now,
             updated_at: now,
+            failed_logins: 0,
+            locked_until: None,
         };
         let stored = user.clone();
         self.store.write(move |store| store.insert_user(&stored)).await.map_err(|e| match e {
@@ -105,23 +107,76 @@ impl Latch {
         };
         let rehash = Password::presented(password.expose())?;
         let verdict = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
-        let Some(mut user) = user.filter(|_| verdict.matches) else {
+        let now = self.now();
+        let Some(mut user) = user else {
             tracing::info!(tenant = %tenant, "login failed");
             self.record(tenant, Event::new(EventKind::LoginFailed).ip(client.ip.clone())).await;
             return Err(Error::InvalidCredentials);
         };
+        // A locked account refuses even the right password until the lock ends.
+        if let Some(until) = user.locked_until.filter(|until| *until > now) {
+            let event = Event::new(EventKind::LoginFailed).subject(user.id).ip(client.ip.clone());
+            self.record(tenant, event.detail("account locked")).await;
+            return Err(Error::AccountLocked { retry_after: (until - now) as u64 });
+        }
+        if !verdict.matches {
+            self.count_failed_login(&runtime, user, &client).await?;
+            return Err(Error::InvalidCredentials);
+        }
         if user.disabled {
             return Err(Error::UserDisabled);
         }
         let scope = grant_scope(&runtime, &user, scope)?;
+        let reset = user.failed_logins > 0 || user.locked_until.is_some();
+        user.failed_logins = 0;
+        user.locked_until = None;
         if verdict.outdated {
             user.password_hash = self.passwords.hash(rehash).await?;
-            user.updated_at = self.now();
-            let stored = user.clone();
-            self.store.write(move |store| store.update_user(&stored)).await?;
             tracing::info!(tenant = %tenant, user = %user.id, "password hash upgraded to current parameters");
         }
+        if reset || verdict.outdated {
+            user.updated_at = now;
+            let stored = user.clone();
+            self.store.write(move |store| store.update_user(&stored)).await?;
+        }
         self.start_session(&runtime, user, scope, client).await
+    }
+
+    /// Counts a wrong password; at the tenant's threshold the account locks
+    /// for `lockout_base_seconds`, doubling with each further failure up to
+    /// `lockout_max_seconds`. The count is stored, so it survives restarts.
+    async fn count_failed_login(
+        &self,
+        runtime: &TenantRuntime,
+        mut user: UserRecord,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let settings = &runtime.tenant.settings;
+        let now = self.now();
+        user.failed_logins = user.failed_logins.saturating_add(1);
+        let beyond =
+            user.failed_logins.checked_sub(settings.lockout_threshold).filter(|_| settings.lockout_threshold > 0);
+        if let Some(beyond) = beyond {
+            let delay = (settings.lockout_base_seconds as u64)
+                .saturating_mul(1u64 << beyond.min(32))
+                .min(settings.lockout_max_seconds as u64);
+            user.locked_until = Some(now + delay as i64);
+        }
+        let stored = user.clone();
+        self.store.write(move |store| store.update_user(&stored)).await?;
+        tracing::info!(tenant = %user.tenant, user = %user.id, failures = user.failed_logins, "login failed");
+        let tenant = &user.tenant;
+        self.record(tenant, Event::new(EventKind::LoginFailed).subject(user.id).ip(client.ip.clone())).await;
+        if let Some(until) = user.locked_until {
+            tracing::warn!(tenant = %tenant, user = %user.id, until, "account locked after repeated failed logins");
+            let event = Event::new(EventKind::Lockout).subject(user.id).ip(client.ip.clone());
+            self.record(
+                tenant,
+                event.detail(format!("{} failed logins; locked for {}s", user.failed_logins, until - now)),
+            )
+            .await;
+        }
+        Ok(())
     }
 
     /// Changes the caller's password (the current one is required) and ends

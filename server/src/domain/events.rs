@@ -10,8 +10,10 @@ use crate::store::EventRecord;
 pub enum EventKind {
     /// A login succeeded.
     LoginSucceeded,
-    /// A login failed (unknown email or wrong password).
+    /// A login failed (unknown email, wrong password, or a locked account).
     LoginFailed,
+    /// Repeated failed logins locked an account.
+    Lockout,
     /// A rotated refresh token was presented again; its session was revoked.
     RefreshReuseDetected,
     /// A user changed their password.
@@ -42,6 +44,7 @@ impl EventKind {
         match self {
             EventKind::LoginSucceeded => "login_succeeded",
             EventKind::LoginFailed => "login_failed",
+            EventKind::Lockout => "lockout",
             EventKind::RefreshReuseDetected => "refresh_reuse_detected",
             EventKind::PasswordChanged => "password_changed",
             EventKind::SessionEnded => "session_ended",

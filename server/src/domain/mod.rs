@@ -61,6 +61,18 @@ pub enum Error {
     /// The user is disabled.
     #[error("the account is disabled")]
     UserDisabled,
+    /// Too many failed logins: the account is locked for a while.
+    #[error("too many failed logins; the account is locked for {retry_after} more seconds")]
+    AccountLocked {
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
+    /// Too many requests from this client.
+    #[error("too many requests; retry in {retry_after} seconds")]
+    RateLimited {
+        /// Seconds until a request is allowed again.
+        retry_after: u64,
+    },
     /// The access token failed verification.
     #[error("the access token is invalid: {0}")]
     InvalidToken(latch_shared::Error),

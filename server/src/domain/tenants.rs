@@ -53,6 +53,12 @@ pub struct TenantChanges {
     pub default_roles: Option<Vec<String>>,
     /// Audit events kept.
     pub audit_retention: Option<u32>,
+    /// Failed logins in a row that lock an account (0: never).
+    pub lockout_threshold: Option<u32>,
+    /// First lock length in seconds.
+    pub lockout_base_seconds: Option<u32>,
+    /// Longest lock in seconds.
+    pub lockout_max_seconds: Option<u32>,
 }
 
 impl TenantChanges {
@@ -74,6 +80,9 @@ impl TenantChanges {
         replace(&mut settings.refresh_grace_seconds, self.refresh_grace_seconds);
         replace(&mut settings.key_rotation_days, self.key_rotation_days);
         replace(&mut settings.audit_retention, self.audit_retention);
+        replace(&mut settings.lockout_threshold, self.lockout_threshold);
+        replace(&mut settings.lockout_base_seconds, self.lockout_base_seconds);
+        replace(&mut settings.lockout_max_seconds, self.lockout_max_seconds);
         if let Some(roles) = self.roles {
             settings.roles = roles.into_iter().map(|(role, scopes)| (role, sorted(scopes))).collect();
         }
@@ -159,6 +168,15 @@ fn validate_settings(settings: &TenantSettings) -> Result<()> {
     }
     if !(10..=1_000_000).contains(&settings.audit_retention) {
         return Err(Error::InvalidSetting("audit_retention"));
+    }
+    if settings.lockout_threshold > 100 {
+        return Err(Error::InvalidSetting("lockout_threshold"));
+    }
+    if !(1..=86_400).contains(&settings.lockout_base_seconds) {
+        return Err(Error::InvalidSetting("lockout_base_seconds"));
+    }
+    if !(settings.lockout_base_seconds..=7 * 86_400).contains(&settings.lockout_max_seconds) {
+        return Err(Error::InvalidSetting("lockout_max_seconds"));
     }
     if settings.cors_allowed_origins.len() > 100 || !settings.cors_allowed_origins.iter().all(|o| is_origin(o)) {
         return Err(Error::InvalidSetting("cors_allowed_origins"));

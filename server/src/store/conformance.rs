@@ -41,6 +41,8 @@ fn user(tenant: &str, email: &str) -> UserRecord {
         email_verified: false,
         created_at: 1,
         updated_at: 1,
+        failed_logins: 0,
+        locked_until: None,
     }
 }
 

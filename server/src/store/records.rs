@@ -53,6 +53,12 @@ pub struct TenantSettings {
     pub key_rotation_days: u32,
     /// Audit events kept for the tenant; the oldest are dropped beyond it.
     pub audit_retention: u32,
+    /// Failed logins in a row that lock an account (0: never).
+    pub lockout_threshold: u32,
+    /// The first lock's length in seconds; each further failure doubles it.
+    pub lockout_base_seconds: u32,
+    /// The longest lock in seconds.
+    pub lockout_max_seconds: u32,
 }
 
 impl Default for TenantSettings {
@@ -73,6 +79,9 @@ impl Default for TenantSettings {
             refresh_grace_seconds: 10,
             key_rotation_days: 0,
             audit_retention: 10_000,
+            lockout_threshold: 5,
+            lockout_base_seconds: 30,
+            lockout_max_seconds: 3600,
         }
     }
 }
@@ -122,6 +131,12 @@ pub struct UserRecord {
     pub created_at: i64,
     /// Last change.
     pub updated_at: i64,
+    /// Failed logins since the last successful one.
+    #[serde(default)]
+    pub failed_logins: u32,
+    /// Logins are refused until then, whatever the password.
+    #[serde(default)]
+    pub locked_until: Option<i64>,
 }
 
 /// One login: the family of refresh tokens rotated from it.
