@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod error;
+mod headers;
 mod health;
 mod limits;
 mod models;
@@ -148,6 +149,7 @@ pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = R
         .nest("/docs", explorer)
         .nest("/", api)
         .around(limits::limit_auth)
+        .around(headers::cors)
         .data(latch)
         .data(limits)
         .around(limit_body)
@@ -162,6 +164,7 @@ pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = R
         }))
         .catch_all_error(|err| async move { error::error_response(err) })
         .map_to_response()
+        .around(headers::security_headers)
 }
 
 /// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so
