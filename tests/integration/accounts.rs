@@ -92,6 +92,8 @@ async fn passwords_that_break_the_policy_are_refused_with_the_rule_named() {
         ("short", "password_too_short"),
         (&*"x".repeat(1025), "password_too_long"),
         ("policy.victim@example.com", "password_contains_email"),
+        ("Password123", "password_too_common"),
+        ("1q2w3e4r5t", "password_too_common"),
     ] {
         let response = app
             .post_json("/t/demo/auth/register", &json!({"email": "policy.victim@example.com", "password": password}))

@@ -64,6 +64,9 @@ async fn admins_list_users_by_email_in_pages_and_search_by_prefix() {
     let emails: Vec<_> = found["users"].as_array().expect("users").iter().map(|u| u["email"].clone()).collect();
     assert_eq!(emails, [json!("bea@example.com"), json!("bob@example.com")]);
     assert!(found["users"][0].get("password_hash").is_none(), "no hash in the listing");
+    let common = json!({"email": "created@example.com", "password": "iloveyou12"});
+    let common = app.send(Method::POST, "/t/demo/admin/users", token(&admin), Some(&common)).await;
+    assert_problem(common, StatusCode::BAD_REQUEST, "password_too_common").await;
     let bad = app.get_with("/t/demo/admin/users?cursor=%%%", token(&admin)).await;
     assert_problem(bad, StatusCode::BAD_REQUEST, "invalid_cursor").await;
 

@@ -114,6 +114,8 @@ async fn changing_the_password_ends_every_other_session() {
     assert_problem(wrong, StatusCode::FORBIDDEN, "current_password_wrong").await;
     let weak = change(json!({"current_password": PASSWORD, "new_password": "short"})).await.expect("r");
     assert_problem(weak, StatusCode::BAD_REQUEST, "password_too_short").await;
+    let common = change(json!({"current_password": PASSWORD, "new_password": "Qwertyuiop"})).await.expect("r");
+    assert_problem(common, StatusCode::BAD_REQUEST, "password_too_common").await;
     let ok = change(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"})).await.expect("r");
     assert_eq!(ok.status(), StatusCode::NO_CONTENT);
 

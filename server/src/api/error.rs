@@ -85,6 +85,7 @@ impl ApiError {
             Error::WeakPassword(PasswordRule::ContainsEmail) => {
                 (S::BAD_REQUEST, "password_contains_email", "Password is the email")
             }
+            Error::WeakPassword(PasswordRule::Common) => (S::BAD_REQUEST, "password_too_common", "Password too common"),
             Error::InvalidName => (S::BAD_REQUEST, "invalid_name", "Invalid name"),
             Error::EmailTaken => (S::CONFLICT, "email_taken", "Email already registered"),
             Error::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),

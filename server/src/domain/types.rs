@@ -1,6 +1,9 @@
 //! Validated newtypes: once parsed, a value is known to be well-formed.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::io::Read as _;
+use std::sync::LazyLock;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -105,6 +108,8 @@ pub enum PasswordRule {
     TooLong,
     /// Equal to the account's email or its local part.
     ContainsEmail,
+    /// Among the most common passwords (case-insensitive).
+    Common,
 }
 
 impl fmt::Display for PasswordRule {
@@ -119,8 +124,32 @@ impl fmt::Display for PasswordRule {
             PasswordRule::ContainsEmail => {
                 write!(f, "the password must not be the account's email address")
             }
+            PasswordRule::Common => {
+                write!(f, "the password is one of the most common passwords; choose another")
+            }
         }
     }
+}
+
+/// The common-password list shipped in the binary (see `server/data/README.md`).
+const COMMON_PASSWORDS_GZ: &[u8] = include_bytes!("../../data/common-passwords.txt.gz");
+
+fn common_passwords() -> &'static HashSet<String> {
+    static LIST: LazyLock<HashSet<String>> = LazyLock::new(|| {
+        let mut text = String::new();
+        let decoded = flate2::read::GzDecoder::new(COMMON_PASSWORDS_GZ).read_to_string(&mut text);
+        if let Err(e) = decoded {
+            // The list is compiled in and checked by a test; this cannot happen in a tested build.
+            tracing::error!(error = %e, "the common-password list does not decompress");
+        }
+        text.lines().map(str::to_lowercase).collect()
+    });
+    &LIST
+}
+
+/// Whether a (case-folded) password is on the list. Loaded on first use.
+fn is_common(folded: &str) -> bool {
+    common_passwords().contains(folded)
 }
 
 /// A password that passed the tenant's policy. Never logged or printed.
@@ -138,6 +167,9 @@ impl Password {
         let folded = raw.to_lowercase();
         if folded == email.key() || folded == email.local_part_key() {
             return Err(Error::WeakPassword(PasswordRule::ContainsEmail));
+        }
+        if is_common(&folded) {
+            return Err(Error::WeakPassword(PasswordRule::Common));
         }
         Ok(Password(SecretString::from(raw)))
     }
@@ -208,6 +240,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_common_password_list_holds_at_least_ten_thousand() {
+        assert!(common_passwords().len() >= 10_000, "{}", common_passwords().len());
+        assert!(is_common("123456") && is_common("password") && !is_common("correct horse battery"));
+    }
+
+    #[test]
     fn password_policy_names_the_rule_broken() {
         let email = Email::parse("ada@example.com").expect("valid");
         let rule = |raw: &str| match Password::parse(raw, 10, &email) {
@@ -218,6 +256,9 @@ mod tests {
         assert_eq!(rule(&"x".repeat(1025)), Some(PasswordRule::TooLong));
         assert_eq!(rule("ADA@example.com"), Some(PasswordRule::ContainsEmail));
         assert_eq!(rule("correct horse battery"), None);
+        assert_eq!(rule("1234567890"), Some(PasswordRule::Common));
+        assert_eq!(rule("Password123"), Some(PasswordRule::Common), "case-insensitive");
+        assert_eq!(rule("qwertyuiop"), Some(PasswordRule::Common));
         assert_eq!(rule("éééééééééé"), None, "length counts characters, not bytes");
     }
 }
