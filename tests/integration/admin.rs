@@ -101,11 +101,15 @@ async fn admins_of_one_tenant_reach_nothing_of_another() {
     let admin = app.admin_of("demo", "admin@example.com").await;
     let theirs = app.register("other", "theirs@example.com").await;
 
-    // Their tenant's admin API does not accept our admin's token at all.
+    // Their tenant's admin API refuses our admin: authenticated, but not there.
     for (method, path, body) in admin_endpoints("other", id(&theirs)) {
         let response = app.send(method.clone(), &path, token(&admin), body.as_ref()).await;
-        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+        assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
     }
+    // A forged token naming their tenant is still just an invalid token.
+    let forged = token(&admin).replacen('e', "f", 1);
+    let response = app.get_with("/t/other/admin/users", &forged).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // Their user ids mean nothing in our tenant's admin API.
     for (method, path, body) in admin_endpoints("demo", id(&theirs)) {
         if path.ends_with("/admin/users") || path.ends_with("/admin/events") {

@@ -68,6 +68,8 @@ impl<T> Page<T> {
     }
 }
 
+const FOREIGN_TENANT: &str = "this token belongs to another tenant; it grants nothing here";
+
 fn is_admin(user: &UserRecord) -> bool {
     user.roles.iter().any(|role| role == ADMIN_ROLE)
 }
@@ -75,18 +77,32 @@ fn is_admin(user: &UserRecord) -> bool {
 impl Latch {
     /// Who is calling a tenant's admin API: the operator token, or an access
     /// token of a live session whose user holds `admin` in this tenant now
-    /// (the stored roles decide, not the token's claim). A token of another
-    /// tenant is not a credential here at all.
+    /// (the stored roles decide, not the token's claim). A valid token of
+    /// another tenant of this server is 403: authenticated, not allowed here.
     pub async fn tenant_admin(&self, tenant: &TenantId, token: &str) -> Result<Actor> {
         if self.check_operator(token).is_ok() {
             self.runtime(tenant).await?;
             return Ok(Actor::Operator);
         }
-        let principal = self.authenticate(tenant, token).await?;
+        let principal = match self.authenticate(tenant, token).await {
+            Ok(principal) => principal,
+            Err(Error::InvalidToken(reason)) => {
+                let foreign = self.home_tenant(tenant, token).await.is_some();
+                return Err(if foreign { Error::Forbidden(FOREIGN_TENANT) } else { Error::InvalidToken(reason) });
+            }
+            Err(other) => return Err(other),
+        };
         if !is_admin(&principal.user) {
             return Err(Error::Forbidden("this needs the `admin` role in this tenant"));
         }
         Ok(Actor::Admin(Box::new(principal)))
+    }
+
+    /// The other tenant of this server whose live token `token` is, if any.
+    async fn home_tenant(&self, here: &TenantId, token: &str) -> Option<TenantId> {
+        let claims = latch_shared::decode_unverified(token).ok()?.payload;
+        let home = TenantId::parse(claims.get("tid")?.as_str()?).ok().filter(|home| home != here)?;
+        self.authenticate(&home, token).await.ok().map(|_| home)
     }
 
     /// The owner-only rule: `principal` may reach `target`'s resources if it is
