@@ -43,3 +43,14 @@ async fn the_explorer_is_served_and_protected_operations_declare_bearer_auth() {
     let create = &spec["paths"]["/admin/tenants"]["post"];
     assert!(create["security"].to_string().contains("OperatorToken"), "{create}");
 }
+
+#[tokio::test]
+async fn the_explorer_renders_in_chromium_under_its_content_security_policy() {
+    let app = spawn_app().await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier-wasm/tests/server-explorer.mjs");
+    let page = node_json(&script, [&app.base]).await;
+    assert!(page["title"].as_str().unwrap_or_default().starts_with("latch"), "{page}");
+    assert!(page["operations"].as_u64().unwrap_or(0) > 30, "every operation listed: {page}");
+    assert_eq!(page["violations"], serde_json::json!([]), "no CSP violation: {page}");
+    assert_eq!(page["errors"], serde_json::json!([]), "no script error: {page}");
+}

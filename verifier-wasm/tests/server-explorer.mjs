@@ -1,0 +1,39 @@
+// Opens a running latch's API explorer (/docs) in Debian's Chromium and
+// prints what rendered and which Content-Security-Policy violations the page
+// reported, as one JSON line. Run by the server's integration tests
+// (tests/integration/openapi.rs); it lives here to share this folder's
+// playwright-core.
+import { chromium } from "playwright-core";
+
+const base = process.argv[2];
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  await page.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) =>
+      window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  await page.goto(`${base}/docs/`);
+  await page.waitForSelector(".swagger-ui .info .title", { timeout: 20000 });
+  const title = await page.textContent(".swagger-ui .info .title");
+  const operations = await page.locator(".opblock").count();
+  const violations = await page.evaluate(() => window.__violations);
+  console.log(JSON.stringify({ title, operations, violations, errors }));
+} finally {
+  await browser.close();
+}
