@@ -14,7 +14,8 @@ use crate::api::AuthRateLimit;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{MasterKey, random_token, token_hash};
-use crate::domain::{Latch, NewTenant, PasswordHasher, TenantChanges, TenantId};
+use crate::domain::{Latch, NewTenant, PasswordHasher, Services, TenantChanges, TenantId};
+use crate::mail::Mailer;
 use crate::store::sled::SledStore;
 use crate::store::{MetaStore, Store, StoreHandle};
 
@@ -84,7 +85,13 @@ async fn assemble(
     let Prepared { store, master, operator_token_hash, first_start, mut startup } = prepared;
     let (store, committer) = StoreHandle::new(Arc::new(store) as Arc<dyn Store>);
     let hasher = PasswordHasher::new(settings.hash_concurrency, crate::domain::default_params());
-    let latch = Arc::new(Latch::new(store.clone(), clock.clone(), master, hasher, public_url, operator_token_hash));
+    let mailer = match &settings.smtp {
+        Some(smtp) => Mailer::smtp(smtp, &settings.mail_from)?,
+        None => Mailer::outbox(settings.data_dir.join("outbox"), &settings.mail_from)?,
+    };
+    tracing::info!(mail = %mailer.describe(), "mail configured");
+    let services = Services { store: store.clone(), clock: clock.clone(), master, passwords: hasher, mailer };
+    let latch = Arc::new(Latch::new(services, public_url, operator_token_hash));
     if first_start {
         if settings.demo_tenant {
             let demo = NewTenant {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::mail::{SmtpSecurity, SmtpSettings};
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +87,10 @@ pub struct Settings {
     pub demo_tenant: bool,
     /// Requests per minute per client IP to the auth and token endpoints (0: no limit).
     pub auth_rate_limit_per_minute: u32,
+    /// The SMTP relay (`LATCH_SMTP_HOST` and friends); `None`: the file outbox.
+    pub smtp: Option<SmtpSettings>,
+    /// The sender of latch's mail (`LATCH_MAIL_FROM`).
+    pub mail_from: String,
 }
 
 /// The shortest operator token accepted from the environment.
@@ -104,6 +110,38 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The SMTP relay from `LATCH_SMTP_HOST`, `LATCH_SMTP_PORT` (default 587),
+/// `LATCH_SMTP_SECURITY` (`starttls` default, `tls`, `none`),
+/// `LATCH_SMTP_USERNAME` and `LATCH_SMTP_PASSWORD`.
+fn smtp_from_env() -> Result<Option<SmtpSettings>, ConfigError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(host) = var("LATCH_SMTP_HOST") else { return Ok(None) };
+    let security = match var("LATCH_SMTP_SECURITY").as_deref() {
+        None | Some("starttls") => SmtpSecurity::StartTls,
+        Some("tls") => SmtpSecurity::Tls,
+        Some("none") => SmtpSecurity::None,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "LATCH_SMTP_SECURITY must be starttls, tls or none, not {other:?}"
+            )));
+        }
+    };
+    let default_port = if security == SmtpSecurity::Tls { 465 } else { 587 };
+    let port = match var("LATCH_SMTP_PORT") {
+        Some(port) => {
+            port.parse().map_err(|_| ConfigError::Invalid(format!("LATCH_SMTP_PORT {port:?} is not a port")))?
+        }
+        None => default_port,
+    };
+    Ok(Some(SmtpSettings {
+        host,
+        port,
+        security,
+        username: var("LATCH_SMTP_USERNAME"),
+        password: var("LATCH_SMTP_PASSWORD").map(SecretString::from),
+    }))
 }
 
 impl Settings {
@@ -159,6 +197,8 @@ impl Settings {
             cache_mb: file.cache_mb.unwrap_or(32),
             demo_tenant: file.demo_tenant.unwrap_or(true),
             auth_rate_limit_per_minute: file.auth_rate_limit_per_minute.unwrap_or(30),
+            smtp: smtp_from_env()?,
+            mail_from: std::env::var("LATCH_MAIL_FROM").unwrap_or_else(|_| "latch <latch@localhost>".into()),
         })
     }
 

@@ -12,5 +12,6 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod mail;
 pub mod store;
 pub mod telemetry;

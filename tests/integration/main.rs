@@ -16,5 +16,6 @@ mod npm_package;
 mod oauth;
 mod openapi;
 mod persistence;
+mod recovery;
 mod sessions;
 mod tenants;

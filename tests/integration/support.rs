@@ -21,37 +21,51 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     clock: Arc<dyn Clock>,
-    rate_limit: u32,
+    configure: Configure,
 }
 
+/// Changes a test makes to the server's settings (kept for restarts).
+type Configure = Arc<dyn Fn(&mut Settings) + Send + Sync>;
+
 /// Starts the server with the system clock. Every test's requests come from
-/// 127.0.0.1, so the per-IP limit on auth endpoints is off here; the tests
-/// of that limit use [`spawn_app_with_rate_limit`].
+/// 127.0.0.1, so the per-IP limit on auth endpoints is off in every test
+/// server unless `configure` sets it ([`spawn_app_with_rate_limit`]).
 pub async fn spawn_app() -> TestApp {
-    spawn(Arc::new(SystemClock), 0).await
+    spawn_app_with(Arc::new(SystemClock), |_| {}).await
 }
 
 /// Starts the server with a clock the test moves.
 pub async fn spawn_app_at(clock: Arc<ManualClock>) -> TestApp {
-    spawn(clock, 0).await
+    spawn_app_with(clock, |_| {}).await
 }
 
 /// Starts the server with this many auth requests per minute per IP.
 pub async fn spawn_app_with_rate_limit(per_minute: u32) -> TestApp {
-    spawn(Arc::new(SystemClock), per_minute).await
+    spawn_app_with(Arc::new(SystemClock), move |settings| settings.auth_rate_limit_per_minute = per_minute).await
 }
 
-async fn spawn(clock: Arc<dyn Clock>, rate_limit: u32) -> TestApp {
+/// Starts the server with `clock` and settings changed by `configure`.
+pub async fn spawn_app_with(
+    clock: Arc<dyn Clock>,
+    configure: impl Fn(&mut Settings) + Send + Sync + 'static,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone(), rate_limit).await;
+    let configure: Configure = Arc::new(configure);
+    let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone(), &configure).await;
     let (addr, base) = (server.addr, server.public_url.clone());
-    TestApp { base, http: reqwest::Client::new(), server: Some(server), dir, addr, clock, rate_limit }
+    TestApp { base, http: reqwest::Client::new(), server: Some(server), dir, addr, clock, configure }
 }
 
-async fn start(data_dir: &std::path::Path, listen: &str, clock: Arc<dyn Clock>, rate_limit: u32) -> RunningServer {
+async fn start(
+    data_dir: &std::path::Path,
+    listen: &str,
+    clock: Arc<dyn Clock>,
+    configure: &Configure,
+) -> RunningServer {
     let args = ConfigArgs { listen: Some(listen.into()), data_dir: Some(data_dir.to_owned()), ..ConfigArgs::default() };
     let mut settings = Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
-    settings.auth_rate_limit_per_minute = rate_limit;
+    settings.auth_rate_limit_per_minute = 0;
+    configure(&mut settings);
     latch_server::app::start(&settings, clock).await.expect("server starts")
 }
 
@@ -79,7 +93,7 @@ impl TestApp {
     /// address (so the same issuers).
     pub async fn restart_on(&mut self, data_dir: &std::path::Path) {
         self.stop().await;
-        let server = start(data_dir, &self.addr.to_string(), self.clock.clone(), self.rate_limit).await;
+        let server = start(data_dir, &self.addr.to_string(), self.clock.clone(), &self.configure).await;
         assert_eq!(server.public_url, self.base, "same address, same issuer");
         self.server = Some(server);
     }

@@ -48,6 +48,32 @@ pub struct RefreshRequest {
 }
 
 /// A token response; never cached.
+/// A password-reset request.
+#[derive(Debug, Object)]
+pub struct PasswordResetRequest {
+    /// The account's email.
+    pub email: String,
+}
+
+/// A password-reset completion.
+#[derive(Debug, Object)]
+pub struct PasswordResetConfirmation {
+    /// The token from the reset link.
+    #[oai(write_only)]
+    pub token: String,
+    /// The new password (the tenant's policy applies).
+    #[oai(write_only)]
+    pub new_password: String,
+}
+
+/// Accepted for processing.
+#[derive(ApiResponse)]
+pub enum Accepted {
+    /// Accepted. If the account exists and is enabled, a mail is on its way.
+    #[oai(status = 202)]
+    Accepted,
+}
+
 #[derive(ApiResponse)]
 pub enum TokenResponse {
     /// Tokens issued.
@@ -112,6 +138,32 @@ impl AuthApi {
         let tenant = tenant_id(&tenant)?;
         let principal = latch.authenticate(&tenant, auth.token()).await?;
         latch.logout(&principal).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Ask for a password-reset link by mail. Always 202, whether or not the
+    /// account exists; the link works once, for an hour.
+    #[oai(path = "/t/:tenant/auth/password-reset", method = "post", operation_id = "requestPasswordReset")]
+    async fn request_password_reset(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        req: &Request,
+        tenant: Path<String>,
+        body: Json<PasswordResetRequest>,
+    ) -> ApiResult<Accepted> {
+        latch.request_password_reset(&tenant_id(&tenant)?, &body.email, client_info(req)).await?;
+        Ok(Accepted::Accepted)
+    }
+
+    /// Set a new password with the token from a reset link; every session of the account ends.
+    #[oai(path = "/t/:tenant/auth/password-reset/confirm", method = "post", operation_id = "confirmPasswordReset")]
+    async fn confirm_password_reset(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        body: Json<PasswordResetConfirmation>,
+    ) -> ApiResult<NoContent> {
+        latch.confirm_password_reset(&tenant_id(&tenant)?, &body.token, &body.new_password).await?;
         Ok(NoContent::Done)
     }
 }

@@ -103,6 +103,7 @@ impl ApiError {
             Error::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
             Error::UserNotFound => (S::NOT_FOUND, "user_not_found", "User not found"),
             Error::UnknownRole(_) => (S::BAD_REQUEST, "unknown_role", "Unknown role"),
+            Error::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "Invalid reset token"),
             Error::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor", "Invalid cursor"),
             Error::CurrentPasswordWrong => (S::FORBIDDEN, "current_password_wrong", "Current password wrong"),
             Error::KeyUnavailable | Error::Internal(_) => {

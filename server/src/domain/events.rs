@@ -26,6 +26,10 @@ pub enum EventKind {
     UserCreated,
     /// An admin or the operator set a user's password.
     PasswordSet,
+    /// A password-reset mail was sent.
+    PasswordResetRequested,
+    /// A password was reset through a reset link.
+    PasswordReset,
     /// A user was disabled (their sessions ended).
     UserDisabled,
     /// A user was enabled again.
@@ -51,6 +55,8 @@ impl EventKind {
             EventKind::KeyRotated => "key_rotated",
             EventKind::UserCreated => "user_created",
             EventKind::PasswordSet => "password_set",
+            EventKind::PasswordResetRequested => "password_reset_requested",
+            EventKind::PasswordReset => "password_reset",
             EventKind::UserDisabled => "user_disabled",
             EventKind::UserEnabled => "user_enabled",
             EventKind::UserDeleted => "user_deleted",

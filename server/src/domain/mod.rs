@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod events;
 mod passwords;
+mod recovery;
 mod sessions;
 mod tenants;
 mod types;
@@ -25,6 +26,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
 use crate::crypto::{MasterKey, hashes_equal, token_hash};
+use crate::mail::Mailer;
 use crate::store::{StoreError, StoreHandle};
 
 /// What can go wrong in a domain operation. The API maps each variant to one
@@ -106,6 +108,9 @@ pub enum Error {
     /// A role that the tenant does not define.
     #[error("the tenant defines no role `{0}`")]
     UnknownRole(String),
+    /// A password-reset token that is unknown, used or expired.
+    #[error("the reset link is invalid, used or expired; ask for a new one")]
+    InvalidResetToken,
     /// A pagination cursor that this server did not hand out.
     #[error("the cursor is not one this endpoint returned")]
     InvalidCursor,
@@ -126,12 +131,27 @@ pub enum Error {
 /// Result of a domain operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What the domain services are built on.
+pub struct Services {
+    /// The store.
+    pub store: StoreHandle,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The master key sealing signing keys and grace successors.
+    pub master: MasterKey,
+    /// The bounded password hasher.
+    pub passwords: PasswordHasher,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+}
+
 /// The domain services.
 pub struct Latch {
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     master: MasterKey,
     passwords: PasswordHasher,
+    mailer: Mailer,
     public_url: String,
     runtimes: RwLock<HashMap<TenantId, Arc<TenantRuntime>>>,
     operator_token_hash: [u8; 32],
@@ -139,19 +159,14 @@ pub struct Latch {
 
 impl Latch {
     /// Assembles the services. `public_url` has no trailing slash.
-    pub fn new(
-        store: StoreHandle,
-        clock: Arc<dyn Clock>,
-        master: MasterKey,
-        passwords: PasswordHasher,
-        public_url: String,
-        operator_token_hash: [u8; 32],
-    ) -> Latch {
+    pub fn new(services: Services, public_url: String, operator_token_hash: [u8; 32]) -> Latch {
+        let Services { store, clock, master, passwords, mailer } = services;
         Latch {
             store,
             clock,
             master,
             passwords,
+            mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
             runtimes: RwLock::new(HashMap::new()),
             operator_token_hash,

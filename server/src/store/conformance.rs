@@ -71,6 +71,7 @@ pub fn run(store: &dyn Store) {
     users_are_listed_by_email_in_pages(store);
     deleting_a_user_takes_their_sessions_and_frees_the_email(store);
     events_are_listed_newest_first_and_bounded(store);
+    one_time_tokens_are_taken_once(store);
     meta_values_round_trip(store);
     store.flush().expect("flush");
 }
@@ -253,6 +254,25 @@ fn events_are_listed_newest_first_and_bounded(store: &dyn Store) {
         store.list_events(&tenant, 10, Some(ids[3])).expect("list").into_iter().map(|e| e.at).collect();
     assert_eq!(page, [2], "strictly older than the cursor");
     assert_eq!(store.list_events(&neighbour, 10, None).expect("list").len(), 1);
+}
+
+fn one_time_tokens_are_taken_once(store: &dyn Store) {
+    let tenant = TenantId::parse("conf-o").expect("slug");
+    let record = OneTimeRecord { purpose: "password_reset".into(), user_id: Uuid::now_v7(), expires_at: 99 };
+    store.put_one_time(&tenant, &[7; 32], &record).expect("put");
+    let other = TenantId::parse("conf-o-2").expect("slug");
+    assert_eq!(store.take_one_time(&other, &[7; 32]).expect("take"), None, "tenant-scoped");
+    let winners = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                if store.take_one_time(&tenant, &[7; 32]).expect("take").is_some() {
+                    winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(winners.into_inner(), 1, "taken exactly once under concurrency");
 }
 
 fn meta_values_round_trip(store: &dyn Store) {

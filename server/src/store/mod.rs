@@ -134,6 +134,14 @@ pub trait EventStore {
     fn list_events(&self, tenant: &TenantId, limit: usize, before: Option<Uuid>) -> StoreResult<Vec<EventRecord>>;
 }
 
+/// Single-use tokens, stored as hashes.
+pub trait OneTimeTokenStore {
+    /// Stores a token's record under its hash.
+    fn put_one_time(&self, tenant: &TenantId, hash: &[u8; 32], record: &OneTimeRecord) -> StoreResult<()>;
+    /// Removes and returns a token's record (atomic: a token is taken once).
+    fn take_one_time(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<OneTimeRecord>>;
+}
+
 /// Small server-wide values (format version, operator token hash, master key check).
 pub trait MetaStore {
     /// A value.
@@ -144,7 +152,7 @@ pub trait MetaStore {
 
 /// Everything latch stores.
 pub trait Store:
-    TenantStore + KeyStore + UserStore + SessionStore + EventStore + MetaStore + Send + Sync + 'static
+    TenantStore + KeyStore + UserStore + SessionStore + EventStore + OneTimeTokenStore + MetaStore + Send + Sync + 'static
 {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

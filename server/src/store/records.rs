@@ -232,3 +232,14 @@ mod hex_bytes {
         hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
+
+/// A single-use token (password reset, email verification), kept under its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OneTimeRecord {
+    /// What it is for (`password_reset`, `verify_email`).
+    pub purpose: String,
+    /// Whose it is.
+    pub user_id: Uuid,
+    /// When it stops working.
+    pub expires_at: i64,
+}

@@ -31,6 +31,7 @@ pub struct SledStore {
     refresh: ::sled::Tree,
     events: ::sled::Tree,
     event_counts: ::sled::Tree,
+    one_time: ::sled::Tree,
 }
 
 fn backend(e: ::sled::Error) -> StoreError {
@@ -131,6 +132,7 @@ impl SledStore {
             refresh: tree("refresh")?,
             events: tree("events")?,
             event_counts: tree("event_counts")?,
+            one_time: tree("one_time")?,
             meta,
             db,
         })
@@ -168,7 +170,7 @@ impl SledStore {
         restored
     }
 
-    fn named_trees(&self) -> [(&'static str, &::sled::Tree); 10] {
+    fn named_trees(&self) -> [(&'static str, &::sled::Tree); 11] {
         [
             ("meta", &self.meta),
             ("tenants", &self.tenants),
@@ -180,11 +182,21 @@ impl SledStore {
             ("refresh", &self.refresh),
             ("events", &self.events),
             ("event_counts", &self.event_counts),
+            ("one_time", &self.one_time),
         ]
     }
 
-    fn tenant_trees(&self) -> [&::sled::Tree; 6] {
-        [&self.keys, &self.users, &self.users_by_email, &self.sessions, &self.sessions_by_user, &self.refresh]
+    fn tenant_trees(&self) -> [&::sled::Tree; 8] {
+        [
+            &self.keys,
+            &self.users,
+            &self.users_by_email,
+            &self.sessions,
+            &self.sessions_by_user,
+            &self.refresh,
+            &self.events,
+            &self.one_time,
+        ]
     }
 
     fn purge_tenant_data(&self, tenant: &TenantId) -> StoreResult<()> {
@@ -494,6 +506,17 @@ impl EventStore for SledStore {
             .take(limit)
             .map(|v| decode("events", &v.map_err(backend)?))
             .collect()
+    }
+}
+
+impl OneTimeTokenStore for SledStore {
+    fn put_one_time(&self, tenant: &TenantId, hash: &[u8; 32], record: &OneTimeRecord) -> StoreResult<()> {
+        self.one_time.insert(key(tenant, hash), encode(record)?).map_err(backend)?;
+        Ok(())
+    }
+
+    fn take_one_time(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<OneTimeRecord>> {
+        self.one_time.remove(key(tenant, hash)).map_err(backend)?.map(|v| decode("one_time", &v)).transpose()
     }
 }
 

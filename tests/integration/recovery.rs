@@ -1,0 +1,190 @@
+//! Password reset by mail: the file outbox, an SMTP relay, single use, expiry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use latch_server::clock::{ManualClock, SystemClock};
+use latch_server::mail::{SmtpSecurity, SmtpSettings};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+use crate::support::*;
+
+const NEW_PASSWORD: &str = "a fresh passphrase 42";
+
+/// The `.eml` files in the app's outbox.
+fn outbox(app: &TestApp) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(app.data_dir().join("outbox")) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("readable mail"))
+        .collect()
+}
+
+/// Waits until the outbox holds `count` mails.
+async fn wait_for_mail(app: &TestApp, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mails = outbox(app);
+        if mails.len() >= count {
+            return mails;
+        }
+        assert!(Instant::now() < deadline, "{count} mail(s) expected in the outbox, found {}", mails.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The token of the link in a mail.
+fn token_in(mail: &str) -> String {
+    let start = mail.find("token=").expect("a link with a token") + "token=".len();
+    mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
+}
+
+async fn request_reset(app: &TestApp, email: &str) {
+    let response = app.post_json("/t/demo/auth/password-reset", &json!({"email": email})).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{email}");
+}
+
+async fn confirm(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+    let body = json!({"token": token, "new_password": password});
+    app.post_json("/t/demo/auth/password-reset/confirm", &body).await
+}
+
+#[tokio::test]
+async fn a_reset_link_from_the_outbox_sets_a_new_password_once_and_ends_every_session() {
+    let app = spawn_app().await;
+    let tokens = app.register("demo", "forgetful@example.com").await;
+    request_reset(&app, "Forgetful@Example.com").await;
+    let mails = wait_for_mail(&app, 1).await;
+    let mail = &mails[0];
+    assert!(mail.contains("To: forgetful@example.com"), "{mail}");
+    assert!(mail.contains(&format!("{}/demo/reset-password?tenant=demo&token=latch_pr_", app.base)), "{mail}");
+    let token = token_in(mail);
+
+    let common = confirm(&app, &token, "password123").await;
+    assert_problem(common, StatusCode::BAD_REQUEST, "password_too_common").await;
+    assert_eq!(confirm(&app, &token, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT, "the link survived");
+    assert_problem(confirm(&app, &token, NEW_PASSWORD).await, StatusCode::BAD_REQUEST, "invalid_reset_token").await;
+
+    let old_access = tokens["access_token"].as_str().expect("at");
+    assert_eq!(app.get_with("/t/demo/users/me", old_access).await.status(), StatusCode::UNAUTHORIZED);
+    let old_refresh = app.refresh("demo", tokens["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(old_refresh.status(), StatusCode::UNAUTHORIZED, "every session ended");
+    assert_eq!(app.login("demo", "forgetful@example.com", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login("demo", "forgetful@example.com", NEW_PASSWORD).await.status(), StatusCode::OK);
+
+    let events = app.get_with("/t/demo/admin/events?limit=200", OPERATOR_TOKEN).await;
+    let events: Value = events.json().await.expect("json");
+    let kinds: Vec<&str> =
+        events["events"].as_array().expect("events").iter().map(|e| e["kind"].as_str().expect("k")).collect();
+    assert!(kinds.contains(&"password_reset_requested") && kinds.contains(&"password_reset"), "{kinds:?}");
+    assert_problem(
+        confirm(&app, "latch_pr_made-up", NEW_PASSWORD).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_reset_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reset_requests_for_unknown_or_disabled_accounts_look_the_same_and_send_nothing() {
+    let app = spawn_app().await;
+    let disabled = app.register("demo", "disabled@example.com").await;
+    let path = format!("/t/demo/admin/users/{}/disable", disabled["user"]["id"].as_str().expect("id"));
+    assert_eq!(app.send(reqwest::Method::POST, &path, OPERATOR_TOKEN, None).await.status(), StatusCode::OK);
+    app.register("demo", "known@example.com").await;
+
+    let unknown = app.post_json("/t/demo/auth/password-reset", &json!({"email": "nobody@example.com"})).await;
+    let known = app.post_json("/t/demo/auth/password-reset", &json!({"email": "known@example.com"})).await;
+    let (unknown_status, known_status) = (unknown.status(), known.status());
+    assert_eq!((unknown_status, known_status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(unknown.bytes().await.expect("body"), known.bytes().await.expect("body"), "same answer");
+    request_reset(&app, "disabled@example.com").await;
+    request_reset(&app, "known@example.com").await;
+
+    let mails = wait_for_mail(&app, 2).await;
+    assert_eq!(mails.len(), 2, "only the known, enabled account's two requests");
+    assert!(mails.iter().all(|m| m.contains("To: known@example.com")), "{mails:?}");
+    let invalid = app.post_json("/t/demo/auth/password-reset", &json!({"email": "not an email"})).await;
+    assert_problem(invalid, StatusCode::BAD_REQUEST, "invalid_email").await;
+}
+
+#[tokio::test]
+async fn a_reset_link_stops_working_after_an_hour() {
+    let clock = Arc::new(ManualClock::new(1_900_000_000));
+    let app = spawn_app_at(clock.clone()).await;
+    app.register("demo", "slow@example.com").await;
+    request_reset(&app, "slow@example.com").await;
+    let token = token_in(&wait_for_mail(&app, 1).await[0]);
+    clock.advance(3601);
+    assert_problem(confirm(&app, &token, NEW_PASSWORD).await, StatusCode::BAD_REQUEST, "invalid_reset_token").await;
+    assert_eq!(app.login("demo", "slow@example.com", PASSWORD).await.status(), StatusCode::OK, "password unchanged");
+}
+
+/// A minimal SMTP server on 127.0.0.1 that accepts one message and hands over its DATA.
+async fn smtp_sink() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (deliver, delivered) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 sink ESMTP\r\n").await.expect("greet");
+        let mut data = None::<String>;
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some(body) = data.as_mut() {
+                if line == "." {
+                    write.write_all(b"250 queued\r\n").await.expect("write");
+                    let _ = deliver.send(std::mem::take(body));
+                    break;
+                }
+                body.push_str(&line);
+                body.push('\n');
+                continue;
+            }
+            let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" | "HELO" => b"250 sink\r\n",
+                "DATA" => {
+                    data = Some(String::new());
+                    b"354 go ahead\r\n"
+                }
+                "QUIT" => b"221 bye\r\n",
+                _ => b"250 ok\r\n",
+            };
+            write.write_all(reply).await.expect("write");
+        }
+    });
+    (port, delivered)
+}
+
+#[tokio::test]
+async fn with_an_smtp_relay_configured_the_reset_mail_goes_through_it() {
+    let (port, delivered) = smtp_sink().await;
+    let app = spawn_app_with(Arc::new(SystemClock), move |settings| {
+        settings.smtp = Some(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            security: SmtpSecurity::None,
+            username: None,
+            password: None,
+        });
+        settings.mail_from = "Acme Auth <auth@acme.example>".into();
+    })
+    .await;
+    app.register("demo", "relay@example.com").await;
+    request_reset(&app, "relay@example.com").await;
+    let mail = tokio::time::timeout(Duration::from_secs(20), delivered).await.expect("in time").expect("a message");
+    assert!(mail.contains("To: relay@example.com"), "{mail}");
+    assert!(
+        mail.contains("From: \"Acme Auth\" <auth@acme.example>")
+            || mail.contains("From: Acme Auth <auth@acme.example>"),
+        "{mail}"
+    );
+    let token = token_in(&mail);
+    assert_eq!(confirm(&app, &token, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT);
+    assert!(outbox(&app).is_empty(), "nothing went to the file outbox");
+}
