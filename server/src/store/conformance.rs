@@ -96,7 +96,24 @@ fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
     let survivor = user("conf-a-b", "x@example.com");
     store.insert_user(&survivor).expect("insert");
     store.insert_user(&user("conf-a", "x@example.com")).expect("insert");
+    let event = |tenant: &TenantRecord| EventRecord {
+        tenant: tenant.id.clone(),
+        id: Uuid::now_v7(),
+        at: 1,
+        kind: "login_failed".into(),
+        actor: None,
+        subject: None,
+        ip: None,
+        detail: None,
+    };
+    store.append_event(&event(&a), 10).expect("append");
+    store.append_event(&event(&ab), 10).expect("append");
+    let one_time = OneTimeRecord { purpose: "password_reset".into(), user_id: Uuid::now_v7(), expires_at: 9 };
+    store.put_one_time(&a.id, &[3; 32], &one_time).expect("put");
     assert!(store.delete_tenant(&a.id).expect("delete"));
+    assert!(store.list_events(&a.id, 10, None).expect("events").is_empty(), "its audit events go too");
+    assert_eq!(store.list_events(&ab.id, 10, None).expect("events").len(), 1, "not the neighbour's");
+    assert_eq!(store.take_one_time(&a.id, &[3; 32]).expect("take"), None, "its reset tokens go too");
     assert!(!store.delete_tenant(&a.id).expect("delete again"));
     assert_eq!(store.get_tenant(&a.id).expect("get"), None);
     assert!(store.list_keys(&a.id).expect("keys").is_empty());
