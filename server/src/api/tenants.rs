@@ -17,81 +17,89 @@ use crate::store::TenantRecord;
 /// Tenant management for the operator.
 pub struct TenantsApi;
 
-/// A tenant to create. Settings left out take their defaults; unknown fields are refused.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CreateTenantRequest {
-    /// Slug: 1-63 characters of a-z, 0-9 and '-'.
-    pub id: String,
-    /// Display name (defaults to the id).
-    pub name: Option<String>,
-    /// Signing algorithm (default EdDSA).
-    pub algorithm: Option<SigningAlgorithm>,
-    /// Access-token lifetime in seconds (60-86400, default 900).
-    pub access_token_ttl: Option<u32>,
-    /// Refresh-token lifetime in seconds, renewed at each rotation (default 30 days).
-    pub refresh_token_ttl: Option<u32>,
-    /// The `aud` of access tokens (default: the tenant id).
-    pub audience: Option<String>,
-    /// Minimum password length (8-256, default 10).
-    pub password_min_length: Option<u32>,
-    /// Put the user's email into access tokens (default false).
-    pub email_claim: Option<bool>,
-    /// Seconds a just-rotated refresh token may be presented again (0-300, default 10).
-    pub refresh_grace_seconds: Option<u32>,
-    /// Rotate the signing key automatically every N days (default 0: never).
-    pub key_rotation_days: Option<u32>,
-    /// Browser origins (`https://app.example`) allowed by CORS (default none).
-    pub cors_allowed_origins: Option<Vec<String>>,
-    /// Roles and the scopes each grants (default `user`: openid profile email;
-    /// `admin`: the same plus `admin`). `admin` must be defined.
-    pub roles: Option<BTreeMap<String, Vec<String>>>,
-    /// Roles new users get (default `["user"]`); each must be defined.
-    pub default_roles: Option<Vec<String>>,
-    /// Audit events kept (10-1000000, default 10000); the oldest are dropped beyond it.
-    pub audit_retention: Option<u32>,
-    /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
-    pub lockout_threshold: Option<u32>,
-    /// First lock length in seconds (default 30); each further failure doubles it.
-    pub lockout_base_seconds: Option<u32>,
-    /// Longest lock in seconds (default 3600).
-    pub lockout_max_seconds: Option<u32>,
+/// Declares a tenant request body: its own leading fields, then every tenant
+/// setting as an optional field, and `take_changes` turning those into
+/// [`TenantChanges`]. One list for creation and updates, so they cannot drift
+/// apart (poem-openapi cannot flatten into a body that refuses unknown fields).
+macro_rules! tenant_request {
+    ($(#[$attr:meta])* $name:ident { $($(#[$field_attr:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Object)]
+        #[oai(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_attr])* pub $field: $ty,)*
+            /// Display name (on creation, defaults to the id).
+            pub name: Option<String>,
+            /// Access-token lifetime in seconds (60-86400, default 900); changes apply to new tokens.
+            pub access_token_ttl: Option<u32>,
+            /// Refresh-token lifetime in seconds (300-31622400, default 30 days), renewed at each rotation.
+            pub refresh_token_ttl: Option<u32>,
+            /// The `aud` of access tokens (default: the tenant id). After a change the server
+            /// refuses tokens with the old audience.
+            pub audience: Option<String>,
+            /// Minimum password length (8-256, default 10), for new passwords.
+            pub password_min_length: Option<u32>,
+            /// Put the user's email into access tokens (default false).
+            pub email_claim: Option<bool>,
+            /// Seconds a just-rotated refresh token may be presented again (0-300, default 10).
+            pub refresh_grace_seconds: Option<u32>,
+            /// Rotate the signing key automatically every N days (default 0: never).
+            pub key_rotation_days: Option<u32>,
+            /// Browser origins (`https://app.example`, `http://localhost:5173`) allowed by CORS (default none).
+            pub cors_allowed_origins: Option<Vec<String>>,
+            /// Roles and the scopes each grants, the whole map (default `user`: openid profile
+            /// email; `admin`: the same plus `admin`). `admin` must be defined.
+            pub roles: Option<BTreeMap<String, Vec<String>>>,
+            /// Roles new users get (default `["user"]`); each must be defined.
+            pub default_roles: Option<Vec<String>>,
+            /// Audit events kept (10-1000000, default 10000); the oldest are dropped beyond it.
+            pub audit_retention: Option<u32>,
+            /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
+            pub lockout_threshold: Option<u32>,
+            /// First lock length in seconds (default 30); each further failure doubles it.
+            pub lockout_base_seconds: Option<u32>,
+            /// Longest lock in seconds (default 3600).
+            pub lockout_max_seconds: Option<u32>,
+        }
+
+        impl $name {
+            /// Moves the settings out into domain changes.
+            fn take_changes(&mut self) -> TenantChanges {
+                TenantChanges {
+                    name: self.name.take(),
+                    access_token_ttl: self.access_token_ttl.take(),
+                    refresh_token_ttl: self.refresh_token_ttl.take(),
+                    audience: self.audience.take(),
+                    password_min_length: self.password_min_length.take(),
+                    email_claim: self.email_claim.take(),
+                    refresh_grace_seconds: self.refresh_grace_seconds.take(),
+                    key_rotation_days: self.key_rotation_days.take(),
+                    cors_allowed_origins: self.cors_allowed_origins.take(),
+                    roles: self.roles.take(),
+                    default_roles: self.default_roles.take(),
+                    audit_retention: self.audit_retention.take(),
+                    lockout_threshold: self.lockout_threshold.take(),
+                    lockout_base_seconds: self.lockout_base_seconds.take(),
+                    lockout_max_seconds: self.lockout_max_seconds.take(),
+                }
+            }
+        }
+    };
 }
 
-/// Changes to a tenant; fields left out keep their value, unknown fields are refused.
-#[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
-pub struct UpdateTenantRequest {
-    /// Display name.
-    pub name: Option<String>,
-    /// Access-token lifetime in seconds (60-86400); new tokens only.
-    pub access_token_ttl: Option<u32>,
-    /// Refresh-token lifetime in seconds (300-31622400), applied at the next rotation.
-    pub refresh_token_ttl: Option<u32>,
-    /// The `aud` of access tokens. Tokens with the old audience stop working on the server at once.
-    pub audience: Option<String>,
-    /// Minimum password length (8-256), for new passwords.
-    pub password_min_length: Option<u32>,
-    /// Put the user's email into new access tokens.
-    pub email_claim: Option<bool>,
-    /// Refresh grace window in seconds (0-300).
-    pub refresh_grace_seconds: Option<u32>,
-    /// Automatic key rotation interval in days (0: never).
-    pub key_rotation_days: Option<u32>,
-    /// Browser origins (`https://app.example`, `http://localhost:5173`) allowed by CORS.
-    pub cors_allowed_origins: Option<Vec<String>>,
-    /// Roles and the scopes each grants; replaces the whole map, `admin` must stay defined.
-    pub roles: Option<BTreeMap<String, Vec<String>>>,
-    /// Roles new users get; each must be defined.
-    pub default_roles: Option<Vec<String>>,
-    /// Audit events kept (10-1000000).
-    pub audit_retention: Option<u32>,
-    /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
-    pub lockout_threshold: Option<u32>,
-    /// First lock length in seconds (default 30); each further failure doubles it.
-    pub lockout_base_seconds: Option<u32>,
-    /// Longest lock in seconds (default 3600).
-    pub lockout_max_seconds: Option<u32>,
+tenant_request! {
+    /// A tenant to create. Settings left out take their defaults; unknown fields are refused.
+    CreateTenantRequest {
+        /// Slug: 1-63 characters of a-z, 0-9 and '-'.
+        id: String,
+        /// Signing algorithm (default EdDSA).
+        algorithm: Option<SigningAlgorithm>,
+    }
+}
+
+tenant_request! {
+    /// Changes to a tenant; fields left out keep their value, unknown fields are refused.
+    UpdateTenantRequest {}
 }
 
 /// A tenant's settings.
@@ -280,27 +288,11 @@ impl TenantsApi {
         body: Json<CreateTenantRequest>,
     ) -> ApiResult<Created> {
         latch.check_operator(&auth.0.token)?;
-        let Json(body) = body;
+        let Json(mut body) = body;
         let new = NewTenant {
             id: TenantId::parse(&body.id)?,
             algorithm: body.algorithm.map(Into::into),
-            settings: TenantChanges {
-                name: body.name,
-                access_token_ttl: body.access_token_ttl,
-                refresh_token_ttl: body.refresh_token_ttl,
-                audience: body.audience,
-                password_min_length: body.password_min_length,
-                email_claim: body.email_claim,
-                refresh_grace_seconds: body.refresh_grace_seconds,
-                key_rotation_days: body.key_rotation_days,
-                cors_allowed_origins: body.cors_allowed_origins,
-                roles: body.roles,
-                default_roles: body.default_roles,
-                audit_retention: body.audit_retention,
-                lockout_threshold: body.lockout_threshold,
-                lockout_base_seconds: body.lockout_base_seconds,
-                lockout_max_seconds: body.lockout_max_seconds,
-            },
+            settings: body.take_changes(),
         };
         let tenant = latch.create_tenant(new).await?;
         Ok(Created::Created(Json(view(&latch, tenant))))
@@ -337,24 +329,8 @@ impl TenantsApi {
         body: Json<UpdateTenantRequest>,
     ) -> ApiResult<Json<Tenant>> {
         latch.check_operator(&auth.0.token)?;
-        let Json(body) = body;
-        let changes = TenantChanges {
-            name: body.name,
-            access_token_ttl: body.access_token_ttl,
-            refresh_token_ttl: body.refresh_token_ttl,
-            audience: body.audience,
-            password_min_length: body.password_min_length,
-            email_claim: body.email_claim,
-            refresh_grace_seconds: body.refresh_grace_seconds,
-            key_rotation_days: body.key_rotation_days,
-            cors_allowed_origins: body.cors_allowed_origins,
-            roles: body.roles,
-            default_roles: body.default_roles,
-            audit_retention: body.audit_retention,
-            lockout_threshold: body.lockout_threshold,
-            lockout_base_seconds: body.lockout_base_seconds,
-            lockout_max_seconds: body.lockout_max_seconds,
-        };
+        let Json(mut body) = body;
+        let changes = body.take_changes();
         let tenant = latch.update_tenant(&tenant_id(&tenant)?, changes).await?;
         Ok(Json(view(&latch, tenant)))
     }
