@@ -6,7 +6,7 @@ import { createServer } from "node:http";
 import { readFileSync } from "node:fs";
 import { join, extname, normalize } from "node:path";
 import * as jose from "jose";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
 const pkg = join(here, "..", "pkg");
@@ -68,19 +68,7 @@ for (const alg of ["EdDSA", "ES256", "RS256"]) {
 }
 
 test("the package verifies tokens in Chromium through a plain module script", async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    // playwright launches every browser with a fresh, empty profile directory of its own.
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     const errors = [];
