@@ -61,10 +61,10 @@ pub struct AuditEvent {
     pub id: String,
     /// When, RFC 3339.
     pub at: String,
-    /// What: `login_succeeded`, `login_failed`, `refresh_reuse_detected`,
-    /// `password_changed`, `password_set`, `session_ended`, `sessions_ended`,
-    /// `user_created`, `user_disabled`, `user_enabled`, `user_deleted`,
-    /// `roles_changed`, `key_rotated`.
+    /// What: `login_succeeded`, `login_failed`, `lockout`, `refresh_reuse_detected`,
+    /// `password_changed`, `password_set`, `password_reset_requested`, `password_reset`,
+    /// `session_ended`, `sessions_ended`, `user_created`, `user_disabled`, `user_enabled`,
+    /// `user_deleted`, `roles_changed`, `key_rotated`.
     pub kind: String,
     /// Who did it: a user id, `operator`, or `system`.
     pub actor: Option<String>,
