@@ -103,18 +103,8 @@ fn client_info(req: &Request) -> ClientInfo {
     }
 }
 
-type Apis = (
-    health::HealthApi,
-    wellknown::WellKnownApi,
-    auth::AuthApi,
-    oauth::OAuthApi,
-    users::UsersApi,
-    admin::AdminApi,
-    tenants::TenantsApi,
-);
-
 /// The OpenAPI service (no state: handlers get [`Latch`] from request data).
-pub fn service() -> OpenApiService<Apis, ()> {
+pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
     OpenApiService::new(
         (
             health::HealthApi,
