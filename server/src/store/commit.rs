@@ -104,3 +104,47 @@ async fn commit_loop(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<W
         tracing::error!(error = %e, "final flush failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::backup;
+    use crate::store::sled::{FORMAT, SledStore};
+
+    /// The value of a meta key in a backup file.
+    fn meta_in(file: &[u8], key: &str) -> Option<Vec<u8>> {
+        let records = backup::read(&mut &file[..], FORMAT).expect("a valid backup");
+        records.into_iter().find(|r| r.tree == "meta" && r.key == key.as_bytes()).map(|r| r.value)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_never_holds_half_of_a_store_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(&dir.path().join("data"), 8 << 20).expect("store");
+        let (handle, _committer) = StoreHandle::new(Arc::new(store));
+        let writer = handle.clone();
+        let writes = tokio::spawn(async move {
+            for n in 0u32..40 {
+                // Two writes in one store call, with a gap a snapshot could fall into.
+                writer
+                    .run(move |store| {
+                        store.put_meta("pair-a", &n.to_be_bytes())?;
+                        std::thread::sleep(Duration::from_millis(2));
+                        store.put_meta("pair-b", &n.to_be_bytes())
+                    })
+                    .await
+                    .expect("write");
+            }
+        });
+        let mut seen = 0;
+        while !writes.is_finished() {
+            let (file, _) = handle.snapshot().await.expect("snapshot");
+            assert_eq!(meta_in(&file, "pair-a"), meta_in(&file, "pair-b"), "both writes of a call, or neither");
+            seen += 1;
+        }
+        writes.await.expect("writer");
+        assert!(seen > 5, "the snapshots ran while the writes did ({seen})");
+    }
+}
