@@ -216,12 +216,26 @@ impl VerifyingKey {
         self.public_jwk.as_ref()
     }
 
+    /// The rules on a signature's form that hold whichever implementation then
+    /// checks the signature itself (this crate, WebCrypto or OpenSSL).
+    ///
+    /// For Ed25519: 64 bytes; S below the group order; R and the key canonically
+    /// encoded and not of small order. With these, the cofactorless equation
+    /// of `verify_strict` and OpenSSL's byte comparison of R accept exactly the
+    /// same signatures. Other algorithms' encodings are checked by their primitive.
+    pub fn check_signature_encoding(&self, signature: &[u8]) -> Result<(), Error> {
+        match &self.material {
+            Material::Ed25519(key) => ed25519_encoding(key, signature),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `signature` over `message` with this key's algorithm.
     pub(crate) fn verify_signature(&self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
+        self.check_signature_encoding(signature)?;
         match &self.material {
             Material::Ed25519(key) => {
                 let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
-                // verify_strict rejects small-order keys and R points and non-canonical S.
                 key.verify_strict(message, &signature).map_err(|_| Error::BadSignature)
             }
             Material::P256(key) => {
@@ -240,6 +254,54 @@ impl VerifyingKey {
             }
         }
     }
+}
+
+/// See [`VerifyingKey::check_signature_encoding`].
+fn ed25519_encoding(key: &ed25519_dalek::VerifyingKey, signature: &[u8]) -> Result<(), Error> {
+    let Ok(signature) = <&[u8; 64]>::try_from(signature) else { return Err(Error::BadSignature) };
+    let (r, s) = signature.split_at(32);
+    let (r, s): (&[u8; 32], [u8; 32]) = (r.try_into().expect("32 bytes"), s.try_into().expect("32 bytes"));
+    let canonical_s = bool::from(curve25519_dalek::Scalar::from_canonical_bytes(s).is_some());
+    let a = key.as_bytes();
+    if canonical_s && is_canonical_point(r) && !is_small_order(r) && is_canonical_point(a) && !is_small_order(a) {
+        Ok(())
+    } else {
+        Err(Error::BadSignature)
+    }
+}
+
+/// Whether an Edwards point encoding's y is below p = 2^255 - 19 (its sign bit aside).
+fn is_canonical_point(encoding: &[u8; 32]) -> bool {
+    let top = encoding[31] & 0x7f;
+    !(top == 0x7f && encoding[1..31].iter().all(|&byte| byte == 0xff) && encoding[0] >= 0xed)
+}
+
+/// The y coordinates (sign bit cleared) of the eight points of small order:
+/// 1, 0, p - 1 and the two of order 8. Checked against curve25519-dalek's
+/// `EIGHT_TORSION` by a test; a table keeps point compression out of the wasm.
+pub(crate) const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    [0; 32],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20,
+        0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+    ],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf,
+        0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+    ],
+];
+
+/// Whether a canonical encoding names a point of small order, whichever its
+/// sign bit (the points with x = 0 have no negative form).
+fn is_small_order(encoding: &[u8; 32]) -> bool {
+    let mut y = *encoding;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
 }
 
 fn decode_member(member: &Option<String>) -> Result<Vec<u8>, Error> {

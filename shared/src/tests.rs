@@ -327,6 +327,14 @@ fn small_order_ed25519_keys_and_signatures_are_rejected() {
     signature[0] = 1;
     let token = format!("{input}.{}", b64(&signature));
     assert_eq!(verify(&token, &keys, &validation(), NOW).unwrap_err(), Error::BadSignature);
+    // R = the base point and S = 1 satisfy the equation for this key and any
+    // message; a verifier that only checks the equation (OpenSSL) accepts it.
+    let mut base = [0x66u8; 64];
+    base[0] = 0x58;
+    base[32..].fill(0);
+    base[32] = 1;
+    let forged = format!("{input}.{}", b64(&base));
+    assert_eq!(prepare(&forged, &keys, &validation()).unwrap_err(), Error::BadSignature);
 }
 
 #[test]
@@ -348,6 +356,54 @@ fn non_canonical_ed25519_s_is_rejected() {
     }
     let token = format!("{input}.{}", b64(&signature));
     assert_eq!(verify(&token, &ed.keys(), &validation(), NOW).unwrap_err(), Error::BadSignature);
+    assert_eq!(prepare(&token, &ed.keys(), &validation()).unwrap_err(), Error::BadSignature);
+}
+
+#[test]
+fn ed25519_signatures_of_bad_form_fail_before_any_signature_check() {
+    // `prepare` is all a native or WebCrypto check gets: it must refuse what
+    // verify_strict refuses for form alone, so both paths accept the same tokens.
+    let ed = Ed::new();
+    let token = ed.token();
+    let (input, signature) = token.rsplit_once('.').expect("three parts");
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
+    let with_r = |r: [u8; 32]| {
+        let mut changed = signature.clone();
+        changed[..32].copy_from_slice(&r);
+        format!("{input}.{}", b64(&changed))
+    };
+    assert!(prepare(&token, &ed.keys(), &validation()).is_ok());
+    for point in curve25519_dalek::constants::EIGHT_TORSION {
+        let r = point.compress().to_bytes();
+        assert_eq!(prepare(&with_r(r), &ed.keys(), &validation()).unwrap_err(), Error::BadSignature, "small-order R");
+        let mut signed = r;
+        signed[31] |= 0x80;
+        assert_eq!(prepare(&with_r(signed), &ed.keys(), &validation()).unwrap_err(), Error::BadSignature);
+    }
+    // y = p + 2 (not below the field prime): an encoding no signer produces.
+    let mut non_canonical = [0xff; 32];
+    non_canonical[0] = 0xef;
+    non_canonical[31] = 0x7f;
+    assert_eq!(prepare(&with_r(non_canonical), &ed.keys(), &validation()).unwrap_err(), Error::BadSignature);
+    let short = format!("{input}.{}", b64(&signature[..63]));
+    assert_eq!(prepare(&short, &ed.keys(), &validation()).unwrap_err(), Error::BadSignature);
+}
+
+#[test]
+fn the_small_order_table_is_exactly_the_eight_torsion_points() {
+    let mut expected: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+        .iter()
+        .map(|point| {
+            let mut y = point.compress().to_bytes();
+            y[31] &= 0x7f;
+            y
+        })
+        .collect();
+    expected.sort();
+    expected.dedup();
+    let mut table = crate::jwk::SMALL_ORDER_Y.to_vec();
+    table.sort();
+    assert_eq!(table, expected);
 }
 
 #[test]
@@ -508,4 +564,88 @@ fn the_rfc_8037_ed25519_example_verifies_strictly() {
     let keys = KeySet::from_jwks(&Jwks { keys: vec![jwk] }).expect("valid");
     let validation = Validation::new("https://issuer", "aud").expect("options");
     assert_eq!(verify(jws, &keys, &validation, NOW).unwrap_err(), Error::WrongType);
+}
+
+/// Google's Wycheproof vectors (tests/fixtures/wycheproof, see its README)
+/// through each algorithm's signature check, encoding rules included.
+mod wycheproof {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    /// Runs every vector of a file through the key's signature check; `key_of`
+    /// builds the key from the group and vector (`None`: latch refuses the key,
+    /// so the vector must fail). Returns how many valid vectors passed.
+    fn run(file: &str, key_of: impl Fn(&Value, &Value) -> Option<VerifyingKey>) -> usize {
+        let vectors: Value = serde_json::from_str(file).expect("fixture is JSON");
+        let mut accepted_valid = 0;
+        for group in vectors["testGroups"].as_array().expect("groups") {
+            for case in group["tests"].as_array().expect("tests") {
+                let key = key_of(group, case);
+                let message = hex(case["msg"].as_str().expect("msg"));
+                let signature = hex(case["sig"].as_str().or(case["tag"].as_str()).expect("sig or tag"));
+                let accepted = key.as_ref().is_some_and(|key| key.verify_signature(&message, &signature).is_ok());
+                let id = &case["tcId"];
+                match case["result"].as_str().expect("result") {
+                    "valid" if key.is_some() => {
+                        assert!(accepted, "valid vector {id} ({}) rejected", case["comment"]);
+                        accepted_valid += 1;
+                    }
+                    "acceptable" => {}
+                    _ => assert!(!accepted, "vector {id} ({}) accepted", case["comment"]),
+                }
+            }
+        }
+        accepted_valid
+    }
+
+    fn jwk_key(jwk: &Value) -> Option<VerifyingKey> {
+        let jwk: Jwk = serde_json::from_value(jwk.clone()).expect("a JWK");
+        VerifyingKey::from_jwk(&jwk).ok().flatten()
+    }
+
+    #[test]
+    fn ed25519() {
+        let file = include_str!("../tests/fixtures/wycheproof/ed25519_test.json");
+        assert_eq!(run(file, |group, _| jwk_key(&group["publicKeyJwk"])), 88);
+    }
+
+    #[test]
+    fn ecdsa_p256_sha256_p1363() {
+        let file = include_str!("../tests/fixtures/wycheproof/ecdsa_secp256r1_sha256_p1363_test.json");
+        // A few groups' keys come only as coordinates (no JWK in the file).
+        let key_of = |group: &Value, _: &Value| {
+            let public = &group["publicKey"];
+            let coordinate = |name: &str| {
+                let bytes = hex(public[name].as_str().expect("coordinate"));
+                let mut padded = vec![0u8; 32usize.saturating_sub(bytes.len())];
+                padded.extend(bytes.iter().skip(bytes.len().saturating_sub(32)));
+                b64(&padded)
+            };
+            jwk_key(&json!({"kty": "EC", "crv": "P-256", "x": coordinate("wx"), "y": coordinate("wy")}))
+        };
+        assert_eq!(run(file, key_of), 173);
+    }
+
+    #[test]
+    fn rsa_pkcs1_2048_sha256() {
+        let file = include_str!("../tests/fixtures/wycheproof/rsa_signature_2048_sha256_test.json");
+        assert_eq!(run(file, |group, _| jwk_key(&group["keyJwk"])), 9);
+    }
+
+    #[test]
+    fn hmac_sha256() {
+        // latch takes secrets of at least 32 bytes and only whole 32-byte tags,
+        // so the groups with shorter keys or truncated tags must fail throughout.
+        let file = include_str!("../tests/fixtures/wycheproof/hmac_sha256_test.json");
+        let passed = run(file, |group, case| {
+            let key = hex(case["key"].as_str().expect("key"));
+            (group["tagSize"] == 256).then(|| VerifyingKey::hmac(None, &key).ok()).flatten()
+        });
+        assert_eq!(passed, 30, "the valid vectors with keys of 32 bytes or more and whole tags");
+    }
 }

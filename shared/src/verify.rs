@@ -124,12 +124,14 @@ impl<'t, 'k> Prepared<'t, 'k> {
 }
 
 /// The first half of [`verify`]: every rule up to the signature (size,
-/// structure, `alg`, `crit`, `typ`, key lookup and algorithm binding).
+/// structure, `alg`, `crit`, `typ`, key lookup and algorithm binding, the
+/// signature's encoding).
 pub fn prepare<'t, 'k>(token: &'t str, keys: &'k KeySet, validation: &Validation) -> Result<Prepared<'t, 'k>, Error> {
     let parts = Parts::split(token)?;
     let header = parts.header()?;
     let key = select_key(&header, keys, validation)?;
     let signature = b64::decode(parts.signature)?;
+    key.check_signature_encoding(&signature)?;
     Ok(Prepared { key, header, signing_input: parts.signing_input, payload: parts.payload, signature })
 }
 

@@ -1,7 +1,8 @@
 // The public API of @latch/verifier. Every verification rule runs in the
 // WebAssembly module built from latch-shared (the server's own crate); this
-// file only adapts types, hands ES256/RS256 signature checks to WebCrypto in
-// verifyAsync, and fetches and caches remote key sets.
+// file only adapts types, hands signature checks to node:crypto (Node) or
+// ES256/RS256 ones to WebCrypto (verifyAsync elsewhere), and fetches and caches
+// remote key sets.
 import { Failure, WasmVerifier, decodeUnverified as wasmDecodeUnverified } from "./latch_verifier.js";
 
 /** A token or key set was rejected; `code` is stable (`expired`, `bad_signature`, ...). */
@@ -26,17 +27,21 @@ function rethrow(error) {
 const nowSeconds = () => Date.now() / 1000;
 
 /**
- * A synchronous signature check for ES256/RS256 supplied by the runtime's entry
- * point (Node installs one on node:crypto); `(alg, jwk, signingInput, signature) => boolean`.
+ * A synchronous signature check supplied by the runtime's entry point (Node
+ * installs one on node:crypto): `{ algorithms, importKey(jwk), verify(alg, key,
+ * signingInput, signature) }`. The wasm module has already checked the
+ * signature's form (for Ed25519: canonical S and R, no small-order points), so
+ * the native check accepts exactly what the wasm one would.
  */
-let nativeSignatureCheck = null;
+let native = null;
 
 /** Used by an entry point only: not part of the package's exports. */
-export function installSignatureCheck(check) {
-  nativeSignatureCheck = check;
+export function installSignatureCheck({ algorithms, importKey, verify }) {
+  native = { algorithms: new Set(algorithms), importKey, verify };
 }
 
-const DELEGATED = new Set(["ES256", "RS256"]);
+/** The algorithms verifyAsync hands to WebCrypto where there is no native check. */
+const WEBCRYPTO_DELEGATED = new Set(["ES256", "RS256"]);
 
 /**
  * The header's `alg`, read only to choose a path. It is never trusted: the wasm
@@ -74,6 +79,7 @@ const WEBCRYPTO = {
 export class Verifier {
   #inner;
   #cryptoKeys = new Map();
+  #nativeKeys = new Map();
 
   /**
    * @param jwks a JWKS object or its JSON text (an HS256 secret as an `oct` JWK works too)
@@ -95,14 +101,21 @@ export class Verifier {
 
   /**
    * Verifies synchronously: in wasm, except that where the runtime offers a
-   * native synchronous signature check (Node), ES256/RS256 signatures use it.
+   * native synchronous signature check (Node), asymmetric signatures use it.
    */
   verify(token, now = nowSeconds()) {
     token = String(token);
     try {
-      if (nativeSignatureCheck && DELEGATED.has(claimedAlgorithm(token))) {
+      const alg = native && claimedAlgorithm(token);
+      if (alg && native.algorithms.has(alg)) {
+        // prepare binds the key to its own algorithm and fails on any other.
         const check = this.#inner.prepare(token);
-        const valid = nativeSignatureCheck(check.alg, jwkOf(check), check.signingInput, check.signature);
+        let key = this.#nativeKeys.get(check.keyIndex);
+        if (key === undefined) {
+          key = native.importKey(jwkOf(check));
+          this.#nativeKeys.set(check.keyIndex, key);
+        }
+        const valid = native.verify(alg, key, check.signingInput, check.signature);
         check.free();
         return JSON.parse(this.#inner.finishAfterSignature(token, now, valid));
       }
@@ -119,7 +132,7 @@ export class Verifier {
   async verifyAsync(token, now = nowSeconds()) {
     token = String(token);
     const subtle = globalThis.crypto?.subtle;
-    if (nativeSignatureCheck || !subtle || !DELEGATED.has(claimedAlgorithm(token))) {
+    if (native || !subtle || !WEBCRYPTO_DELEGATED.has(claimedAlgorithm(token))) {
       return this.verify(token, now);
     }
     let check;

@@ -77,7 +77,7 @@ export interface VerifierOptions {
 
 export class Verifier {
   constructor(jwks: Jwks | string, options: VerifierOptions);
-  /** Synchronous verification in wasm; `now` in seconds (default: the current time). */
+  /** Synchronous, every algorithm, the server's rules in wasm (in Node, signatures by node:crypto); `now` in seconds (default: the current time). */
   verify(token: string, now?: number): Claims;
   /** Every algorithm; ES256/RS256 signatures go to WebCrypto where available. */
   verifyAsync(token: string, now?: number): Promise<Claims>;

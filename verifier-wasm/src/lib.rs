@@ -83,7 +83,9 @@ impl WasmVerifier {
     pub fn prepare(&self, token: &str) -> Result<PreparedCheck, JsValue> {
         let prepared = shared::prepare(token, &self.keys, &self.validation).map_err(failure)?;
         let key = prepared.key();
+        let key_index = self.keys.keys().iter().position(|candidate| std::ptr::eq(candidate, key));
         Ok(PreparedCheck {
+            key_index: key_index.expect("prepare picks a key of this set") as u32,
             alg: key.algorithm().as_str(),
             jwk: key.public_jwk().cloned(),
             signing_input: prepared.signing_input().to_vec(),
@@ -110,6 +112,7 @@ impl WasmVerifier {
 /// What a signature check outside wasm needs.
 #[wasm_bindgen]
 pub struct PreparedCheck {
+    key_index: u32,
     alg: &'static str,
     jwk: Option<shared::Jwk>,
     signing_input: Vec<u8>,
@@ -118,6 +121,12 @@ pub struct PreparedCheck {
 
 #[wasm_bindgen]
 impl PreparedCheck {
+    /// The key's position in the verifier's key set (for caching imported keys).
+    #[wasm_bindgen(getter, js_name = keyIndex)]
+    pub fn key_index(&self) -> u32 {
+        self.key_index
+    }
+
     /// The key's algorithm.
     #[wasm_bindgen(getter)]
     pub fn alg(&self) -> String {
