@@ -24,13 +24,13 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build the latch binary (the integration tests run it)"
-cargo build --locked -p latch-server
-
 step "build the npm package (latch-shared for wasm32 + bindings) and check its size budget"
 ./verifier-wasm/build.sh
 ./benches/wasm-size.sh --check
 (cd verifier-wasm/tests && npm install --no-audit --no-fund)
+
+step "build the latch binary (the integration tests run it; it embeds the web demo and the package)"
+cargo build --locked -p latch-server
 
 step "Rust tests: latch-shared rules, server units, store conformance, HTTP integration"
 cargo test --workspace --locked

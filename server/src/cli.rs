@@ -513,5 +513,6 @@ fn print_banner(server: &crate::app::RunningServer, settings: &Settings) {
         None => println!("  operator token : shown at first start (set LATCH_OPERATOR_TOKEN to replace it)"),
     }
     println!("  API explorer   : {url}/docs");
+    println!("  web demo       : {url}/demo/");
     println!("  demo JWKS      : {url}/t/demo/.well-known/jwks.json");
 }

@@ -8,6 +8,7 @@ mod admin;
 mod bad_input;
 mod brute_force;
 mod cli;
+mod demo;
 mod headers;
 mod interop;
 mod keys;

@@ -1,8 +1,5 @@
 //! What survives a restart, and what a `kill -9` right after a 2xx keeps.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -53,36 +50,6 @@ async fn the_master_key_lives_beside_the_data_and_another_one_stops_the_server_a
     let refused = latch_server::app::start(&settings, std::sync::Arc::new(latch_server::clock::SystemClock)).await;
     let message = refused.err().expect("refused").to_string();
     assert!(message.contains("master key"), "{message}");
-}
-
-fn spawn_binary(dir: &std::path::Path, port: u16) -> tokio::process::Child {
-    tokio::process::Command::new(latch_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.join("data"))
-        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("LATCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("latch binary starts")
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status() == StatusCode::OK
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server at {base} not ready in time");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[tokio::test]

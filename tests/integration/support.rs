@@ -262,3 +262,38 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
     }
     body
 }
+
+/// Starts the built `latch` binary on 127.0.0.1:`port` with its data in
+/// `dir/data` and the test's operator token; killed when dropped.
+pub fn spawn_binary(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    tokio::process::Command::new(latch_binary())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.join("data"))
+        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("LATCH_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("latch binary starts")
+}
+
+/// Waits until `base/readyz` answers 200 (at most 30 s).
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server at {base} not ready in time");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}

@@ -14,7 +14,12 @@ use crate::domain::{Latch, TenantId};
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
                         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
                         form-action 'self'";
-/// Everything else is JSON (or the demo's own files, see /demo).
+/// The demo: its own scripts and styles only (no inline code), the wasm
+/// verifier compiled in the page, and calls to this server only.
+const DEMO_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+                        img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                        form-action 'self'";
+/// Everything else is JSON.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
@@ -24,14 +29,20 @@ const CORS_MAX_AGE: &str = "600";
 
 /// Adds the security headers to every response, whatever produced it.
 pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let docs = req.uri().path().starts_with("/docs");
+    let path = req.uri().path();
+    let csp = if path.starts_with("/docs") {
+        DOCS_CSP
+    } else if path == "/demo" || path.starts_with("/demo/") {
+        DEMO_CSP
+    } else {
+        API_CSP
+    };
     let mut response = next.call(req).await.map(IntoResponse::into_response)?;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-        let csp = if docs { DOCS_CSP } else { API_CSP };
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     }
     Ok(response)

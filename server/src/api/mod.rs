@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod demo;
 mod error;
 mod headers;
 mod health;
@@ -137,6 +138,8 @@ pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = R
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", explorer)
+        .at("/demo", poem::get(demo::root))
+        .at("/demo/*path", poem::get(demo::file))
         .nest("/", api)
         .around(limits::limit_auth)
         .around(headers::cors)
