@@ -32,21 +32,8 @@ fn hashing(c: &mut Criterion) {
 
 fn user(tenant: &TenantId, n: usize) -> UserRecord {
     let email = format!("user{n}@example.com");
-    UserRecord {
-        tenant: tenant.clone(),
-        id: Uuid::now_v7(),
-        email_key: email.clone(),
-        email,
-        name: None,
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNo".into(),
-        roles: vec!["user".into()],
-        disabled: false,
-        email_verified: false,
-        created_at: 1,
-        updated_at: 1,
-        failed_logins: 0,
-        locked_until: None,
-    }
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNo";
+    UserRecord::new(tenant.clone(), email.clone(), email, hash.into(), vec!["user".into()], 1)
 }
 
 fn store(c: &mut Criterion) {

@@ -13,6 +13,7 @@ mod headers;
 mod interop;
 mod keys;
 mod lifecycle;
+mod mfa;
 mod npm_package;
 mod oauth;
 mod openapi;

@@ -75,7 +75,7 @@ pub enum Accepted {
 }
 
 #[derive(ApiResponse)]
-pub enum TokenResponse {
+pub(super) enum TokenResponse {
     /// Tokens issued.
     #[oai(status = 200)]
     Ok(Json<Tokens>, #[oai(header = "Cache-Control")] String),
@@ -84,7 +84,7 @@ pub enum TokenResponse {
     Created(Json<Tokens>, #[oai(header = "Cache-Control")] String),
 }
 
-const NO_STORE: &str = "no-store";
+pub(super) const NO_STORE: &str = "no-store";
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {

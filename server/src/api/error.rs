@@ -8,6 +8,8 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
 
+use secrecy::ExposeSecret as _;
+
 use crate::domain::{Error, PasswordRule};
 use crate::store::StoreError;
 
@@ -28,6 +30,9 @@ pub struct Problem {
     /// For `invalid_token`: the verifier's own code (`expired`, `bad_signature`, ...).
     #[oai(skip_serializing_if_is_none)]
     pub token_error: Option<String>,
+    /// For `mfa_required`: the challenge to send to `POST /t/{tenant}/auth/mfa` with a code.
+    #[oai(skip_serializing_if_is_none)]
+    pub mfa_token: Option<String>,
     /// Sent as the `Retry-After` header (429), not in the body.
     #[oai(skip)]
     pub retry_after: Option<u64>,
@@ -43,6 +48,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             token_error: None,
+            mfa_token: None,
             retry_after: None,
         }
     }
@@ -105,6 +111,12 @@ impl ApiError {
             Error::UnknownRole(_) => (S::BAD_REQUEST, "unknown_role", "Unknown role"),
             Error::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "Invalid reset token"),
             Error::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor", "Invalid cursor"),
+            Error::MfaRequired { .. } => (S::FORBIDDEN, "mfa_required", "Second factor required"),
+            Error::InvalidMfaToken => (S::UNAUTHORIZED, "invalid_mfa_token", "Invalid MFA challenge"),
+            Error::InvalidMfaCode => (S::UNAUTHORIZED, "invalid_mfa_code", "Invalid code"),
+            Error::MfaAlreadyEnabled => (S::CONFLICT, "mfa_already_enabled", "TOTP already enabled"),
+            Error::MfaNotPending => (S::CONFLICT, "mfa_not_pending", "No TOTP enrollment pending"),
+            Error::MfaNotEnabled => (S::CONFLICT, "mfa_not_enabled", "TOTP not enabled"),
             Error::CurrentPasswordWrong => (S::FORBIDDEN, "current_password_wrong", "Current password wrong"),
             Error::KeyUnavailable | Error::Internal(_) => {
                 tracing::error!(error = %self.0, "internal error");
@@ -129,6 +141,7 @@ impl ApiError {
         let mut problem = Problem::new(status, code, title, detail);
         match &self.0 {
             Error::InvalidToken(reason) => problem.token_error = Some(reason.code().to_owned()),
+            Error::MfaRequired { mfa_token } => problem.mfa_token = Some(mfa_token.expose_secret().to_owned()),
             Error::AccountLocked { retry_after } | Error::RateLimited { retry_after } => {
                 problem.retry_after = Some(*retry_after)
             }

@@ -8,6 +8,7 @@ mod error;
 mod headers;
 mod health;
 mod limits;
+mod mfa;
 mod models;
 mod oauth;
 mod tenants;
@@ -113,6 +114,7 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             auth::AuthApi,
             oauth::OAuthApi,
             users::UsersApi,
+            mfa::MfaApi,
             admin::AdminApi,
             tenants::TenantsApi,
         ),

@@ -22,6 +22,8 @@ pub struct User {
     pub email_verified: bool,
     /// Whether the account is disabled.
     pub disabled: bool,
+    /// Whether logins need a TOTP code.
+    pub mfa_enabled: bool,
     /// Creation time, RFC 3339.
     pub created_at: String,
 }
@@ -35,6 +37,7 @@ impl From<UserRecord> for User {
             roles: user.roles,
             email_verified: user.email_verified,
             disabled: user.disabled,
+            mfa_enabled: user.totp.as_ref().is_some_and(|totp| totp.confirmed),
             created_at: rfc3339(user.created_at),
         }
     }

@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 use serde::Deserialize;
 
 use super::{ApiTags, client_info};
-use crate::domain::{Error, Introspection, Latch, TenantId, TokenPair};
+use crate::domain::{Error, Introspection, Latch, SecondFactor, TenantId, TokenPair};
 
 /// OAuth 2.0 token, revocation and introspection endpoints.
 pub struct OAuthApi;
@@ -21,7 +21,7 @@ pub struct OAuthApi;
 /// A token request (RFC 6749 §4.3.2, §6).
 #[derive(Debug, Object, Deserialize)]
 pub struct TokenRequest {
-    /// `password` or `refresh_token`.
+    /// `password`, `refresh_token`, or `urn:latch:params:oauth:grant-type:mfa-otp`.
     pub grant_type: Option<String>,
     /// The user's email (password grant).
     pub username: Option<String>,
@@ -33,6 +33,15 @@ pub struct TokenRequest {
     /// The refresh token (refresh_token grant).
     #[oai(write_only)]
     pub refresh_token: Option<String>,
+    /// The `mfa_token` of an `mfa_required` answer (MFA grant).
+    #[oai(write_only)]
+    pub mfa_token: Option<String>,
+    /// A current TOTP code (MFA grant).
+    #[oai(write_only)]
+    pub otp: Option<String>,
+    /// A recovery code instead of `otp` (MFA grant).
+    #[oai(write_only)]
+    pub recovery_code: Option<String>,
     /// Ignored: latch's clients are public.
     pub client_id: Option<String>,
 }
@@ -59,7 +68,13 @@ pub struct OAuthError {
     pub error: String,
     /// What went wrong.
     pub error_description: Option<String>,
+    /// With `mfa_required`: the challenge to complete with the MFA grant.
+    #[oai(skip_serializing_if_is_none)]
+    pub mfa_token: Option<String>,
 }
+
+/// The grant completing a password grant that answered `mfa_required`.
+pub const MFA_GRANT: &str = "urn:latch:params:oauth:grant-type:mfa-otp";
 
 const NO_STORE: &str = "no-store";
 const NO_CACHE: &str = "no-cache";
@@ -74,6 +89,10 @@ pub enum TokenResponse {
     /// The request or grant is invalid.
     #[oai(status = 400)]
     BadRequest(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
+    /// The password was right and the account has TOTP: `error` is
+    /// `mfa_required`; send `mfa_token` and a code with the MFA grant.
+    #[oai(status = 403)]
+    MfaRequired(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
     /// No such tenant.
     #[oai(status = 404)]
     NotFound(Json<OAuthError>),
@@ -83,7 +102,7 @@ pub enum TokenResponse {
 }
 
 fn oauth_error(error: &str, description: impl Into<String>) -> Json<OAuthError> {
-    Json(OAuthError { error: error.to_owned(), error_description: Some(description.into()) })
+    Json(OAuthError { error: error.to_owned(), error_description: Some(description.into()), mfa_token: None })
 }
 
 fn token_bad_request(err: poem::Error) -> TokenResponse {
@@ -116,7 +135,15 @@ impl TokenResponse {
             | Error::AccountLocked { .. }
             | Error::InvalidRefreshToken
             | Error::RefreshTokenReused
-            | Error::SessionEnded => TokenResponse::bad("invalid_grant", description),
+            | Error::SessionEnded
+            | Error::InvalidMfaToken
+            | Error::InvalidMfaCode => TokenResponse::bad("invalid_grant", description),
+            Error::MfaRequired { mfa_token } => {
+                use secrecy::ExposeSecret as _;
+                let mut body = oauth_error("mfa_required", description);
+                body.mfa_token = Some(mfa_token.expose_secret().to_owned());
+                TokenResponse::MfaRequired(body, NO_STORE.into())
+            }
             Error::InvalidScope(_) => TokenResponse::bad("invalid_scope", description),
             Error::InvalidTenantId | Error::InvalidEmail => TokenResponse::bad("invalid_request", description),
             Error::TenantNotFound => TokenResponse::NotFound(oauth_error("invalid_request", description)),
@@ -269,7 +296,9 @@ fn parse_tenant(raw: &str) -> Result<TenantId, Json<OAuthError>> {
 
 #[OpenApi(tag = "ApiTags::OAuth")]
 impl OAuthApi {
-    /// Token endpoint: `grant_type=password` (username = email) or `grant_type=refresh_token`.
+    /// Token endpoint: `grant_type=password` (username = email), `refresh_token`,
+    /// or `urn:latch:params:oauth:grant-type:mfa-otp` (`mfa_token` from a 403
+    /// `mfa_required` answer, with `otp` or `recovery_code`).
     #[oai(path = "/t/:tenant/oauth/token", method = "post", operation_id = "oauthToken")]
     async fn token(
         &self,
@@ -299,6 +328,20 @@ impl OAuthApi {
                     return TokenResponse::bad("invalid_scope", "a refresh keeps the scopes granted at login");
                 }
                 latch.refresh(&tenant, &refresh_token, &client).await
+            }
+            Some(MFA_GRANT) => {
+                let Some(mfa_token) = body.mfa_token else {
+                    return TokenResponse::bad(
+                        "invalid_request",
+                        "the MFA grant needs mfa_token and otp or recovery_code",
+                    );
+                };
+                let factor = match (body.otp, body.recovery_code) {
+                    (Some(code), None) => SecondFactor::Code(code),
+                    (None, Some(code)) => SecondFactor::RecoveryCode(code),
+                    _ => return TokenResponse::bad("invalid_request", "give exactly one of otp and recovery_code"),
+                };
+                latch.complete_mfa(&tenant, &mfa_token, factor, client).await
             }
             Some(other) => {
                 return TokenResponse::bad("unsupported_grant_type", format!("grant_type `{other}` is not supported"));

@@ -61,22 +61,15 @@ impl Latch {
         let password = Password::parse(&registration.password, runtime.tenant.settings.password_min_length, &email)?;
         let name = registration.name.as_deref().map(DisplayName::parse).transpose()?.map(DisplayName::into_inner);
         let password_hash = self.passwords.hash(password).await?;
-        let now = self.now();
-        let user = UserRecord {
-            tenant: runtime.tenant.id.clone(),
-            id: Uuid::now_v7(),
-            email: email.as_str().to_owned(),
-            email_key: email.key().to_owned(),
-            name,
+        let mut user = UserRecord::new(
+            runtime.tenant.id.clone(),
+            email.as_str().to_owned(),
+            email.key().to_owned(),
             password_hash,
             roles,
-            disabled: false,
-            email_verified: false,
-            created_at: now,
-            updated_at: now,
-            failed_logins: 0,
-            locked_until: None,
-        };
+            self.now(),
+        );
+        user.name = name;
         let stored = user.clone();
         self.store.write(move |store| store.insert_user(&stored)).await.map_err(|e| match e {
             StoreError::Conflict => Error::EmailTaken,
@@ -127,6 +120,9 @@ impl Latch {
             return Err(Error::UserDisabled);
         }
         let scope = grant_scope(&runtime, &user, scope)?;
+        if Self::needs_mfa(&user) {
+            return Err(self.mfa_challenge(&user, scope).await);
+        }
         let reset = user.failed_logins > 0 || user.locked_until.is_some();
         user.failed_logins = 0;
         user.locked_until = None;
@@ -145,7 +141,7 @@ impl Latch {
     /// Counts a wrong password; at the tenant's threshold the account locks
     /// for `lockout_base_seconds`, doubling with each further failure up to
     /// `lockout_max_seconds`. The count is stored, so it survives restarts.
-    async fn count_failed_login(
+    pub(super) async fn count_failed_login(
         &self,
         runtime: &TenantRuntime,
         mut user: UserRecord,

@@ -40,6 +40,16 @@ pub enum EventKind {
     RolesChanged,
     /// An admin ended every session of a user.
     SessionsEnded,
+    /// A user turned TOTP on (enrollment confirmed).
+    MfaEnabled,
+    /// A user turned TOTP off.
+    MfaDisabled,
+    /// A wrong or reused second factor was presented at login.
+    MfaFailed,
+    /// A recovery code completed a login.
+    RecoveryCodeUsed,
+    /// A user verified their email address.
+    EmailVerified,
 }
 
 impl EventKind {
@@ -62,6 +72,11 @@ impl EventKind {
             EventKind::UserDeleted => "user_deleted",
             EventKind::RolesChanged => "roles_changed",
             EventKind::SessionsEnded => "sessions_ended",
+            EventKind::MfaEnabled => "mfa_enabled",
+            EventKind::MfaDisabled => "mfa_disabled",
+            EventKind::MfaFailed => "mfa_failed",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::EmailVerified => "email_verified",
         }
     }
 }

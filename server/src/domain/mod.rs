@@ -7,6 +7,7 @@
 mod accounts;
 mod admin;
 mod events;
+mod mfa;
 mod passwords;
 mod recovery;
 mod sessions;
@@ -16,6 +17,7 @@ mod types;
 pub use accounts::{PasswordChange, Profile, Registration};
 pub use admin::{Actor, NewUser, Page};
 pub use events::{Event, EventKind};
+pub use mfa::{SecondFactor, TotpEnrollment};
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
 pub use tenants::{ADMIN_ROLE, NewTenant, TenantChanges, TenantRuntime};
@@ -114,6 +116,27 @@ pub enum Error {
     /// A pagination cursor that this server did not hand out.
     #[error("the cursor is not one this endpoint returned")]
     InvalidCursor,
+    /// The password was right; a second factor must complete the login.
+    #[error("a second factor is required: complete the login with a TOTP code")]
+    MfaRequired {
+        /// The challenge to present with the code.
+        mfa_token: secrecy::SecretString,
+    },
+    /// An MFA challenge that is unknown, used up or expired.
+    #[error("the MFA challenge is invalid, used up or expired; log in again")]
+    InvalidMfaToken,
+    /// A TOTP or recovery code that is wrong or was used already.
+    #[error("the code is wrong or was already used")]
+    InvalidMfaCode,
+    /// TOTP is already on for this account.
+    #[error("TOTP is already enabled; disable it first")]
+    MfaAlreadyEnabled,
+    /// No TOTP enrollment waits for confirmation.
+    #[error("no TOTP enrollment to confirm; start one first")]
+    MfaNotPending,
+    /// TOTP is not on for this account.
+    #[error("TOTP is not enabled for this account")]
+    MfaNotEnabled,
     /// The current password given to change it is wrong.
     #[error("the current password is wrong")]
     CurrentPasswordWrong,

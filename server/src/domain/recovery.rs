@@ -49,6 +49,8 @@ impl Latch {
             purpose: RESET_PURPOSE.to_owned(),
             user_id: user.id,
             expires_at: self.now() + RESET_TTL_SECONDS,
+            scope: None,
+            attempts: 0,
         };
         let owned = tenant.clone();
         self.store.write(move |store| store.put_one_time(&owned, &hash, &record)).await?;

@@ -29,21 +29,8 @@ fn key_record(kid: &str, created_at: i64) -> KeyRecord {
 }
 
 fn user(tenant: &str, email: &str) -> UserRecord {
-    UserRecord {
-        tenant: TenantId::parse(tenant).expect("slug"),
-        id: Uuid::now_v7(),
-        email: email.into(),
-        email_key: email.to_lowercase(),
-        name: None,
-        password_hash: "$argon2id$...".into(),
-        roles: vec!["user".into()],
-        disabled: false,
-        email_verified: false,
-        created_at: 1,
-        updated_at: 1,
-        failed_logins: 0,
-        locked_until: None,
-    }
+    let tenant = TenantId::parse(tenant).expect("slug");
+    UserRecord::new(tenant, email.into(), email.to_lowercase(), "$argon2id$...".into(), vec!["user".into()], 1)
 }
 
 fn session(user: &UserRecord) -> SessionRecord {
@@ -108,7 +95,13 @@ fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
     };
     store.append_event(&event(&a), 10).expect("append");
     store.append_event(&event(&ab), 10).expect("append");
-    let one_time = OneTimeRecord { purpose: "password_reset".into(), user_id: Uuid::now_v7(), expires_at: 9 };
+    let one_time = OneTimeRecord {
+        purpose: "password_reset".into(),
+        user_id: Uuid::now_v7(),
+        expires_at: 9,
+        scope: None,
+        attempts: 0,
+    };
     store.put_one_time(&a.id, &[3; 32], &one_time).expect("put");
     assert!(store.delete_tenant(&a.id).expect("delete"));
     assert!(store.list_events(&a.id, 10, None).expect("events").is_empty(), "its audit events go too");
@@ -275,7 +268,13 @@ fn events_are_listed_newest_first_and_bounded(store: &dyn Store) {
 
 fn one_time_tokens_are_taken_once(store: &dyn Store) {
     let tenant = TenantId::parse("conf-o").expect("slug");
-    let record = OneTimeRecord { purpose: "password_reset".into(), user_id: Uuid::now_v7(), expires_at: 99 };
+    let record = OneTimeRecord {
+        purpose: "password_reset".into(),
+        user_id: Uuid::now_v7(),
+        expires_at: 99,
+        scope: Some("openid".into()),
+        attempts: 2,
+    };
     store.put_one_time(&tenant, &[7; 32], &record).expect("put");
     let other = TenantId::parse("conf-o-2").expect("slug");
     assert_eq!(store.take_one_time(&other, &[7; 32]).expect("take"), None, "tenant-scoped");

@@ -137,6 +137,59 @@ pub struct UserRecord {
     /// Logins are refused until then, whatever the password.
     #[serde(default)]
     pub locked_until: Option<i64>,
+    /// TOTP second factor, once enrollment has started.
+    #[serde(default)]
+    pub totp: Option<TotpRecord>,
+    /// When the last verification mail was sent (resends are spaced).
+    #[serde(default)]
+    pub verification_sent_at: Option<i64>,
+}
+
+impl UserRecord {
+    /// A new, enabled, unverified user with no second factor and a fresh
+    /// UUID v7, created at `now`.
+    pub fn new(
+        tenant: TenantId,
+        email: String,
+        email_key: String,
+        password_hash: String,
+        roles: Vec<String>,
+        now: i64,
+    ) -> UserRecord {
+        UserRecord {
+            tenant,
+            id: Uuid::now_v7(),
+            email,
+            email_key,
+            name: None,
+            password_hash,
+            roles,
+            disabled: false,
+            email_verified: false,
+            created_at: now,
+            updated_at: now,
+            failed_logins: 0,
+            locked_until: None,
+            totp: None,
+            verification_sent_at: None,
+        }
+    }
+}
+
+/// A user's TOTP (RFC 6238) factor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpRecord {
+    /// nonce ‖ XChaCha20-Poly1305 ciphertext of the shared secret.
+    #[serde(with = "hex_bytes")]
+    pub sealed_secret: Vec<u8>,
+    /// False until the user proved the authenticator works with a first code.
+    pub confirmed: bool,
+    /// The last time step whose code was accepted: a code is never taken twice.
+    pub last_step: u64,
+    /// SHA-256 (hex) of each unused recovery code.
+    pub recovery_codes: Vec<String>,
+    /// Enrollment time.
+    pub created_at: i64,
 }
 
 /// One login: the family of refresh tokens rotated from it.
@@ -236,10 +289,16 @@ mod hex_bytes {
 /// A single-use token (password reset, email verification), kept under its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OneTimeRecord {
-    /// What it is for (`password_reset`, `verify_email`).
+    /// What it is for (`password_reset`, `verify_email`, `mfa`).
     pub purpose: String,
     /// Whose it is.
     pub user_id: Uuid,
     /// When it stops working.
     pub expires_at: i64,
+    /// For an MFA challenge: the scope the login asked for.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// For an MFA challenge: wrong codes presented so far.
+    #[serde(default)]
+    pub attempts: u32,
 }

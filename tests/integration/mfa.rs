@@ -1,0 +1,218 @@
+//! TOTP as a second factor: enrollment, login through `mfa_required` and
+//! `/auth/mfa` (and the OAuth token endpoint), replay refusal, recovery codes,
+//! lockout, disabling, audit events and tenant isolation.
+
+use std::sync::Arc;
+
+use latch_server::clock::{Clock as _, ManualClock};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use totp_rs::{Algorithm, Secret, TOTP};
+
+use crate::support::*;
+
+/// 2027-01-15; a multiple of 30, so at the start of a TOTP step.
+const START: i64 = 1_800_000_000;
+
+/// A user with TOTP confirmed; returns (their authenticator, recovery codes, access token).
+async fn enrolled(app: &TestApp, clock: &ManualClock, tenant: &str, email: &str) -> (TOTP, Vec<String>, String) {
+    let user = app.register(tenant, email).await;
+    let token = user["access_token"].as_str().expect("token").to_owned();
+    let path = format!("/t/{tenant}/users/me/mfa/totp");
+    let enrollment: Value = app.send(Method::POST, &path, &token, None).await.json().await.expect("json");
+    let uri = enrollment["otpauth_uri"].as_str().expect("uri");
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let bytes = Secret::Encoded(enrollment["secret"].as_str().expect("secret").into()).to_bytes().expect("base32");
+    let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, email.into()).expect("totp");
+
+    let wrong = app.send(Method::POST, &format!("{path}/confirm"), &token, Some(&json!({"code": "000000"}))).await;
+    assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    let me: Value = app.get_with(&format!("/t/{tenant}/users/me"), &token).await.json().await.expect("json");
+    assert_eq!(me["mfa_enabled"], json!(false), "not on before a right code");
+
+    let code = totp.generate(clock.now() as u64);
+    let confirmed = app.send(Method::POST, &format!("{path}/confirm"), &token, Some(&json!({"code": code}))).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let codes: Vec<String> = confirmed.json::<Value>().await.expect("json")["recovery_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    (totp, codes, token)
+}
+
+async fn app_at_start() -> (TestApp, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(START));
+    (spawn_app_at(clock.clone()).await, clock)
+}
+
+/// Logs in with the password; expects 403 `mfa_required` and returns its challenge.
+async fn challenge(app: &TestApp, tenant: &str, email: &str) -> String {
+    let login = app.login(tenant, email, PASSWORD).await;
+    let problem = assert_problem(login, StatusCode::FORBIDDEN, "mfa_required").await;
+    assert!(problem.get("access_token").is_none());
+    problem["mfa_token"].as_str().expect("mfa_token").to_owned()
+}
+
+async fn complete(app: &TestApp, tenant: &str, body: Value) -> reqwest::Response {
+    app.post_json(&format!("/t/{tenant}/auth/mfa"), &body).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_totp_code_completes_the_login_once_per_step() {
+    let (app, clock) = app_at_start().await;
+    let (totp, codes, token) = enrolled(&app, &clock, "demo", "mfa@example.com").await;
+    assert_eq!(codes.len(), 10);
+    let me: Value = app.get_with("/t/demo/users/me", &token).await.json().await.expect("json");
+    assert_eq!(me["mfa_enabled"], json!(true));
+
+    let mfa_token = challenge(&app, "demo", "mfa@example.com").await;
+    // The confirmation used this step's code: it cannot log in.
+    let code = totp.generate(clock.now() as u64);
+    let replay = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
+    assert_problem(replay, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+
+    clock.advance(30);
+    let code = totp.generate(clock.now() as u64);
+    let done = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let tokens: Value = done.json().await.expect("json");
+    assert_eq!(app.get_with("/t/demo/users/me", tokens["access_token"].as_str().expect("t")).await.status(), 200);
+
+    // The challenge is used up, and the same code does not open a second login.
+    let again = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
+    assert_problem(again, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+    let second = challenge(&app, "demo", "mfa@example.com").await;
+    let replay = complete(&app, "demo", json!({"mfa_token": second, "code": code})).await;
+    assert_problem(replay, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    // The next step's code (within the skew of one step) works.
+    let next = totp.generate(clock.now() as u64 + 30);
+    assert_eq!(complete(&app, "demo", json!({"mfa_token": second, "code": next})).await.status(), StatusCode::OK);
+
+    // Challenges expire after five minutes.
+    let late = challenge(&app, "demo", "mfa@example.com").await;
+    clock.advance(301);
+    let code = totp.generate(clock.now() as u64);
+    let expired = complete(&app, "demo", json!({"mfa_token": late, "code": code})).await;
+    assert_problem(expired, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+
+    let admin = app.admin_of("demo", "auditor@example.com").await;
+    let events: Value =
+        app.get_with("/t/demo/admin/events", admin["access_token"].as_str().expect("t")).await.json().await.expect("j");
+    let kinds: Vec<&str> =
+        events["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"mfa_enabled") && kinds.contains(&"mfa_failed"), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn wrong_codes_count_toward_lockout_and_use_up_the_challenge() {
+    let (app, clock) = app_at_start().await;
+    let (totp, _, _) = enrolled(&app, &clock, "demo", "guess@example.com").await;
+    clock.advance(30);
+    let mfa_token = challenge(&app, "demo", "guess@example.com").await;
+    for _ in 0..4 {
+        let wrong = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": "123456"})).await;
+        assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    }
+    // The fifth wrong code reaches the tenant's lockout threshold (5).
+    let fifth = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": "654321"})).await;
+    assert_problem(fifth, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    let code = totp.generate(clock.now() as u64);
+    let used_up = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
+    assert_problem(used_up, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+    let locked = app.login("demo", "guess@example.com", PASSWORD).await;
+    assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn recovery_codes_work_once_each_and_disabling_needs_password_and_code() {
+    let (app, clock) = app_at_start().await;
+    let (totp, codes, token) = enrolled(&app, &clock, "demo", "lost@example.com").await;
+
+    let mfa_token = challenge(&app, "demo", "lost@example.com").await;
+    let used = complete(&app, "demo", json!({"mfa_token": mfa_token, "recovery_code": codes[0].to_uppercase()})).await;
+    assert_eq!(used.status(), StatusCode::OK, "recovery codes ignore case");
+    let mfa_token = challenge(&app, "demo", "lost@example.com").await;
+    let reused = complete(&app, "demo", json!({"mfa_token": mfa_token, "recovery_code": codes[0]})).await;
+    assert_problem(reused, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    let both = complete(&app, "demo", json!({"mfa_token": mfa_token, "recovery_code": codes[1], "code": "1"})).await;
+    assert_problem(both, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+
+    let again = app.send(Method::POST, "/t/demo/users/me/mfa/totp", &token, None).await;
+    assert_problem(again, StatusCode::CONFLICT, "mfa_already_enabled").await;
+
+    clock.advance(30);
+    let code = totp.generate(clock.now() as u64);
+    let disable = "/t/demo/users/me/mfa/totp/disable";
+    let no_password =
+        app.send(Method::POST, disable, &token, Some(&json!({"password": "wrong wrong wrong", "code": code}))).await;
+    assert_problem(no_password, StatusCode::FORBIDDEN, "current_password_wrong").await;
+    let no_code = app.send(Method::POST, disable, &token, Some(&json!({"password": PASSWORD, "code": "000000"}))).await;
+    assert_problem(no_code, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    let off = app.send(Method::POST, disable, &token, Some(&json!({"password": PASSWORD, "code": code}))).await;
+    assert_eq!(off.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.login("demo", "lost@example.com", PASSWORD).await.status(), StatusCode::OK, "no second factor now");
+    let twice = app.send(Method::POST, disable, &token, Some(&json!({"password": PASSWORD, "code": code}))).await;
+    assert_problem(twice, StatusCode::CONFLICT, "mfa_not_enabled").await;
+    let confirm =
+        app.send(Method::POST, "/t/demo/users/me/mfa/totp/confirm", &token, Some(&json!({"code": code}))).await;
+    assert_problem(confirm, StatusCode::CONFLICT, "mfa_not_pending").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_oauth_token_endpoint_answers_mfa_required_and_takes_the_mfa_grant() {
+    let (app, clock) = app_at_start().await;
+    let (totp, _, _) = enrolled(&app, &clock, "demo", "oauth-mfa@example.com").await;
+    let password = [("grant_type", "password"), ("username", "oauth-mfa@example.com"), ("password", PASSWORD)];
+    let answer = app.post_form("/t/demo/oauth/token", &password).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["error"], json!("mfa_required"));
+    let mfa_token = body["mfa_token"].as_str().expect("mfa_token");
+
+    let grant = "urn:latch:params:oauth:grant-type:mfa-otp";
+    let wrong =
+        app.post_form("/t/demo/oauth/token", &[("grant_type", grant), ("mfa_token", mfa_token), ("otp", "1")]).await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(wrong.json::<Value>().await.expect("json")["error"], json!("invalid_grant"));
+    clock.advance(30);
+    let code = totp.generate(clock.now() as u64);
+    let done =
+        app.post_form("/t/demo/oauth/token", &[("grant_type", grant), ("mfa_token", mfa_token), ("otp", &code)]).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let tokens: Value = done.json().await.expect("json");
+    assert_eq!(tokens["token_type"], json!("Bearer"));
+    assert!(tokens["refresh_token"].is_string());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn challenges_and_enrollment_stay_inside_their_tenant() {
+    let (app, clock) = app_at_start().await;
+    app.create_tenant(json!({"id": "other"})).await;
+    let (totp, _, token) = enrolled(&app, &clock, "demo", "iso@example.com").await;
+    app.register("other", "iso@example.com").await;
+
+    let mfa_token = challenge(&app, "demo", "iso@example.com").await;
+    clock.advance(30);
+    let code = totp.generate(clock.now() as u64);
+    let elsewhere = complete(&app, "other", json!({"mfa_token": mfa_token, "code": code})).await;
+    assert_problem(elsewhere, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+    // The other tenant's account of the same email has no second factor.
+    assert_eq!(app.login("other", "iso@example.com", PASSWORD).await.status(), StatusCode::OK);
+    // A demo token cannot enroll or disable at the other tenant.
+    let enroll = app.send(Method::POST, "/t/other/users/me/mfa/totp", &token, None).await;
+    assert_eq!(enroll.status(), StatusCode::UNAUTHORIZED);
+    let disable = app
+        .send(
+            Method::POST,
+            "/t/other/users/me/mfa/totp/disable",
+            &token,
+            Some(&json!({"password": PASSWORD, "code": code})),
+        )
+        .await;
+    assert_eq!(disable.status(), StatusCode::UNAUTHORIZED);
+    // The challenge was not spent by the attempt elsewhere.
+    assert_eq!(complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await.status(), StatusCode::OK);
+}
