@@ -45,3 +45,20 @@ export function clearProblem(element) {
 
 /** The path prefix of a tenant's endpoints. */
 export const tenantPath = (tenant) => `/t/${encodeURIComponent(tenant)}`;
+
+/**
+ * The `tenant` and `token` of a mailed link's page; names the tenant in
+ * `tenantElement`, points `backLink` at the demo for it, and says so in
+ * `problemElement` when the link lacks either.
+ */
+export function linkParameters(problemElement, tenantElement, backLink) {
+  const params = new URLSearchParams(location.search);
+  const tenant = params.get("tenant") ?? "";
+  const token = params.get("token") ?? "";
+  tenantElement.textContent = tenant || "(none)";
+  backLink.href = `/demo/?tenant=${encodeURIComponent(tenant)}`;
+  if (!tenant || !token) {
+    showProblem(problemElement, new Error("This link lacks its tenant or token: open the link from the mail."));
+  }
+  return { tenant, token };
+}

@@ -194,10 +194,15 @@ $("account-form").addEventListener("submit", (event) => {
     if (!state.verifier) await useTenant();
     const body = { email: $("email").value, password: $("password").value };
     if (action === "register" && $("name").value.trim()) body.name = $("name").value.trim();
-    const tokens = await call("POST", `${tenantPath(state.tenant)}/auth/${action}`, { body });
+    const answer = await call("POST", `${tenantPath(state.tenant)}/auth/${action}`, { body });
     $("password").value = "";
+    if (!answer.access_token) {
+      // The tenant requires a verified email before the first login.
+      $("account-note").textContent = `Account created for ${answer.user.email}: ${answer.detail}.`;
+      return;
+    }
     $("account-note").textContent = "";
-    await signedIn(tokens);
+    await signedIn(answer);
   });
 });
 
@@ -208,6 +213,15 @@ $("forgot").addEventListener("click", () =>
     $("account-note").textContent =
       "If that account exists, a reset link is on its way. Without SMTP configured, " +
       "latch writes mail to the outbox folder in its data directory.";
+  }),
+);
+
+$("resend").addEventListener("click", () =>
+  run(async () => {
+    if (!state.tenant) await useTenant();
+    await call("POST", `${tenantPath(state.tenant)}/auth/verify-email/resend`, { body: { email: $("email").value } });
+    $("account-note").textContent =
+      "If that account exists and is not verified yet, a new verification link is on its way (at most one a minute).";
   }),
 );
 

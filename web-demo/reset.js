@@ -1,15 +1,8 @@
 // Completes a password reset: the mail links here with ?tenant=…&token=….
-import { call, clearProblem, showProblem, tenantPath } from "./api.js";
+import { call, clearProblem, linkParameters, showProblem, tenantPath } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const tenant = params.get("tenant") ?? "";
-const token = params.get("token") ?? "";
-$("tenant").textContent = tenant || "(none)";
-$("back").href = `/demo/?tenant=${encodeURIComponent(tenant)}`;
-if (!tenant || !token) {
-  showProblem($("problem"), new Error("This link lacks its tenant or token: open the link from the reset mail."));
-}
+const { tenant, token } = linkParameters($("problem"), $("tenant"), $("back"));
 
 $("reset-form").addEventListener("submit", async (event) => {
   event.preventDefault();

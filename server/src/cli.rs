@@ -14,7 +14,7 @@ use crate::clock::SystemClock;
 use crate::config::{ConfigArgs, Settings};
 use crate::domain::{Actor, Latch, NewTenant, NewUser, TenantChanges, TenantId};
 use crate::store::sled::SledStore;
-use crate::store::{Store as _, StoreError};
+use crate::store::{EmailVerification, Store as _, StoreError};
 
 /// latch: a single-binary, multi-tenant authentication server.
 #[derive(Debug, Parser)]
@@ -163,6 +163,15 @@ struct TenantSettingsArgs {
     /// Longest lock in seconds.
     #[arg(long)]
     lockout_max_seconds: Option<u32>,
+    /// Email verification of new accounts: off, optional or required.
+    #[arg(long)]
+    email_verification: Option<EmailVerification>,
+    /// The app's password-reset page for mailed links (empty: latch's demo page).
+    #[arg(long)]
+    reset_password_url: Option<String>,
+    /// The app's email-verification page for mailed links (empty: latch's demo page).
+    #[arg(long)]
+    verify_email_url: Option<String>,
 }
 
 impl TenantSettingsArgs {
@@ -188,6 +197,9 @@ impl TenantSettingsArgs {
             lockout_threshold: self.lockout_threshold,
             lockout_base_seconds: self.lockout_base_seconds,
             lockout_max_seconds: self.lockout_max_seconds,
+            email_verification: self.email_verification,
+            reset_password_url: self.reset_password_url,
+            verify_email_url: self.verify_email_url,
         })
     }
 }

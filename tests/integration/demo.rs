@@ -13,6 +13,14 @@ async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh
     let http = reqwest::Client::new();
     let _server = spawn_binary(dir.path(), port);
     wait_ready(&http, &base).await;
+    let strict = http
+        .post(format!("{base}/admin/tenants"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"id": "strict", "email_verification": "required"}))
+        .send()
+        .await
+        .expect("create tenant");
+    assert_eq!(strict.status(), reqwest::StatusCode::CREATED);
     let admin_password = "an admin's long passphrase";
     let created = http
         .post(format!("{base}/t/demo/admin/users"))
@@ -37,6 +45,7 @@ async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh
             "boss@example.com",
             admin_password,
             &dir.path().join("data").join("outbox").display().to_string(),
+            "strict",
         ],
     )
     .await;
@@ -74,6 +83,9 @@ async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh
 
     assert!(text("resetDone").contains("Password changed"), "{seen}");
     assert_eq!(seen["loginAfterReset"], json!(email), "the new password works: {seen}");
+    assert!(text("registeredUnverified").contains("open the link mailed"), "{seen}");
+    assert!(text("verifiedPage").contains("verified"), "{seen}");
+    assert_eq!(seen["loginAfterVerification"], json!("strict"), "{seen}");
 
     assert_eq!(seen["violations"], Value::Array(vec![]), "no CSP violation: {seen}");
     assert_eq!(seen["errors"], Value::Array(vec![]), "no script error: {seen}");

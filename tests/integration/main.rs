@@ -21,3 +21,4 @@ mod persistence;
 mod recovery;
 mod sessions;
 mod tenants;
+mod verification;

@@ -1,7 +1,7 @@
 //! Password reset by mail: the file outbox, an SMTP relay, single use, expiry.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use latch_server::clock::{ManualClock, SystemClock};
 use latch_server::mail::{SmtpSecurity, SmtpSettings};
@@ -12,35 +12,6 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use crate::support::*;
 
 const NEW_PASSWORD: &str = "a fresh passphrase 42";
-
-/// The `.eml` files in the app's outbox.
-fn outbox(app: &TestApp) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(app.data_dir().join("outbox")) else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .map(|e| std::fs::read_to_string(e.path()).expect("readable mail"))
-        .collect()
-}
-
-/// Waits until the outbox holds `count` mails.
-async fn wait_for_mail(app: &TestApp, count: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mails = outbox(app);
-        if mails.len() >= count {
-            return mails;
-        }
-        assert!(Instant::now() < deadline, "{count} mail(s) expected in the outbox, found {}", mails.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The token of the link in a mail.
-fn token_in(mail: &str) -> String {
-    let start = mail.find("token=").expect("a link with a token") + "token=".len();
-    mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
-}
 
 async fn request_reset(app: &TestApp, email: &str) {
     let response = app.post_json("/t/demo/auth/password-reset", &json!({"email": email})).await;

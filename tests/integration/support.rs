@@ -297,3 +297,32 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
+
+/// The `.eml` files in the app's outbox.
+pub fn outbox(app: &TestApp) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(app.data_dir().join("outbox")) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("readable mail"))
+        .collect()
+}
+
+/// Waits until the outbox holds `count` mails.
+pub async fn wait_for_mail(app: &TestApp, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mails = outbox(app);
+        if mails.len() >= count {
+            return mails;
+        }
+        assert!(std::time::Instant::now() < deadline, "{count} mail(s) expected in the outbox, found {}", mails.len());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The token of the link in a mail.
+pub fn token_in(mail: &str) -> String {
+    let start = mail.find("token=").expect("a link with a token") + "token=".len();
+    mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
+}

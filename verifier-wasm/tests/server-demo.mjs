@@ -3,16 +3,18 @@
 // simulates expiry, refreshes (rotation, same session), ends sessions and logs
 // out, then a failed login shows the server's problem title, and an admin's
 // login shows the admin-only panel; "Forgot password" mails a link (read from
-// the server's outbox) whose page sets a new password. Prints what it saw as
-// one JSON line and saves a screenshot of the verified state.
+// the server's outbox) whose page sets a new password; in a tenant that
+// requires verified emails, registration mails a link whose page verifies the
+// address before the first login. Prints what it saw as one JSON line and
+// saves a screenshot of the verified state.
 // Run by the server's integration tests (tests/integration/demo.rs); it lives
 // here to share this folder's playwright-core.
-// Usage: node server-demo.mjs BASE_URL EMAIL SCREENSHOT_PATH ADMIN_EMAIL ADMIN_PASSWORD OUTBOX_DIR
+// Usage: node server-demo.mjs BASE_URL EMAIL SCREENSHOT_PATH ADMIN_EMAIL ADMIN_PASSWORD OUTBOX_DIR VERIFYING_TENANT
 import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { launchChromium } from "./chromium.mjs";
 
-const [base, email, screenshot, adminEmail, adminPassword, outbox] = process.argv.slice(2);
+const [base, email, screenshot, adminEmail, adminPassword, outbox, verifyingTenant] = process.argv.slice(2);
 const password = "a long demo passphrase";
 const seen = {};
 const browser = await launchChromium();
@@ -104,7 +106,7 @@ try {
   await page.waitForFunction(() => document.querySelector("#account-note")?.textContent.includes("reset link"), null, {
     timeout: 15000,
   });
-  const link = await resetLink(outbox, email);
+  const link = await mailedLink(outbox, email, "/demo/reset-password");
   await page.goto(link);
   await page.getByLabel("New password (at least 10 characters)").fill("a brand new passphrase");
   await page.getByRole("button", { name: "Set the new password" }).click();
@@ -121,23 +123,55 @@ try {
   await waitForVerdict("verified");
   seen.loginAfterReset = await page.textContent("#who");
   seen.violations.push(...(await page.evaluate(() => window.__violations)));
+
+  // A tenant that requires verified emails: registration mails a link whose
+  // page verifies the address, then the login works.
+  await page.goto(`${base}/demo/?tenant=${verifyingTenant}`);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password (at least 10 characters)").fill(password);
+  await page.getByRole("button", { name: "Register" }).click();
+  await page.waitForFunction(() => document.querySelector("#account-note")?.textContent.includes("Account created"), null, {
+    timeout: 15000,
+  });
+  seen.registeredUnverified = await page.textContent("#account-note");
+  await page.getByRole("button", { name: "Resend verification mail" }).click();
+  await page.waitForFunction(() => document.querySelector("#account-note")?.textContent.includes("verification link"), null, {
+    timeout: 15000,
+  });
+  await page.goto(await mailedLink(outbox, email, "/demo/verify-email"));
+  await page.getByRole("button", { name: "Verify my email" }).click();
+  await page.waitForFunction(() => document.querySelector("#done")?.textContent.includes("verified"), null, {
+    timeout: 15000,
+  });
+  seen.verifiedPage = await page.textContent("#done");
+  seen.violations.push(...(await page.evaluate(() => window.__violations)));
+  await page.goto(`${base}/demo/?tenant=${verifyingTenant}`);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password (at least 10 characters)").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await waitForVerdict("verified");
+  seen.loginAfterVerification = JSON.parse(await page.textContent("#claims")).tid;
+  seen.violations.push(...(await page.evaluate(() => window.__violations)));
   seen.errors = errors;
   console.log(JSON.stringify(seen));
 } finally {
   await browser.close();
 }
 
-/** The reset link in the outbox's mail to `to` (the server sends it in the background). */
-async function resetLink(dir, to) {
+/** The link to `path` in the outbox's mail to `to` (the server sends mail in the background). */
+async function mailedLink(dir, to, path) {
   const deadline = Date.now() + 15000;
+  const pattern = new RegExp(`https?://\\S+${path}\\?tenant=[^\\s"<>]+`);
   while (Date.now() < deadline) {
     const files = existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith(".eml")) : [];
     for (const name of files) {
       const mail = readFileSync(join(dir, name), "utf8");
-      const link = /https?:\/\/\S+\/demo\/reset-password\?tenant=[^\s"<>]+/.exec(mail);
+      const link = pattern.exec(mail);
       if (link && mail.includes(to)) return link[0];
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`no reset mail to ${to} in ${dir}`);
+  throw new Error(`no mail to ${to} linking ${path} in ${dir}`);
 }

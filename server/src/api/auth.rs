@@ -8,9 +8,9 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::models::Tokens;
+use super::models::{Tokens, User};
 use super::{ApiResult, ApiTags, NoContent, UserAuth, client_info, tenant_id};
-use crate::domain::{Latch, Registration};
+use crate::domain::{Latch, Registered, Registration};
 
 /// Register, log in, refresh, log out.
 pub struct AuthApi;
@@ -66,6 +66,42 @@ pub struct PasswordResetConfirmation {
     pub new_password: String,
 }
 
+/// The token from an email-verification link.
+#[derive(Debug, Object)]
+pub struct VerifyEmailRequest {
+    /// The token from the link.
+    #[oai(write_only)]
+    pub token: String,
+}
+
+/// A request for a new verification mail.
+#[derive(Debug, Object)]
+pub struct ResendVerificationRequest {
+    /// The account's email.
+    pub email: String,
+}
+
+/// A registration that waits for its email to be verified.
+#[derive(Debug, Object)]
+pub struct VerificationPending {
+    /// The new account.
+    pub user: User,
+    /// What to do next.
+    pub detail: String,
+}
+
+/// What registration answers.
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// Account created and logged in.
+    #[oai(status = 201)]
+    Created(Json<Tokens>, #[oai(header = "Cache-Control")] String),
+    /// Account created; the tenant requires a verified email before the
+    /// first login, and a verification link was mailed.
+    #[oai(status = 202)]
+    VerificationPending(Json<VerificationPending>),
+}
+
 /// Accepted for processing.
 #[derive(ApiResponse)]
 pub enum Accepted {
@@ -79,16 +115,14 @@ pub(super) enum TokenResponse {
     /// Tokens issued.
     #[oai(status = 200)]
     Ok(Json<Tokens>, #[oai(header = "Cache-Control")] String),
-    /// Account created and logged in.
-    #[oai(status = 201)]
-    Created(Json<Tokens>, #[oai(header = "Cache-Control")] String),
 }
 
 pub(super) const NO_STORE: &str = "no-store";
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Create an account and log in.
+    /// Create an account and log in (or, when the tenant requires verified
+    /// emails, 202 without tokens until the mailed link is opened).
     #[oai(path = "/t/:tenant/auth/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
@@ -96,12 +130,17 @@ impl AuthApi {
         req: &Request,
         tenant: Path<String>,
         body: Json<RegisterRequest>,
-    ) -> ApiResult<TokenResponse> {
+    ) -> ApiResult<RegisterResponse> {
         let tenant = tenant_id(&tenant)?;
         let Json(body) = body;
         let registration = Registration { email: body.email, password: body.password, name: body.name };
-        let pair = latch.register(&tenant, registration, client_info(req)).await?;
-        Ok(TokenResponse::Created(Json(pair.into()), NO_STORE.into()))
+        Ok(match latch.register(&tenant, registration, client_info(req)).await? {
+            Registered::LoggedIn(pair) => RegisterResponse::Created(Json(pair.into()), NO_STORE.into()),
+            Registered::VerificationPending(user) => RegisterResponse::VerificationPending(Json(VerificationPending {
+                user: user.into(),
+                detail: "open the link mailed to this address, then log in".into(),
+            })),
+        })
     }
 
     /// Log in with email and password.
@@ -165,5 +204,31 @@ impl AuthApi {
     ) -> ApiResult<NoContent> {
         latch.confirm_password_reset(&tenant_id(&tenant)?, &body.token, &body.new_password).await?;
         Ok(NoContent::Done)
+    }
+
+    /// Verify the account's email with the token from a verification link (single use, 24 hours).
+    #[oai(path = "/t/:tenant/auth/verify-email", method = "post", operation_id = "verifyEmail")]
+    async fn verify_email(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        body: Json<VerifyEmailRequest>,
+    ) -> ApiResult<NoContent> {
+        latch.verify_email(&tenant_id(&tenant)?, &body.token).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Mail a new verification link. Always 202; a mail goes only to an
+    /// existing, enabled, unverified account, at most once a minute.
+    #[oai(path = "/t/:tenant/auth/verify-email/resend", method = "post", operation_id = "resendVerification")]
+    async fn resend_verification(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        req: &Request,
+        tenant: Path<String>,
+        body: Json<ResendVerificationRequest>,
+    ) -> ApiResult<Accepted> {
+        latch.resend_verification(&tenant_id(&tenant)?, &body.email, client_info(req)).await?;
+        Ok(Accepted::Accepted)
     }
 }

@@ -15,13 +15,14 @@ pub fn root() -> Response {
     Response::builder().status(StatusCode::MOVED_PERMANENTLY).header(header::LOCATION, "/demo/").finish()
 }
 
-/// A file below /demo/: the page itself at /demo/, and `reset-password`,
-/// the page password-reset mails link to.
+/// A file below /demo/: the page itself at /demo/, and `reset-password` and
+/// `verify-email`, the pages latch's mails link to.
 #[handler]
 pub fn file(Path(path): Path<String>) -> poem::Result<Response> {
     match path.as_str() {
         "" => asset("index.html"),
         "reset-password" => asset("reset-password.html"),
+        "verify-email" => asset("verify-email.html"),
         name => asset(name),
     }
 }

@@ -111,6 +111,10 @@ impl ApiError {
             Error::UnknownRole(_) => (S::BAD_REQUEST, "unknown_role", "Unknown role"),
             Error::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "Invalid reset token"),
             Error::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor", "Invalid cursor"),
+            Error::EmailNotVerified => (S::FORBIDDEN, "email_not_verified", "Email not verified"),
+            Error::InvalidVerificationToken => {
+                (S::BAD_REQUEST, "invalid_verification_token", "Invalid verification token")
+            }
             Error::MfaRequired { .. } => (S::FORBIDDEN, "mfa_required", "Second factor required"),
             Error::InvalidMfaToken => (S::UNAUTHORIZED, "invalid_mfa_token", "Invalid MFA challenge"),
             Error::InvalidMfaCode => (S::UNAUTHORIZED, "invalid_mfa_code", "Invalid code"),

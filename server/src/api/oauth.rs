@@ -137,7 +137,8 @@ impl TokenResponse {
             | Error::RefreshTokenReused
             | Error::SessionEnded
             | Error::InvalidMfaToken
-            | Error::InvalidMfaCode => TokenResponse::bad("invalid_grant", description),
+            | Error::InvalidMfaCode
+            | Error::EmailNotVerified => TokenResponse::bad("invalid_grant", description),
             Error::MfaRequired { mfa_token } => {
                 use secrecy::ExposeSecret as _;
                 let mut body = oauth_error("mfa_required", description);

@@ -12,7 +12,7 @@ use super::models::SigningAlgorithm;
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
 use crate::domain::{Latch, NewTenant, TenantChanges, TenantId};
-use crate::store::TenantRecord;
+use crate::store::{EmailVerification, TenantRecord};
 
 /// Tenant management for the operator.
 pub struct TenantsApi;
@@ -60,6 +60,14 @@ macro_rules! tenant_request {
             pub lockout_base_seconds: Option<u32>,
             /// Longest lock in seconds (default 3600).
             pub lockout_max_seconds: Option<u32>,
+            /// Email verification of new accounts (default `off`).
+            pub email_verification: Option<EmailVerificationMode>,
+            /// The app's page that password-reset links open, an http(s) URL; `tenant` and
+            /// `token` are added to its query (default empty: latch's `/demo/reset-password`).
+            pub reset_password_url: Option<String>,
+            /// The app's page that email-verification links open, likewise
+            /// (default empty: latch's `/demo/verify-email`).
+            pub verify_email_url: Option<String>,
         }
 
         impl $name {
@@ -81,6 +89,9 @@ macro_rules! tenant_request {
                     lockout_threshold: self.lockout_threshold.take(),
                     lockout_base_seconds: self.lockout_base_seconds.take(),
                     lockout_max_seconds: self.lockout_max_seconds.take(),
+                    email_verification: self.email_verification.take().map(Into::into),
+                    reset_password_url: self.reset_password_url.take(),
+                    verify_email_url: self.verify_email_url.take(),
                 }
             }
         }
@@ -100,6 +111,39 @@ tenant_request! {
 tenant_request! {
     /// Changes to a tenant; fields left out keep their value, unknown fields are refused.
     UpdateTenantRequest {}
+}
+
+/// Email verification of new accounts.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum EmailVerificationMode {
+    /// No verification mail.
+    Off,
+    /// A verification mail on registration; unverified accounts log in.
+    Optional,
+    /// A verification mail on registration; registration answers 202 without
+    /// tokens and unverified accounts may not log in (403 `email_not_verified`).
+    Required,
+}
+
+impl From<EmailVerificationMode> for EmailVerification {
+    fn from(mode: EmailVerificationMode) -> EmailVerification {
+        match mode {
+            EmailVerificationMode::Off => EmailVerification::Off,
+            EmailVerificationMode::Optional => EmailVerification::Optional,
+            EmailVerificationMode::Required => EmailVerification::Required,
+        }
+    }
+}
+
+impl From<EmailVerification> for EmailVerificationMode {
+    fn from(mode: EmailVerification) -> EmailVerificationMode {
+        match mode {
+            EmailVerification::Off => EmailVerificationMode::Off,
+            EmailVerification::Optional => EmailVerificationMode::Optional,
+            EmailVerification::Required => EmailVerificationMode::Required,
+        }
+    }
 }
 
 /// A tenant's settings.
@@ -133,6 +177,12 @@ pub struct TenantSettingsView {
     pub refresh_grace_seconds: u32,
     /// Automatic key rotation interval in days (0: never).
     pub key_rotation_days: u32,
+    /// Email verification of new accounts.
+    pub email_verification: EmailVerificationMode,
+    /// The app's password-reset page (empty: latch's demo page).
+    pub reset_password_url: String,
+    /// The app's email-verification page (empty: latch's demo page).
+    pub verify_email_url: String,
 }
 
 /// A tenant.
@@ -273,6 +323,9 @@ fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
             cors_allowed_origins: settings.cors_allowed_origins,
             refresh_grace_seconds: settings.refresh_grace_seconds,
             key_rotation_days: settings.key_rotation_days,
+            email_verification: settings.email_verification.into(),
+            reset_password_url: settings.reset_password_url,
+            verify_email_url: settings.verify_email_url,
         },
     }
 }

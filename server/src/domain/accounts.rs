@@ -1,5 +1,7 @@
 //! Registration, login and the user's own profile.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::events::{Event, EventKind};
@@ -7,7 +9,7 @@ use super::sessions::grant_scope;
 use super::{
     ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TenantRuntime, TokenPair,
 };
-use crate::store::{StoreError, UserRecord};
+use crate::store::{EmailVerification, StoreError, UserRecord};
 
 /// A registration request, unvalidated.
 pub struct Registration {
@@ -17,6 +19,14 @@ pub struct Registration {
     pub password: String,
     /// Optional display name.
     pub name: Option<String>,
+}
+
+/// What a registration produced.
+pub enum Registered {
+    /// The account exists and is logged in.
+    LoggedIn(TokenPair),
+    /// The account exists; it may log in once its email is verified.
+    VerificationPending(UserRecord),
 }
 
 /// A password change by the user.
@@ -34,19 +44,25 @@ pub struct Profile {
 }
 
 impl Latch {
-    /// Creates a user and logs them in.
+    /// Creates a user and logs them in, unless the tenant requires a
+    /// verified email first. A verification mail goes out when the tenant
+    /// verifies emails.
     pub async fn register(
-        &self,
+        self: &Arc<Self>,
         tenant: &TenantId,
         registration: Registration,
         client: ClientInfo,
-    ) -> Result<TokenPair> {
+    ) -> Result<Registered> {
         let runtime = self.runtime(tenant).await?;
         let roles = runtime.tenant.settings.default_roles.clone();
         let user = self.add_user(&runtime, registration, roles).await?;
         tracing::info!(tenant = %tenant, user = %user.id, "user registered");
+        self.start_verification(&runtime, &user);
+        if runtime.tenant.settings.email_verification == EmailVerification::Required {
+            return Ok(Registered::VerificationPending(user));
+        }
         let scope = grant_scope(&runtime, &user, None)?;
-        self.start_session(&runtime, user, scope, client).await
+        Ok(Registered::LoggedIn(self.start_session(&runtime, user, scope, client).await?))
     }
 
     /// Validates a new account against the tenant's rules, hashes its
@@ -118,6 +134,9 @@ impl Latch {
         }
         if user.disabled {
             return Err(Error::UserDisabled);
+        }
+        if runtime.tenant.settings.email_verification == EmailVerification::Required && !user.email_verified {
+            return Err(Error::EmailNotVerified);
         }
         let scope = grant_scope(&runtime, &user, scope)?;
         if Self::needs_mfa(&user) {

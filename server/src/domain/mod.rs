@@ -13,8 +13,9 @@ mod recovery;
 mod sessions;
 mod tenants;
 mod types;
+mod verification;
 
-pub use accounts::{PasswordChange, Profile, Registration};
+pub use accounts::{PasswordChange, Profile, Registered, Registration};
 pub use admin::{Actor, NewUser, Page};
 pub use events::{Event, EventKind};
 pub use mfa::{SecondFactor, TotpEnrollment};
@@ -125,6 +126,12 @@ pub enum Error {
     /// An MFA challenge that is unknown, used up or expired.
     #[error("the MFA challenge is invalid, used up or expired; log in again")]
     InvalidMfaToken,
+    /// The account's email is not verified and the tenant requires it.
+    #[error("the email address is not verified yet; open the link mailed to it, or ask for a new one")]
+    EmailNotVerified,
+    /// An email-verification token that is unknown, used or expired.
+    #[error("the verification link is invalid, used or expired; ask for a new one")]
+    InvalidVerificationToken,
     /// A TOTP or recovery code that is wrong or was used already.
     #[error("the code is wrong or was already used")]
     InvalidMfaCode,

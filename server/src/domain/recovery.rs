@@ -54,7 +54,8 @@ impl Latch {
         };
         let owned = tenant.clone();
         self.store.write(move |store| store.put_one_time(&owned, &hash, &record)).await?;
-        let link = format!("{}/demo/reset-password?tenant={tenant}&token={}", self.public_url, token.expose_secret());
+        let page = &runtime.tenant.settings.reset_password_url;
+        let link = self.mail_link(page, "/demo/reset-password", tenant, token.expose_secret());
         let body = format!(
             "Someone asked to reset the password of your account at {name}.\n\n\
              Open this link within {minutes} minutes to choose a new password:\n\n{link}\n\n\

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::events::{Event, EventKind};
 use super::{Error, Latch, Result, TenantId};
-use crate::store::{KeyRecord, StoreError, TenantRecord, TenantSettings};
+use crate::store::{EmailVerification, KeyRecord, StoreError, TenantRecord, TenantSettings};
 
 /// A tenant to create.
 #[derive(Debug, Clone)]
@@ -59,6 +59,12 @@ pub struct TenantChanges {
     pub lockout_base_seconds: Option<u32>,
     /// Longest lock in seconds.
     pub lockout_max_seconds: Option<u32>,
+    /// Email verification of new accounts.
+    pub email_verification: Option<EmailVerification>,
+    /// The app's password-reset page (empty: latch's demo page).
+    pub reset_password_url: Option<String>,
+    /// The app's email-verification page (empty: latch's demo page).
+    pub verify_email_url: Option<String>,
 }
 
 impl TenantChanges {
@@ -97,6 +103,15 @@ impl TenantChanges {
         }
         if let Some(origins) = self.cors_allowed_origins {
             settings.cors_allowed_origins = origins;
+        }
+        if let Some(mode) = self.email_verification {
+            settings.email_verification = mode;
+        }
+        if let Some(url) = self.reset_password_url {
+            settings.reset_password_url = url;
+        }
+        if let Some(url) = self.verify_email_url {
+            settings.verify_email_url = url;
         }
         validate_settings(&tenant.settings)
     }
@@ -181,7 +196,23 @@ fn validate_settings(settings: &TenantSettings) -> Result<()> {
     if settings.cors_allowed_origins.len() > 100 || !settings.cors_allowed_origins.iter().all(|o| is_origin(o)) {
         return Err(Error::InvalidSetting("cors_allowed_origins"));
     }
+    if !is_page_url(&settings.reset_password_url) {
+        return Err(Error::InvalidSetting("reset_password_url"));
+    }
+    if !is_page_url(&settings.verify_email_url) {
+        return Err(Error::InvalidSetting("verify_email_url"));
+    }
     Ok(())
+}
+
+/// Empty, or an http(s) URL of at most 2048 bytes without spaces, controls
+/// or a fragment (mail links append `tenant` and `token` to its query).
+fn is_page_url(url: &str) -> bool {
+    url.is_empty()
+        || ((url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && !url.contains('#')
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control()))
 }
 
 /// The role that grants the tenant admin API; every tenant keeps it.

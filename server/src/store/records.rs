@@ -59,6 +59,27 @@ pub struct TenantSettings {
     pub lockout_base_seconds: u32,
     /// The longest lock in seconds.
     pub lockout_max_seconds: u32,
+    /// Whether new accounts are mailed a verification link, and whether
+    /// unverified accounts may log in.
+    pub email_verification: EmailVerification,
+    /// The app's page that password-reset links open (`tenant` and `token`
+    /// are appended as query parameters); empty: latch's `/demo/reset-password`.
+    pub reset_password_url: String,
+    /// The app's page that verification links open; empty: latch's `/demo/verify-email`.
+    pub verify_email_url: String,
+}
+
+/// Email verification for new accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailVerification {
+    /// No verification mail.
+    #[default]
+    Off,
+    /// A verification mail on registration; unverified accounts log in.
+    Optional,
+    /// A verification mail on registration; unverified accounts may not log in.
+    Required,
 }
 
 impl Default for TenantSettings {
@@ -82,6 +103,22 @@ impl Default for TenantSettings {
             lockout_threshold: 5,
             lockout_base_seconds: 30,
             lockout_max_seconds: 3600,
+            email_verification: EmailVerification::Off,
+            reset_password_url: String::new(),
+            verify_email_url: String::new(),
+        }
+    }
+}
+
+impl std::str::FromStr for EmailVerification {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<EmailVerification, String> {
+        match text {
+            "off" => Ok(EmailVerification::Off),
+            "optional" => Ok(EmailVerification::Optional),
+            "required" => Ok(EmailVerification::Required),
+            other => Err(format!("`{other}` is not one of off, optional, required")),
         }
     }
 }

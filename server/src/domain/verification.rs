@@ -1,0 +1,137 @@
+//! Email verification: a single-use link mailed on registration (and on
+//! request, at most once a minute per account); the tenant decides whether
+//! unverified accounts may log in.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret as _;
+
+use super::events::{Event, EventKind};
+use super::{ClientInfo, Email, Error, Latch, Result, TenantId, TenantRuntime};
+use crate::crypto::{random_token, token_hash};
+use crate::store::{EmailVerification, OneTimeRecord, UserRecord};
+
+/// How long a verification link works.
+pub const VERIFY_TTL_SECONDS: i64 = 24 * 3600;
+/// The shortest gap between two verification mails to one account.
+pub const RESEND_INTERVAL_SECONDS: i64 = 60;
+const VERIFY_PURPOSE: &str = "verify_email";
+const VERIFY_TOKEN_PREFIX: &str = "latch_ev_";
+
+impl Latch {
+    /// The link a mail carries: the tenant's own page, or latch's demo page
+    /// at `default_path`, with `tenant` and `token` added to its query.
+    pub(super) fn mail_link(&self, page: &str, default_path: &str, tenant: &TenantId, token: &str) -> String {
+        let base = if page.is_empty() { format!("{}{default_path}", self.public_url) } else { page.to_owned() };
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}tenant={tenant}&token={token}")
+    }
+
+    /// After registration: mails the verification link in the background
+    /// when the tenant verifies emails.
+    pub(super) fn start_verification(self: &Arc<Self>, runtime: &TenantRuntime, user: &UserRecord) {
+        if runtime.tenant.settings.email_verification == EmailVerification::Off {
+            return;
+        }
+        let (latch, tenant, id) = (self.clone(), user.tenant.clone(), user.id);
+        tokio::spawn(async move {
+            let sent = async {
+                let runtime = latch.runtime(&tenant).await?;
+                let user = latch.user(&tenant, id).await?;
+                latch.send_verification(&runtime, user).await
+            };
+            if let Err(e) = sent.await {
+                tracing::error!(tenant = %tenant, error = %e, "verification mail not sent");
+            }
+        });
+    }
+
+    async fn send_verification(&self, runtime: &TenantRuntime, mut user: UserRecord) -> Result<()> {
+        let tenant = &runtime.tenant.id;
+        let token = random_token(VERIFY_TOKEN_PREFIX);
+        let hash = token_hash(token.expose_secret());
+        let now = self.now();
+        let record = OneTimeRecord {
+            purpose: VERIFY_PURPOSE.to_owned(),
+            user_id: user.id,
+            expires_at: now + VERIFY_TTL_SECONDS,
+            scope: None,
+            attempts: 0,
+        };
+        user.verification_sent_at = Some(now);
+        let (owned, stored) = (tenant.clone(), user.clone());
+        self.store
+            .write(move |store| {
+                store.put_one_time(&owned, &hash, &record)?;
+                store.update_user(&stored)
+            })
+            .await?;
+        let settings = &runtime.tenant.settings;
+        let link = self.mail_link(&settings.verify_email_url, "/demo/verify-email", tenant, token.expose_secret());
+        let body = format!(
+            "Please confirm that {email} is your address for your account at {name}.\n\n\
+             Open this link within {hours} hours:\n\n{link}\n\n\
+             If you did not create this account, ignore this message.\n",
+            email = user.email,
+            name = runtime.tenant.name,
+            hours = VERIFY_TTL_SECONDS / 3600,
+        );
+        let subject = format!("Confirm your email for {}", runtime.tenant.name);
+        self.mailer.send(&user.email, &subject, body).await.map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Marks the link's account verified; the link is used up.
+    pub async fn verify_email(&self, tenant: &TenantId, token: &str) -> Result<()> {
+        self.runtime(tenant).await?;
+        let (hash, owned, now) = (token_hash(token), tenant.clone(), self.now());
+        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash)).await?;
+        let Some(record) = taken.filter(|r| r.purpose == VERIFY_PURPOSE && r.expires_at > now) else {
+            return Err(Error::InvalidVerificationToken);
+        };
+        let mut user = self.user(tenant, record.user_id).await.map_err(|_| Error::InvalidVerificationToken)?;
+        user.email_verified = true;
+        user.updated_at = now;
+        let id = user.id;
+        self.store.write(move |store| store.update_user(&user)).await?;
+        self.record(tenant, Event::new(EventKind::EmailVerified).actor(id).subject(id)).await;
+        Ok(())
+    }
+
+    /// Mails a new verification link. The answer never says whether the
+    /// account exists: the lookup and mail happen afterwards, in the
+    /// background, for existing, enabled, unverified accounts whose last
+    /// mail is at least a minute old, in a tenant that verifies emails.
+    pub async fn resend_verification(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        email: &str,
+        client: ClientInfo,
+    ) -> Result<()> {
+        self.runtime(tenant).await?;
+        let email = Email::parse(email)?;
+        let (latch, tenant) = (self.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let resent = async {
+                let runtime = latch.runtime(&tenant).await?;
+                if runtime.tenant.settings.email_verification == EmailVerification::Off {
+                    return Ok(());
+                }
+                let user = match latch.user_by_email(&tenant, email.as_str()).await {
+                    Ok(user) => user,
+                    Err(Error::UserNotFound) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                let recent = user.verification_sent_at.is_some_and(|at| latch.now() - at < RESEND_INTERVAL_SECONDS);
+                if user.disabled || user.email_verified || recent {
+                    tracing::info!(tenant = %tenant, ip = ?client.ip, "verification resend skipped");
+                    return Ok(());
+                }
+                latch.send_verification(&runtime, user).await
+            };
+            if let Err(e) = resent.await {
+                tracing::error!(tenant = %tenant, error = %e, "verification mail not sent");
+            }
+        });
+        Ok(())
+    }
+}
