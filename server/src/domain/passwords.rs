@@ -1,17 +1,102 @@
-//! argon2id hashing on a bounded blocking pool.
+//! argon2id hashing on a pool of its own threads.
 //!
-//! Each hash or verify holds one permit of a semaphore sized to the CPU count
-//! and runs on tokio's blocking threads, so a login storm queues here instead
-//! of occupying the async workers that serve token checks.
+//! The pool has one thread per CPU, at a lower scheduling priority than the
+//! async workers, and each hash or verify holds one permit of a semaphore of
+//! the same size: a login storm queues here and uses the CPU the token checks
+//! leave idle, instead of taking it from them. Fixed threads also keep
+//! argon2's 19 MiB working memory to one reused allocation per thread
+//! (short-lived blocking threads each kept their own, and peak RSS grew with
+//! their count).
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use std::cell::RefCell;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::{OnceCell, Semaphore};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::{OnceCell, Semaphore, oneshot};
 
 use super::{Error, Password, Result};
+
+/// The hashing threads' priority on thread-priority's 0-99 scale: niceness
+/// 10, below the async workers (0), so they yield to token checks, yet far
+/// from the lowest (19), so logins still progress under a flood of other requests.
+const HASHING_PRIORITY: u8 = 22;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `threads` hashing threads taking jobs from one queue; they end when
+/// every sender is dropped.
+fn start_pool(threads: usize) -> Sender<Job> {
+    let (sender, receiver) = channel::<Job>();
+    let receiver: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(receiver));
+    for index in 0..threads {
+        let receiver = receiver.clone();
+        let spawned = std::thread::Builder::new().name(format!("latch-argon2-{index}")).spawn(move || {
+            lower_priority();
+            loop {
+                let next = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                let Ok(job) = next else { return };
+                // A panicking job drops its result sender (the caller sees an
+                // error); the thread stays in the pool.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "a hashing thread could not start");
+        }
+    }
+    sender
+}
+
+thread_local! {
+    /// argon2's working memory (19 MiB at the defaults), kept by each hashing
+    /// thread and overwritten by its next hash. Allocating it per hash made
+    /// glibc keep every freed copy: resident memory grew by 19 MiB a login.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The PHC hash of `password` with `salt`, as argon2's own `hash_password`
+/// computes it, in this thread's reused memory.
+fn hash_in_place<'a>(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: Salt<'a>,
+) -> argon2::password_hash::Result<PasswordHash<'a>> {
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_buffer)?;
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < params.block_count() {
+            memory.resize(params.block_count(), Block::default());
+        }
+        Output::init_with(output_len, |out| {
+            Ok(argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut memory[..])?)
+        })
+    })?;
+    Ok(PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt),
+        hash: Some(output),
+    })
+}
+
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    // thread-priority maps its 0-99 scale onto niceness -20..20, highest
+    // first: 22 is niceness 10 (a test reads it back from /proc).
+    let Ok(value) = ThreadPriorityValue::try_from(HASHING_PRIORITY) else { return };
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
+        tracing::warn!(error = ?e, "hashing threads keep the default priority");
+    }
+}
 
 /// OWASP's argon2id parameters: m = 19456 KiB, t = 2, p = 1.
 pub fn default_params() -> Params {
@@ -32,15 +117,18 @@ pub struct Verdict {
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    pool: Arc<Mutex<Sender<Job>>>,
     params: Params,
     dummy: Arc<OnceCell<String>>,
 }
 
 impl PasswordHasher {
-    /// A hasher running at most `concurrency` hashes at once.
+    /// A hasher running at most `concurrency` hashes at once, on as many threads.
     pub fn new(concurrency: usize, params: Params) -> PasswordHasher {
+        let concurrency = concurrency.max(1);
         PasswordHasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            pool: Arc::new(Mutex::new(start_pool(concurrency))),
             params,
             dummy: Arc::new(OnceCell::new()),
         }
@@ -53,7 +141,12 @@ impl PasswordHasher {
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let _permit =
             self.permits.acquire().await.map_err(|_| Error::Internal("the password hasher is closed".into()))?;
-        tokio::task::spawn_blocking(job).await.map_err(|e| Error::Internal(format!("hash task failed: {e}")))
+        let (done, result) = oneshot::channel();
+        let queued = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).send(Box::new(move || {
+            let _ = done.send(job());
+        }));
+        queued.map_err(|_| Error::Internal("the hashing threads are gone".into()))?;
+        result.await.map_err(|_| Error::Internal("a hash job failed".into()))
     }
 
     /// Hashes a password into a PHC string.
@@ -61,7 +154,8 @@ impl PasswordHasher {
         let params = self.params.clone();
         self.run(move || {
             let salt = SaltString::generate(&mut OsRng);
-            Self::argon2(params).hash_password(password.expose().as_bytes(), &salt).map(|h| h.to_string())
+            hash_in_place(&Self::argon2(params.clone()), &params, password.expose().as_bytes(), salt.as_salt())
+                .map(|h| h.to_string())
         })
         .await?
         .map_err(|e| Error::Internal(format!("argon2: {e}")))
@@ -81,12 +175,22 @@ impl PasswordHasher {
                 let Ok(hash) = PasswordHash::new(&phc) else {
                     return Verdict { matches: false, outdated: true };
                 };
-                let matches = Self::argon2(params.clone()).verify_password(password.expose().as_bytes(), &hash).is_ok();
                 let current = hash.algorithm.as_str() == "argon2id"
                     && Params::try_from(&hash).is_ok_and(|used| {
                         (used.m_cost(), used.t_cost(), used.p_cost())
                             == (params.m_cost(), params.t_cost(), params.p_cost())
                     });
+                // Only argon2id hashes (the only kind latch writes) can match.
+                let used = Params::try_from(&hash);
+                let matches = match (hash.algorithm == argon2::ARGON2ID_IDENT, used, hash.salt, &hash.hash) {
+                    (true, Ok(used), Some(salt), Some(expected)) => {
+                        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, used.clone());
+                        // Output's equality is constant-time.
+                        hash_in_place(&argon2, &used, password.expose().as_bytes(), salt)
+                            .is_ok_and(|computed| computed.hash.as_ref() == Some(expected))
+                    }
+                    _ => false,
+                };
                 Verdict { matches, outdated: !current }
             })
             .await?;
@@ -140,6 +244,40 @@ mod tests {
         assert!(!hasher.verify(pw("anything"), None).await.expect("verify").matches);
         let dummy = hasher.dummy_hash().await.expect("dummy");
         assert!(dummy.starts_with("$argon2id$"), "the dummy is a real hash, so it costs a real verify");
+    }
+
+    #[tokio::test]
+    async fn hashes_match_argon2s_own_in_both_directions() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(1, cheap());
+        let ours = hasher.hash(pw("correct horse")).await.expect("hash");
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, cheap());
+        reference
+            .verify_password(b"correct horse", &PasswordHash::new(&ours).expect("PHC"))
+            .expect("argon2 accepts ours");
+        assert!(reference.verify_password(b"wrong horse", &PasswordHash::new(&ours).expect("PHC")).is_err());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = reference.hash_password(b"correct horse", &salt).expect("hash").to_string();
+        assert!(hasher.verify(pw("correct horse"), Some(theirs.clone())).await.expect("verify").matches);
+        assert!(!hasher.verify(pw("correct horsf"), Some(theirs)).await.expect("verify").matches);
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, cheap());
+        let other = argon2i.hash_password(b"correct horse", &salt).expect("hash").to_string();
+        assert!(!hasher.verify(pw("correct horse"), Some(other)).await.expect("verify").matches, "argon2id only");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_niceness_10() {
+        let hasher = PasswordHasher::new(2, cheap());
+        let stat = hasher.run(|| std::fs::read_to_string("/proc/thread-self/stat")).await.expect("ran").expect("stat");
+        // Field 19 is the niceness; the command name (field 2) may hold spaces, so count after ')'.
+        let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+        let nice: i32 = after_name.split(' ').nth(16).expect("field 19").parse().expect("number");
+        assert_eq!(nice, 10);
+        let here = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        let here_nice: i32 =
+            here[here.rfind(')').expect("comm") + 2..].split(' ').nth(16).expect("19").parse().expect("n");
+        assert!(here_nice < nice, "the test's own thread (an async worker's peer) keeps a higher priority");
     }
 
     #[test]

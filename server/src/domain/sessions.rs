@@ -192,7 +192,7 @@ impl Latch {
             let owned = tenant.clone();
             let found = self
                 .store
-                .run(move |store| {
+                .read(move |store| {
                     let Some(refresh) = store.get_refresh(&owned, &hash)? else { return Ok(None) };
                     let Some(session) = store.get_session(&owned, refresh.session_id)? else { return Ok(None) };
                     let user = store.get_user(&owned, session.user_id)?;
@@ -266,9 +266,7 @@ impl Latch {
     pub async fn authenticate(&self, tenant: &TenantId, token: &str) -> Result<Principal> {
         let runtime: Arc<TenantRuntime> = self.runtime(tenant).await?;
         let now = self.now();
-        let verified =
-            latch_shared::verify(token, &runtime.keys, &runtime.validation, now).map_err(Error::InvalidToken)?;
-        let claims = verified.claims().map_err(Error::InvalidToken)?;
+        let claims = runtime.verify(token, now).map_err(Error::InvalidToken)?;
         let (Ok(user_id), Ok(session_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid)) else {
             return Err(Error::InvalidToken(latch_shared::Error::InvalidClaim("sub")));
         };
@@ -278,7 +276,7 @@ impl Latch {
         let owned = tenant.clone();
         let (session, user) = self
             .store
-            .run(move |store| Ok((store.get_session(&owned, session_id)?, store.get_user(&owned, user_id)?)))
+            .read(move |store| Ok((store.get_session(&owned, session_id)?, store.get_user(&owned, user_id)?)))
             .await?;
         let (Some(session), Some(user)) = (session, user) else { return Err(Error::SessionEnded) };
         if session.user_id != user.id || session.revoked_at.is_some() {

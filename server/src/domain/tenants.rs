@@ -1,11 +1,11 @@
 //! Tenants, their signing keys, and the in-memory runtime each request uses
 //! (issuer, trusted keys, current signer, JWKS document).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use latch_shared::sign::SigningKey;
-use latch_shared::{Algorithm, Jwks, KeySet, Validation, VerifyingKey};
+use latch_shared::{Algorithm, Claims, Jwks, KeySet, Validation, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -138,6 +138,35 @@ pub struct TenantRuntime {
     pub jwks_etag: String,
     /// When a key becomes active or drops out of the JWKS, forcing a rebuild.
     valid_until: i64,
+    /// Access tokens that passed every rule, by SHA-256, with their claims:
+    /// a token presented again skips the signature check, and only its time
+    /// rules are checked again. A rebuilt runtime (keys or settings changed)
+    /// starts empty; when full it is cleared.
+    verified: Mutex<HashMap<[u8; 32], Claims>>,
+}
+
+/// Verified access tokens remembered per tenant.
+const VERIFIED_CACHE_ENTRIES: usize = 4096;
+
+impl TenantRuntime {
+    /// The claims of `token` if it passes every rule at `now`: from the cache
+    /// of verified tokens (time rules checked again), or verified in full
+    /// and remembered.
+    pub fn verify(&self, token: &str, now: i64) -> std::result::Result<Claims, latch_shared::Error> {
+        let key = crate::crypto::token_hash(token);
+        let cached = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key).cloned();
+        if let Some(claims) = cached {
+            self.validation.check_time(claims.exp, Some(claims.nbf), now)?;
+            return Ok(claims);
+        }
+        let claims = latch_shared::verify(token, &self.keys, &self.validation, now)?.claims()?;
+        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if verified.len() >= VERIFIED_CACHE_ENTRIES {
+            verified.clear();
+        }
+        verified.insert(key, claims.clone());
+        Ok(claims)
+    }
 }
 
 /// How long an automatically rotated key is published before it signs: the
@@ -415,6 +444,7 @@ impl Latch {
             jwks,
             jwks_etag,
             valid_until,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Load benchmark: a release build of latch on 127.0.0.1, driven by wrk.
+
+Builds `latch` in release mode, starts it on a free port with a fresh data
+directory, and measures with wrk (Debian's; installed when missing), each run
+bounded by --seconds:
+
+  GET /healthz (the HTTP baseline), GET /t/demo/users/me, POST
+  /t/demo/auth/login, POST /t/demo/auth/refresh (every rotation durable before
+  its answer), and /users/me again while a login storm runs beside it;
+
+plus start-to-ready on an existing data directory (median of five), idle RSS
+after start, and peak RSS over the whole run. Prints a Markdown table of the
+runs and one of the targets from the benchmarks issue. Traffic goes only to
+127.0.0.1 and every run stops by itself.
+
+Usage: python3 benches/load.py [--seconds 10] [--argon2-ms MS]
+The login target needs the single-hash time: --argon2-ms, or else the
+criterion result of `cargo bench -p latch-benches --bench server` if present.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = ROOT / "benches" / "load" / "wrk.lua"
+OPERATOR_TOKEN = "load-benchmark-operator-token-0123456789"
+EMAIL = "load@example.com"
+PASSWORD = "a long load-test passphrase"
+REFRESH_SESSIONS = 64
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run(sudo + ["apt-get", "install", "-y", "wrk"], check=False)
+    if not shutil.which("wrk"):
+        subprocess.run(sudo + ["apt-get", "update"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "wrk"], check=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The release binary on 127.0.0.1:port with its data in `directory`."""
+
+    def __init__(self, binary, directory, port):
+        self.binary, self.directory, self.port = binary, directory, port
+        self.base = f"http://127.0.0.1:{port}"
+        self.process = None
+
+    def start(self):
+        """Starts the server; returns seconds from spawn until /readyz answers 200."""
+        config = self.directory / "latch.toml"
+        config.write_text("auth_rate_limit_per_minute = 0\n")
+        env = dict(os.environ, LATCH_OPERATOR_TOKEN=OPERATOR_TOKEN, LATCH_LOG="warn")
+        began = time.perf_counter()
+        self.process = subprocess.Popen(
+            [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}",
+             "--data-dir", str(self.directory / "data"), "--config", str(config)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = began + 30
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base}/readyz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return time.perf_counter() - began
+            except OSError:
+                pass
+            time.sleep(0.002)
+        raise SystemExit("latch did not become ready within 30 s")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+    def status(self, field):
+        """A /proc status field in kB (VmRSS: now, VmHWM: peak)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def post(self, path, body, token=None):
+        headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.base + path, json.dumps(body).encode(), headers)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)
+
+
+def wrk(server, path, seconds, threads, connections, mode=("get",), headers=()):
+    """Runs wrk against `path`; returns its JSON summary with requests/s added."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT)]
+    for header in headers:
+        command += ["-H", header]
+    command += [server.base + path, "--", *mode]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def argon2_seconds(given_ms):
+    if given_ms:
+        return given_ms / 1000
+    estimates = ROOT / "target/criterion/argon2id-m19456-t2-p1/hash/new/estimates.json"
+    if estimates.exists():
+        return json.loads(estimates.read_text())["median"]["point_estimate"] / 1e9
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--argon2-ms", type=float, help="single argon2id hash time for the login target")
+    args = parser.parse_args()
+
+    ensure_wrk()
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "latch-server"], cwd=ROOT, check=True)
+    binary = ROOT / "target" / "release" / "latch"
+    cores = os.cpu_count()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(binary, Path(tmp), free_port())
+        server.start()
+        tokens = server.post("/t/demo/auth/register", {"email": EMAIL, "password": PASSWORD})
+        refresh = [server.post("/t/demo/auth/login", {"email": EMAIL, "password": PASSWORD})["refresh_token"]
+                   for _ in range(REFRESH_SESSIONS)]
+        server.stop()
+
+        # Start to ready on the existing data directory; idle RSS after the last start.
+        starts = []
+        for attempt in range(5):
+            starts.append(server.start())
+            if attempt < 4:
+                server.stop()
+        time.sleep(1)
+        idle_rss_kb = server.status("VmRSS")
+
+        access = tokens["access_token"]
+        me_header = [f"Authorization: Bearer {access}"]
+        login = ("login", json.dumps({"email": EMAIL, "password": PASSWORD}))
+        tokens_file = Path(tmp) / "refresh-tokens"
+        tokens_file.write_text("\n".join(refresh) + "\n")
+        s = args.seconds
+
+        runs = {}
+        runs["GET /healthz"] = wrk(server, "/healthz", s, 2, 64)
+        runs["GET /t/demo/users/me"] = wrk(server, "/t/demo/users/me", s, 2, 64, headers=me_header)
+        runs["POST /t/demo/auth/login"] = wrk(server, "/t/demo/auth/login", s, 2, 16, mode=login)
+        runs["POST /t/demo/auth/refresh"] = wrk(
+            server, "/t/demo/auth/refresh", s, REFRESH_SESSIONS, REFRESH_SESSIONS, mode=("refresh", str(tokens_file)))
+        quiet = wrk(server, "/t/demo/users/me", s, 1, 16, headers=me_header)
+        runs["GET /users/me, 16 connections"] = quiet
+
+        storm = {}
+        def login_storm():
+            storm["login"] = wrk(server, "/t/demo/auth/login", s + 2, 1, 16, mode=login)
+        beside = threading.Thread(target=login_storm)
+        beside.start()
+        time.sleep(1)
+        stormy = wrk(server, "/t/demo/users/me", s, 1, 16, headers=me_header)
+        beside.join()
+        runs["GET /users/me, 16 connections, during a login storm"] = stormy
+        runs["POST /auth/login (the storm beside it)"] = storm["login"]
+        peak_rss_kb = server.status("VmHWM")
+        server.stop()
+
+    print(f"latch load benchmark: release build, {cores} cores, wrk, {s} s per run, 127.0.0.1\n")
+    print("| run | requests/s | p50 | p99 | errors |")
+    print("|---|---|---|---|---|")
+    for name, run in runs.items():
+        print(f"| {name} | {run['rps']:,.0f} | {run['p50_us'] / 1000:.2f} ms | {run['p99_us'] / 1000:.2f} ms | {run['errors']} |")
+
+    healthz, me = runs["GET /healthz"], runs["GET /t/demo/users/me"]
+    login_rps, refresh_rps = runs["POST /t/demo/auth/login"]["rps"], runs["POST /t/demo/auth/refresh"]["rps"]
+    hash_seconds = argon2_seconds(args.argon2_ms)
+    start_ms = statistics.median(starts) * 1000
+    rows = []
+    if hash_seconds:
+        ceiling = cores / hash_seconds
+        rows.append(("login ≥ 90 % of cores ÷ argon2 hash time",
+                     f"{login_rps:.1f}/s = {login_rps / ceiling:.0%} of {ceiling:.1f}/s ({hash_seconds * 1000:.1f} ms hash)",
+                     login_rps >= 0.9 * ceiling))
+    else:
+        rows.append(("login ≥ 90 % of cores ÷ argon2 hash time", f"{login_rps:.1f}/s (no hash time: see --argon2-ms)", None))
+    rows.append(("/users/me ≥ 50 % of /healthz", f"{me['rps'] / healthz['rps']:.0%}", me["rps"] >= 0.5 * healthz["rps"]))
+    rows.append(("/users/me p99 in a login storm ≤ 2× without",
+                 f"{stormy['p99_us'] / quiet['p99_us']:.2f}× ({quiet['p99_us'] / 1000:.2f} → {stormy['p99_us'] / 1000:.2f} ms)",
+                 stormy["p99_us"] <= 2 * quiet["p99_us"]))
+    rows.append(("refresh ≥ 2,000/s, each rotation durable", f"{refresh_rps:,.0f}/s", refresh_rps >= 2000))
+    rows.append(("peak RSS under load ≤ 96 MB", f"{peak_rss_kb / 1024:.1f} MB", peak_rss_kb <= 96 * 1024))
+    rows.append(("idle RSS after start ≤ 24 MB", f"{idle_rss_kb / 1024:.1f} MB", idle_rss_kb <= 24 * 1024))
+    rows.append(("start to ready on an existing data dir ≤ 250 ms",
+                 f"{start_ms:.0f} ms (median of 5)", start_ms <= 250))
+    print("\n| target | measured | met |")
+    print("|---|---|---|")
+    for name, measured, met in rows:
+        print(f"| {name} | {measured} | {'yes' if met else 'n/a' if met is None else '**no**'} |")
+    errors = sum(run["errors"] for run in runs.values())
+    if errors:
+        print(f"\n{errors} requests failed: the figures above are not valid", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
