@@ -5,7 +5,8 @@ Builds `latch` in release mode, starts it on a free port with a fresh data
 directory, and measures with wrk (Debian's; installed when missing), each run
 bounded by --seconds:
 
-  GET /healthz (the HTTP baseline), GET /t/demo/users/me, POST
+  GET /healthz (the HTTP baseline) and GET /t/demo/users/me (three
+  alternating rounds each, medians kept), POST
   /t/demo/auth/login, POST /t/demo/auth/refresh (every rotation durable before
   its answer), and /users/me again while a login storm runs beside it;
 
@@ -165,8 +166,15 @@ def main():
         s = args.seconds
 
         runs = {}
-        runs["GET /healthz"] = wrk(server, "/healthz", s, 2, 64)
-        runs["GET /t/demo/users/me"] = wrk(server, "/t/demo/users/me", s, 2, 64, headers=me_header)
+        # The baseline and /users/me alternate over three rounds and each
+        # keeps its median round: this machine's noise moves both alike.
+        rounds = {"healthz": [], "me": []}
+        for _ in range(3):
+            rounds["healthz"].append(wrk(server, "/healthz", s, 2, 64))
+            rounds["me"].append(wrk(server, "/t/demo/users/me", s, 2, 64, headers=me_header))
+        median_run = lambda results: sorted(results, key=lambda run: run["rps"])[1]
+        runs["GET /healthz (median of 3)"] = median_run(rounds["healthz"])
+        runs["GET /t/demo/users/me (median of 3)"] = median_run(rounds["me"])
         runs["POST /t/demo/auth/login"] = wrk(server, "/t/demo/auth/login", s, 2, 16, mode=login)
         runs["POST /t/demo/auth/refresh"] = wrk(
             server, "/t/demo/auth/refresh", s, REFRESH_SESSIONS, REFRESH_SESSIONS, mode=("refresh", str(tokens_file)))
@@ -192,7 +200,7 @@ def main():
     for name, run in runs.items():
         print(f"| {name} | {run['rps']:,.0f} | {run['p50_us'] / 1000:.2f} ms | {run['p99_us'] / 1000:.2f} ms | {run['errors']} |")
 
-    healthz, me = runs["GET /healthz"], runs["GET /t/demo/users/me"]
+    healthz, me = runs["GET /healthz (median of 3)"], runs["GET /t/demo/users/me (median of 3)"]
     login_rps, refresh_rps = runs["POST /t/demo/auth/login"]["rps"], runs["POST /t/demo/auth/refresh"]["rps"]
     hash_seconds = argon2_seconds(args.argon2_ms)
     start_ms = statistics.median(starts) * 1000
@@ -204,7 +212,9 @@ def main():
                      login_rps >= 0.9 * ceiling))
     else:
         rows.append(("login ≥ 90 % of cores ÷ argon2 hash time", f"{login_rps:.1f}/s (no hash time: see --argon2-ms)", None))
-    rows.append(("/users/me ≥ 50 % of /healthz", f"{me['rps'] / healthz['rps']:.0%}", me["rps"] >= 0.5 * healthz["rps"]))
+    ratios = sorted(m["rps"] / h["rps"] for h, m in zip(rounds["healthz"], rounds["me"]))
+    rows.append(("/users/me ≥ 50 % of /healthz", f"{me['rps'] / healthz['rps']:.0%} (rounds: {', '.join(f'{r:.0%}' for r in ratios)})",
+                 me["rps"] >= 0.5 * healthz["rps"]))
     rows.append(("/users/me p99 in a login storm ≤ 2× without",
                  f"{stormy['p99_us'] / quiet['p99_us']:.2f}× ({quiet['p99_us'] / 1000:.2f} → {stormy['p99_us'] / 1000:.2f} ms)",
                  stormy["p99_us"] <= 2 * quiet["p99_us"]))
@@ -217,7 +227,7 @@ def main():
     print("|---|---|---|")
     for name, measured, met in rows:
         print(f"| {name} | {measured} | {'yes' if met else 'n/a' if met is None else '**no**'} |")
-    errors = sum(run["errors"] for run in runs.values())
+    errors = sum(run["errors"] for run in [*runs.values(), *rounds["healthz"], *rounds["me"]])
     if errors:
         print(f"\n{errors} requests failed: the figures above are not valid", file=sys.stderr)
         sys.exit(1)

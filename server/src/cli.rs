@@ -495,7 +495,10 @@ where
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args, std::env::var("LATCH_OPERATOR_TOKEN").ok())?;
     crate::telemetry::init(&settings.log, settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Store calls are short and flushes run one at a time: a few blocking
+    // threads keep up, and each thread glibc gives an arena of its own costs
+    // resident memory (tokio's default allows 512).
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(16).build()?;
     runtime.block_on(async {
         let server = crate::app::start(&settings, Arc::new(SystemClock)).await?;
         print_banner(&server, &settings);
