@@ -1,8 +1,8 @@
 //! argon2id hashing on a pool of its own threads.
 //!
-//! The pool has one thread per CPU, at a lower scheduling priority than the
-//! async workers, and each hash or verify holds one permit of a semaphore of
-//! the same size: a login storm queues here and uses the CPU the token checks
+//! The pool has one thread per CPU at the lowest normal priority (niceness
+//! 19, below the async workers), and each hash or verify holds one permit of
+//! a semaphore of the same size: a login storm queues here and uses the CPU the token checks
 //! leave idle, instead of taking it from them. Fixed threads also keep
 //! argon2's 19 MiB working memory to one reused allocation per thread
 //! (short-lived blocking threads each kept their own, and peak RSS grew with
@@ -20,11 +20,6 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OnceCell, Semaphore, oneshot};
 
 use super::{Error, Password, Result};
-
-/// The hashing threads' priority on thread-priority's 0-99 scale: niceness
-/// 10, below the async workers (0), so they yield to token checks, yet far
-/// from the lowest (19), so logins still progress under a flood of other requests.
-const HASHING_PRIORITY: u8 = 22;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -88,12 +83,15 @@ fn hash_in_place<'a>(
     })
 }
 
+/// Puts the calling hashing thread at the lowest normal priority (niceness
+/// 19): a waking async worker gets the CPU before it, and when the workers
+/// are idle hashing gets every cycle. Measured on two cores
+/// (BENCHMARKS.md): niceness 10 let a login storm quadruple the p99 of token
+/// checks; `SCHED_IDLE` kept that p99 flat but cut login throughput to 72 %
+/// of what hashing allows, since anything else that runs preempts it.
 fn lower_priority() {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    // thread-priority maps its 0-99 scale onto niceness -20..20, highest
-    // first: 22 is niceness 10 (a test reads it back from /proc).
-    let Ok(value) = ThreadPriorityValue::try_from(HASHING_PRIORITY) else { return };
-    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
         tracing::warn!(error = ?e, "hashing threads keep the default priority");
     }
 }
@@ -265,19 +263,22 @@ mod tests {
         assert!(!hasher.verify(pw("correct horse"), Some(other)).await.expect("verify").matches, "argon2id only");
     }
 
+    /// Fields of `/proc/thread-self/stat` after the command name, from field 3 on.
+    #[cfg(target_os = "linux")]
+    fn own_stat() -> Vec<i64> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        // The command name (field 2) may hold spaces: count after its ')'.
+        stat[stat.rfind(')').expect("comm") + 2..].split(' ').map(|f| f.trim().parse().unwrap_or(-1)).collect()
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn hashing_threads_run_at_niceness_10() {
+    async fn hashing_threads_run_at_niceness_19() {
+        const NICENESS: usize = 19 - 3;
         let hasher = PasswordHasher::new(2, cheap());
-        let stat = hasher.run(|| std::fs::read_to_string("/proc/thread-self/stat")).await.expect("ran").expect("stat");
-        // Field 19 is the niceness; the command name (field 2) may hold spaces, so count after ')'.
-        let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
-        let nice: i32 = after_name.split(' ').nth(16).expect("field 19").parse().expect("number");
-        assert_eq!(nice, 10);
-        let here = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
-        let here_nice: i32 =
-            here[here.rfind(')').expect("comm") + 2..].split(' ').nth(16).expect("19").parse().expect("n");
-        assert!(here_nice < nice, "the test's own thread (an async worker's peer) keeps a higher priority");
+        let hashing = hasher.run(own_stat).await.expect("ran");
+        assert_eq!(hashing[NICENESS], 19);
+        assert!(own_stat()[NICENESS] < 19, "the caller's thread keeps its priority");
     }
 
     #[test]

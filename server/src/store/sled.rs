@@ -1,6 +1,7 @@
 //! The sled engine: one tree per relation, keys prefixed by the tenant id and
 //! a NUL byte (tenant slugs cannot contain NUL, so prefixes never overlap),
-//! reverse-lookup trees updated in multi-tree transactions.
+//! reverse-lookup trees updated in multi-tree transactions, except on the
+//! login and refresh paths (see `rotate_session`).
 
 use std::ops::Bound;
 use std::path::Path;
