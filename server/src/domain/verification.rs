@@ -109,7 +109,8 @@ impl Latch {
     ) -> Result<()> {
         self.runtime(tenant).await?;
         let email = Email::parse(email)?;
-        let (latch, tenant) = (self.clone(), tenant.clone());
+        // The spacing counts from this request, however late the task runs.
+        let (latch, tenant, asked_at) = (self.clone(), tenant.clone(), self.now());
         tokio::spawn(async move {
             let resent = async {
                 let runtime = latch.runtime(&tenant).await?;
@@ -121,7 +122,7 @@ impl Latch {
                     Err(Error::UserNotFound) => return Ok(()),
                     Err(e) => return Err(e),
                 };
-                let recent = user.verification_sent_at.is_some_and(|at| latch.now() - at < RESEND_INTERVAL_SECONDS);
+                let recent = user.verification_sent_at.is_some_and(|at| asked_at - at < RESEND_INTERVAL_SECONDS);
                 if user.disabled || user.email_verified || recent {
                     tracing::info!(tenant = %tenant, ip = ?client.ip, "verification resend skipped");
                     return Ok(());
