@@ -16,3 +16,20 @@ export function launchChromium() {
     ],
   });
 }
+
+/**
+ * Records the page's script errors and Content-Security-Policy violations from
+ * its first load on; `seen()` returns both so far (violations read from every
+ * document the page has shown since the last navigation).
+ */
+export async function watchPage(page) {
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  await page.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) =>
+      window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  return { errors, violations: () => page.evaluate(() => window.__violations) };
+}

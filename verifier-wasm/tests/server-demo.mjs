@@ -12,7 +12,7 @@
 // Usage: node server-demo.mjs BASE_URL EMAIL SCREENSHOT_PATH ADMIN_EMAIL ADMIN_PASSWORD OUTBOX_DIR VERIFYING_TENANT
 import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { launchChromium } from "./chromium.mjs";
+import { launchChromium, watchPage } from "./chromium.mjs";
 
 const [base, email, screenshot, adminEmail, adminPassword, outbox, verifyingTenant] = process.argv.slice(2);
 const password = "a long demo passphrase";
@@ -21,14 +21,7 @@ const browser = await launchChromium();
 try {
   // A phone-width viewport: the page must work there.
   const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
-  const errors = [];
-  page.on("pageerror", (error) => errors.push(String(error)));
-  await page.addInitScript(() => {
-    window.__violations = [];
-    document.addEventListener("securitypolicyviolation", (e) =>
-      window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`),
-    );
-  });
+  const watched = await watchPage(page);
   const verdict = () => page.textContent("#verdict");
   const waitForVerdict = (text) =>
     page.waitForFunction((t) => document.querySelector("#verdict")?.textContent.includes(t), text, { timeout: 15000 });
@@ -96,7 +89,7 @@ try {
   await page.waitForSelector("#users li", { timeout: 15000 });
   seen.listedUsers = await page.$$eval("#users li", (items) => items.map((item) => item.textContent));
 
-  seen.violations = await page.evaluate(() => window.__violations);
+  seen.violations = await watched.violations();
 
   // Password reset: the demo's button, the mail in the outbox, the reset page.
   await page.getByRole("button", { name: "Log out" }).click();
@@ -114,7 +107,7 @@ try {
     timeout: 15000,
   });
   seen.resetDone = await page.textContent("#done");
-  seen.violations.push(...(await page.evaluate(() => window.__violations)));
+  seen.violations.push(...(await watched.violations()));
   await page.goto(`${base}/demo/`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
   await page.getByLabel("Email").fill(email);
@@ -122,7 +115,7 @@ try {
   await page.getByRole("button", { name: "Log in" }).click();
   await waitForVerdict("verified");
   seen.loginAfterReset = await page.textContent("#who");
-  seen.violations.push(...(await page.evaluate(() => window.__violations)));
+  seen.violations.push(...(await watched.violations()));
 
   // A tenant that requires verified emails: registration mails a link whose
   // page verifies the address, then the login works.
@@ -145,7 +138,7 @@ try {
     timeout: 15000,
   });
   seen.verifiedPage = await page.textContent("#done");
-  seen.violations.push(...(await page.evaluate(() => window.__violations)));
+  seen.violations.push(...(await watched.violations()));
   await page.goto(`${base}/demo/?tenant=${verifyingTenant}`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
   await page.getByLabel("Email").fill(email);
@@ -153,8 +146,8 @@ try {
   await page.getByRole("button", { name: "Log in" }).click();
   await waitForVerdict("verified");
   seen.loginAfterVerification = JSON.parse(await page.textContent("#claims")).tid;
-  seen.violations.push(...(await page.evaluate(() => window.__violations)));
-  seen.errors = errors;
+  seen.violations.push(...(await watched.violations()));
+  seen.errors = watched.errors;
   console.log(JSON.stringify(seen));
 } finally {
   await browser.close();

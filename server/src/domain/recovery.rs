@@ -6,6 +6,7 @@ use std::sync::Arc;
 use secrecy::ExposeSecret as _;
 
 use super::events::{Event, EventKind};
+use super::verification::in_background;
 use super::{ClientInfo, Email, Error, Latch, Password, Result, TenantId};
 use crate::crypto::{random_token, token_hash};
 use crate::store::OneTimeRecord;
@@ -27,22 +28,14 @@ impl Latch {
     ) -> Result<()> {
         self.runtime(tenant).await?;
         let email = Email::parse(email)?;
-        let (latch, tenant) = (self.clone(), tenant.clone());
-        tokio::spawn(async move {
-            if let Err(e) = latch.send_reset_link(&tenant, &email, client).await {
-                tracing::error!(tenant = %tenant, error = %e, "password reset mail not sent");
-            }
-        });
+        let (latch, owned) = (self.clone(), tenant.clone());
+        in_background(tenant, "password reset", async move { latch.send_reset_link(&owned, &email, client).await });
         Ok(())
     }
 
     async fn send_reset_link(&self, tenant: &TenantId, email: &Email, client: ClientInfo) -> Result<()> {
         let runtime = self.runtime(tenant).await?;
-        let user = match self.user_by_email(tenant, email.as_str()).await {
-            Ok(user) if !user.disabled => user,
-            Ok(_) | Err(Error::UserNotFound) => return Ok(()),
-            Err(e) => return Err(e),
-        };
+        let Some(user) = self.existing_user(tenant, email).await?.filter(|user| !user.disabled) else { return Ok(()) };
         let token = random_token(RESET_TOKEN_PREFIX);
         let hash = token_hash(token.expose_secret());
         let record = OneTimeRecord {

@@ -18,7 +18,32 @@ pub const RESEND_INTERVAL_SECONDS: i64 = 60;
 const VERIFY_PURPOSE: &str = "verify_email";
 const VERIFY_TOKEN_PREFIX: &str = "latch_ev_";
 
+/// Runs mail work after the answer has gone out: a failure is logged (never
+/// its secret), and the caller's answer stays the same either way.
+pub(super) fn in_background(
+    tenant: &TenantId,
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<()>> + Send + 'static,
+) {
+    let tenant = tenant.clone();
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            tracing::error!(tenant = %tenant, error = %e, "{what} mail not sent");
+        }
+    });
+}
+
 impl Latch {
+    /// The account with this email, if there is one (for mail requests that
+    /// must answer the same whether or not it exists).
+    pub(super) async fn existing_user(&self, tenant: &TenantId, email: &Email) -> Result<Option<UserRecord>> {
+        match self.user_by_email(tenant, email.as_str()).await {
+            Ok(user) => Ok(Some(user)),
+            Err(Error::UserNotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The link a mail carries: the tenant's own page, or latch's demo page
     /// at `default_path`, with `tenant` and `token` added to its query.
     pub(super) fn mail_link(&self, page: &str, default_path: &str, tenant: &TenantId, token: &str) -> String {
@@ -34,15 +59,10 @@ impl Latch {
             return;
         }
         let (latch, tenant, id) = (self.clone(), user.tenant.clone(), user.id);
-        tokio::spawn(async move {
-            let sent = async {
-                let runtime = latch.runtime(&tenant).await?;
-                let user = latch.user(&tenant, id).await?;
-                latch.send_verification(&runtime, user).await
-            };
-            if let Err(e) = sent.await {
-                tracing::error!(tenant = %tenant, error = %e, "verification mail not sent");
-            }
+        in_background(&user.tenant, "verification", async move {
+            let runtime = latch.runtime(&tenant).await?;
+            let user = latch.user(&tenant, id).await?;
+            latch.send_verification(&runtime, user).await
         });
     }
 
@@ -110,28 +130,19 @@ impl Latch {
         self.runtime(tenant).await?;
         let email = Email::parse(email)?;
         // The spacing counts from this request, however late the task runs.
-        let (latch, tenant, asked_at) = (self.clone(), tenant.clone(), self.now());
-        tokio::spawn(async move {
-            let resent = async {
-                let runtime = latch.runtime(&tenant).await?;
-                if runtime.tenant.settings.email_verification == EmailVerification::Off {
-                    return Ok(());
-                }
-                let user = match latch.user_by_email(&tenant, email.as_str()).await {
-                    Ok(user) => user,
-                    Err(Error::UserNotFound) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                let recent = user.verification_sent_at.is_some_and(|at| asked_at - at < RESEND_INTERVAL_SECONDS);
-                if user.disabled || user.email_verified || recent {
-                    tracing::info!(tenant = %tenant, ip = ?client.ip, "verification resend skipped");
-                    return Ok(());
-                }
-                latch.send_verification(&runtime, user).await
-            };
-            if let Err(e) = resent.await {
-                tracing::error!(tenant = %tenant, error = %e, "verification mail not sent");
+        let (latch, owned, asked_at) = (self.clone(), tenant.clone(), self.now());
+        in_background(tenant, "verification", async move {
+            let runtime = latch.runtime(&owned).await?;
+            if runtime.tenant.settings.email_verification == EmailVerification::Off {
+                return Ok(());
             }
+            let Some(user) = latch.existing_user(&owned, &email).await? else { return Ok(()) };
+            let recent = user.verification_sent_at.is_some_and(|at| asked_at - at < RESEND_INTERVAL_SECONDS);
+            if user.disabled || user.email_verified || recent {
+                tracing::info!(tenant = %owned, ip = ?client.ip, "verification resend skipped");
+                return Ok(());
+            }
+            latch.send_verification(&runtime, user).await
         });
         Ok(())
     }
