@@ -71,11 +71,7 @@ pub struct MfaLoginRequest {
 
 /// Exactly one of a code and a recovery code.
 pub(super) fn second_factor(code: Option<String>, recovery_code: Option<String>) -> ApiResult<SecondFactor> {
-    match (code, recovery_code) {
-        (Some(code), None) => Ok(SecondFactor::Code(code)),
-        (None, Some(recovery)) => Ok(SecondFactor::RecoveryCode(recovery)),
-        _ => Err(Error::InvalidMfaCode.into()),
-    }
+    SecondFactor::one_of(code, recovery_code).ok_or_else(|| Error::InvalidMfaCode.into())
 }
 
 impl MfaApi {

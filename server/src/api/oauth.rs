@@ -337,10 +337,8 @@ impl OAuthApi {
                         "the MFA grant needs mfa_token and otp or recovery_code",
                     );
                 };
-                let factor = match (body.otp, body.recovery_code) {
-                    (Some(code), None) => SecondFactor::Code(code),
-                    (None, Some(code)) => SecondFactor::RecoveryCode(code),
-                    _ => return TokenResponse::bad("invalid_request", "give exactly one of otp and recovery_code"),
+                let Some(factor) = SecondFactor::one_of(body.otp, body.recovery_code) else {
+                    return TokenResponse::bad("invalid_request", "give exactly one of otp and recovery_code");
                 };
                 latch.complete_mfa(&tenant, &mfa_token, factor, client).await
             }

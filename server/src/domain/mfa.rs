@@ -43,6 +43,17 @@ pub enum SecondFactor {
     RecoveryCode(String),
 }
 
+impl SecondFactor {
+    /// Exactly one of a code and a recovery code, as a request gives them.
+    pub fn one_of(code: Option<String>, recovery_code: Option<String>) -> Option<SecondFactor> {
+        match (code, recovery_code) {
+            (Some(code), None) => Some(SecondFactor::Code(code)),
+            (None, Some(recovery)) => Some(SecondFactor::RecoveryCode(recovery)),
+            _ => None,
+        }
+    }
+}
+
 impl Latch {
     fn totp(&self, user: &UserRecord, record: &TotpRecord) -> Result<TOTP> {
         let secret = self
