@@ -72,10 +72,11 @@ fn store(c: &mut Criterion) {
     group.bench_function("session-rotation+flush", |b| {
         b.iter(|| {
             let expected = session.generation;
-            session.generation += 1;
             let mut hash = [0u8; 32];
-            hash[..8].copy_from_slice(&session.generation.to_be_bytes());
-            store.rotate_session(expected, &session, &hash).expect("rotate");
+            hash[..8].copy_from_slice(&(expected + 1).to_be_bytes());
+            session = store
+                .rotate_session(&tenant, session.id, expected, &hash, &mut |s| s.last_used_at += 1)
+                .expect("rotate");
             store.flush().expect("durable");
         })
     });

@@ -17,7 +17,7 @@ use crate::crypto::{MasterKey, random_token, token_hash};
 use crate::domain::{Latch, NewTenant, PasswordHasher, Services, TenantChanges, TenantId};
 use crate::mail::Mailer;
 use crate::store::sled::SledStore;
-use crate::store::{MetaStore, Store, StoreHandle};
+use crate::store::{MetaStore, Store, StoreHandle, StoreResult};
 
 const OPERATOR_TOKEN_HASH: &str = "operator_token_sha256";
 const MASTER_KEY_CHECK: &str = "master_key_check";
@@ -50,7 +50,7 @@ pub struct RunningServer {
     latch: Arc<Latch>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
-    committer: JoinHandle<()>,
+    committer: JoinHandle<StoreResult<()>>,
     rotator: JoinHandle<()>,
 }
 
@@ -63,11 +63,28 @@ struct Prepared {
     startup: Startup,
 }
 
+/// Checks everything that can refuse the start before anything is created on
+/// disk: a master key that exists is read first, and a missing one is made
+/// only for a brand-new data directory.
 async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+    let existing_key = MasterKey::load(&settings.master_key_file)?;
+    let initialised =
+        settings.data_dir.join(crate::store::sled::WITNESS_FILE).exists() || settings.data_dir.join("conf").exists();
+    if existing_key.is_none() && initialised {
+        anyhow::bail!(
+            "the master key file {} does not exist, but {} holds a store sealed with a master key; \
+             set LATCH_MASTER_KEY_FILE (or --master-key-file) to that key's file",
+            settings.master_key_file.display(),
+            settings.data_dir.display()
+        );
+    }
     let data_dir = settings.data_dir.clone();
     let cache = settings.cache_mb << 20;
     let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir, cache)).await??;
-    let (master, master_key_created) = MasterKey::load_or_create(&settings.master_key_file)?;
+    let (master, master_key_created) = match existing_key {
+        Some(key) => (key, false),
+        None => (MasterKey::create(&settings.master_key_file)?, true),
+    };
     let mut startup = Startup { master_key_created, ..Startup::default() };
     let first_start = store.get_meta(INITIALIZED_AT)?.is_none();
     check_master_key(&store, &master)?;
@@ -81,7 +98,7 @@ async fn assemble(
     settings: &Settings,
     clock: Arc<dyn Clock>,
     public_url: String,
-) -> anyhow::Result<(Arc<Latch>, JoinHandle<()>, Startup)> {
+) -> anyhow::Result<(Arc<Latch>, JoinHandle<StoreResult<()>>, Startup)> {
     let Prepared { store, master, operator_token_hash, first_start, mut startup } = prepared;
     let (store, committer) = StoreHandle::new(Arc::new(store) as Arc<dyn Store>);
     let hasher = PasswordHasher::new(settings.hash_concurrency, crate::domain::default_params());
@@ -110,7 +127,7 @@ async fn assemble(
 /// A data directory opened for a command, without serving HTTP.
 pub struct Opened {
     latch: Arc<Latch>,
-    committer: JoinHandle<()>,
+    committer: JoinHandle<StoreResult<()>>,
 }
 
 impl Opened {
@@ -119,11 +136,9 @@ impl Opened {
         &self.latch
     }
 
-    /// Flushes and closes the store.
+    /// Waits for background work, flushes and closes the store.
     pub async fn close(self) -> anyhow::Result<()> {
-        drop(self.latch);
-        self.committer.await.context("store committer")?;
-        Ok(())
+        close_store(self.latch, self.committer).await
     }
 }
 
@@ -136,11 +151,13 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
 
 /// Opens the store, prepares secrets and the demo tenant, binds and starts serving.
 pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
-    let prepared = prepare(settings).await?;
+    // Bound first: an address in use or a bad `--listen` refuses the start
+    // before the data directory or a key file is created.
     let acceptor = TcpListener::bind(settings.listen.clone())
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let prepared = prepare(settings).await?;
     let addr = acceptor
         .local_addr()
         .first()
@@ -233,9 +250,8 @@ impl RunningServer {
         server.await.context("server task")??;
         rotator.abort();
         let _ = rotator.await;
-        drop(latch);
-        committer.await.context("store committer")?;
-        tracing::info!("latch stopped; store flushed");
+        close_store(latch, committer).await?;
+        tracing::info!("latch stopped; store flushed and closed");
         Ok(())
     }
 
@@ -245,6 +261,16 @@ impl RunningServer {
         tracing::info!("shutdown signal received");
         self.shutdown().await
     }
+}
+
+/// Waits for the work answered requests left in the background (mail), then
+/// for the committer's last flush; when this returns the store is closed and
+/// its lock released, or the error says why not.
+async fn close_store(latch: Arc<Latch>, committer: JoinHandle<StoreResult<()>>) -> anyhow::Result<()> {
+    latch.background_settled().await;
+    drop(latch);
+    committer.await.context("store committer")?.context("the store's last flush failed")?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -435,7 +435,7 @@ fn backup(settings: &Settings, file: &Path, server: Option<String>) -> anyhow::R
                     store.export(&mut bytes)?;
                     (bytes, format!("from {}", settings.data_dir.display()))
                 }
-                Err(StoreError::Backend(why)) if why.contains("in use by another latch process") => {
+                Err(StoreError::Locked(_)) => {
                     let url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
                     (runtime.block_on(fetch_backup(settings, &url))?, format!("from the server at {url}"))
                 }

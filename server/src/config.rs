@@ -144,6 +144,31 @@ fn smtp_from_env() -> Result<Option<SmtpSettings>, ConfigError> {
     }))
 }
 
+/// `path` as the file system will resolve it: absolute, with symlinks of
+/// its existing part followed and `.` and `..` applied, so two spellings of
+/// one place compare equal. Nothing is created.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path));
+    let mut resolved = PathBuf::new();
+    for component in absolute.components() {
+        let next = resolved.join(component);
+        // What exists is resolved as the file system does (symlinks, and
+        // `..` after them); what does not exist yet, lexically.
+        match next.canonicalize() {
+            Ok(canonical) => resolved = canonical,
+            Err(_) => match component {
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::CurDir => {}
+                other => resolved.push(other),
+            },
+        }
+    }
+    resolved
+}
+
 impl Settings {
     /// Resolves settings from flags/env (`args`), the TOML file they name, and
     /// the operator token (normally `LATCH_OPERATOR_TOKEN`).
@@ -164,7 +189,7 @@ impl Settings {
             .clone()
             .or(file.master_key_file)
             .unwrap_or_else(|| data_dir.parent().unwrap_or(Path::new("")).join("latch-master.key"));
-        if master_key_file.starts_with(&data_dir) {
+        if resolved(&master_key_file).starts_with(resolved(&data_dir)) {
             return Err(ConfigError::Invalid(
                 "the master key file must live outside the data directory, so the data alone never yields a signing key".into(),
             ));
@@ -247,5 +272,43 @@ mod tests {
             ..ConfigArgs::default()
         };
         assert!(Settings::resolve(&inside, None).is_err());
+    }
+
+    #[test]
+    fn a_master_key_inside_the_data_dir_is_refused_however_the_paths_are_spelled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        let link = dir.path().join("link-to-data");
+        std::os::unix::fs::symlink(&data, &link).expect("symlink");
+        let spellings = [
+            data.join("k.key"),                         // plainly inside
+            dir.path().join("elsewhere/../data/k.key"), // `..` through a directory that does not exist
+            link.join("k.key"),                         // through a symlink
+            data.join("sub/../k.key"),                  // `..` below the data dir
+            dir.path().join("data/./new/k.key"),        // inside, in a directory not made yet
+        ];
+        for key in spellings {
+            let args = ConfigArgs {
+                data_dir: Some(data.clone()),
+                master_key_file: Some(key.clone()),
+                ..ConfigArgs::default()
+            };
+            let err = Settings::resolve(&args, None).expect_err(&format!("{} is inside", key.display()));
+            assert!(err.to_string().contains("outside the data directory"), "{err}");
+        }
+        let relative_data = ConfigArgs {
+            data_dir: Some(link.clone()),
+            master_key_file: Some(data.join("k.key")),
+            ..ConfigArgs::default()
+        };
+        assert!(Settings::resolve(&relative_data, None).is_err(), "the data dir given through a symlink");
+        let beside = ConfigArgs {
+            data_dir: Some(data.clone()),
+            master_key_file: Some(dir.path().join("data-keys/k.key")),
+            ..ConfigArgs::default()
+        };
+        assert!(Settings::resolve(&beside, None).is_ok(), "a sibling whose name starts the same is outside");
+        assert!(!dir.path().join("data-keys").exists() && !data.join("k.key").exists(), "nothing was created");
     }
 }

@@ -43,30 +43,41 @@ impl MasterKey {
     /// Reads the key file, or creates it (mode 0600) with a fresh random key.
     /// Returns the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
-        let io = |source| MasterKeyError::Io { path: path.display().to_string(), source };
+        match MasterKey::load(path)? {
+            Some(key) => Ok((key, false)),
+            None => Ok((MasterKey::create(path)?, true)),
+        }
+    }
+
+    /// Reads the key file; `None` if there is none.
+    pub fn load(path: &Path) -> Result<Option<MasterKey>, MasterKeyError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let bytes = hex::decode(text.trim()).map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
                 let key: [u8; 32] = bytes.try_into().map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
-                Ok((MasterKey(SecretBox::new(Box::new(key))), false))
+                Ok(Some(MasterKey(SecretBox::new(Box::new(key)))))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut key);
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(io)?;
-                }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(io)?;
-                file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok((MasterKey(SecretBox::new(Box::new(key))), true))
-            }
-            Err(e) => Err(io(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(MasterKeyError::Io { path: path.display().to_string(), source }),
         }
+    }
+
+    /// Creates the key file (mode 0600, never over an existing file) with a fresh random key.
+    pub fn create(path: &Path) -> Result<MasterKey, MasterKeyError> {
+        let io = |source| MasterKeyError::Io { path: path.display().to_string(), source };
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io)?;
+        file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(MasterKey(SecretBox::new(Box::new(key))))
     }
 
     /// A key from raw bytes (tests).

@@ -10,6 +10,7 @@ mod brute_force;
 mod cli;
 mod demo;
 mod headers;
+mod integrity;
 mod interop;
 mod keys;
 mod lifecycle;

@@ -3,7 +3,6 @@
 //! link pages, and tenant isolation.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use latch_server::clock::ManualClock;
 use reqwest::StatusCode;
@@ -94,7 +93,7 @@ async fn resends_are_spaced_a_minute_apart_and_skip_verified_unknown_and_off_acc
     clock.advance(61);
     resend(&app, "opt", "again@example.com").await;
     let mails = wait_for_mail(&app, 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.latch().background_settled().await;
     assert_eq!(outbox(&app).len(), 2, "one registration mail and one resend");
     // Both links work until one is used; after that the account needs none.
     assert_eq!(verify(&app, "opt", &token_in(&mails[1])).await.status(), StatusCode::NO_CONTENT);
@@ -104,7 +103,7 @@ async fn resends_are_spaced_a_minute_apart_and_skip_verified_unknown_and_off_acc
     // The demo tenant verifies nothing (the default is off).
     app.register("demo", "quiet@example.com").await;
     resend(&app, "demo", "quiet@example.com").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.latch().background_settled().await;
     assert_eq!(outbox(&app).len(), 2, "no mail for a verified account or a tenant without verification");
 }
 

@@ -132,6 +132,7 @@ impl ApiError {
                 );
             }
             Error::Store(StoreError::Backend(_) | StoreError::Format(_) | StoreError::Corrupt(_))
+            | Error::Store(StoreError::Damaged(_) | StoreError::Locked(_))
             | Error::Store(StoreError::Conflict | StoreError::NotFound | StoreError::Stale) => {
                 tracing::error!(error = %self.0, "store error");
                 return Problem::new(

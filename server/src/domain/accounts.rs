@@ -9,7 +9,7 @@ use super::sessions::grant_scope;
 use super::{
     ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TenantRuntime, TokenPair,
 };
-use crate::store::{EmailVerification, StoreError, UserRecord};
+use crate::store::{Change, EmailVerification, StoreError, UserRecord};
 
 /// A registration request, unvalidated.
 pub struct Registration {
@@ -117,7 +117,7 @@ impl Latch {
         let rehash = Password::presented(password.expose())?;
         let verdict = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
         let now = self.now();
-        let Some(mut user) = user else {
+        let Some(user) = user else {
             tracing::info!(tenant = %tenant, "login failed");
             self.record(tenant, Event::new(EventKind::LoginFailed).ip(client.ip.clone())).await;
             return Err(Error::InvalidCredentials);
@@ -129,7 +129,7 @@ impl Latch {
             return Err(Error::AccountLocked { retry_after: (until - now) as u64 });
         }
         if !verdict.matches {
-            self.count_failed_login(&runtime, user, &client).await?;
+            self.count_failed_login(&runtime, &user, &client).await?;
             return Err(Error::InvalidCredentials);
         }
         if user.disabled {
@@ -142,47 +142,78 @@ impl Latch {
         if Self::needs_mfa(&user) {
             return Err(self.mfa_challenge(&user, scope).await);
         }
-        let reset = user.failed_logins > 0 || user.locked_until.is_some();
-        user.failed_logins = 0;
-        user.locked_until = None;
-        if verdict.outdated {
-            user.password_hash = self.passwords.hash(rehash).await?;
-            tracing::info!(tenant = %tenant, user = %user.id, "password hash upgraded to current parameters");
-        }
-        if reset || verdict.outdated {
-            user.updated_at = now;
-            let stored = user.clone();
-            self.store.write(move |store| store.update_user(&stored)).await?;
+        let mut user = user;
+        if user.failed_logins > 0 || user.locked_until.is_some() || verdict.outdated {
+            let upgraded = if verdict.outdated { Some(self.passwords.hash(rehash).await?) } else { None };
+            user = self.clear_failures(&user, upgraded).await?;
+            if verdict.outdated {
+                tracing::info!(tenant = %tenant, user = %user.id, "password hash upgraded to current parameters");
+            }
         }
         self.start_session(&runtime, user, scope, client).await
     }
 
+    /// After a successful check of `verified`'s password: resets the failure
+    /// count and lifts an ended lock, and stores `upgraded` (the same
+    /// password hashed with current parameters) when given. Applied to the
+    /// stored user only while its password is still the one verified and no
+    /// lock started meanwhile; otherwise the login is refused.
+    pub(super) async fn clear_failures(&self, verified: &UserRecord, upgraded: Option<String>) -> Result<UserRecord> {
+        let (checked_hash, now) = (verified.password_hash.clone(), self.now());
+        let (user, decided) = self
+            .change_user(&verified.tenant, verified.id, move |user| {
+                if user.password_hash != checked_hash || user.locked_until.is_some_and(|until| until > now) {
+                    return Change::Keep;
+                }
+                user.failed_logins = 0;
+                user.locked_until = None;
+                if let Some(upgraded) = &upgraded {
+                    user.password_hash = upgraded.clone();
+                }
+                user.updated_at = now;
+                Change::Write
+            })
+            .await?;
+        match (decided, user.locked_until) {
+            (Change::Write, _) => Ok(user),
+            (Change::Keep, Some(until)) if until > now => {
+                Err(Error::AccountLocked { retry_after: (until - now) as u64 })
+            }
+            // The password changed while this one was being checked.
+            (Change::Keep, _) => Err(Error::InvalidCredentials),
+        }
+    }
+
     /// Counts a wrong password; at the tenant's threshold the account locks
     /// for `lockout_base_seconds`, doubling with each further failure up to
-    /// `lockout_max_seconds`. The count is stored, so it survives restarts.
+    /// `lockout_max_seconds`. The count is incremented on the stored record
+    /// in the store's atomic step, so concurrent failures all count, and it
+    /// survives restarts.
     pub(super) async fn count_failed_login(
         &self,
         runtime: &TenantRuntime,
-        mut user: UserRecord,
+        user: &UserRecord,
         client: &ClientInfo,
     ) -> Result<()> {
         let settings = &runtime.tenant.settings;
+        let (threshold, base, max) =
+            (settings.lockout_threshold, settings.lockout_base_seconds as u64, settings.lockout_max_seconds as u64);
         let now = self.now();
-        user.failed_logins = user.failed_logins.saturating_add(1);
-        let beyond =
-            user.failed_logins.checked_sub(settings.lockout_threshold).filter(|_| settings.lockout_threshold > 0);
-        if let Some(beyond) = beyond {
-            let delay = (settings.lockout_base_seconds as u64)
-                .saturating_mul(1u64 << beyond.min(32))
-                .min(settings.lockout_max_seconds as u64);
-            user.locked_until = Some(now + delay as i64);
-        }
-        let stored = user.clone();
-        self.store.write(move |store| store.update_user(&stored)).await?;
+        let (user, _) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                user.failed_logins = user.failed_logins.saturating_add(1);
+                let beyond = user.failed_logins.checked_sub(threshold).filter(|_| threshold > 0);
+                if let Some(beyond) = beyond {
+                    let delay = base.saturating_mul(1u64 << beyond.min(32)).min(max);
+                    user.locked_until = Some(now + delay as i64);
+                }
+                Change::Write
+            })
+            .await?;
         tracing::info!(tenant = %user.tenant, user = %user.id, failures = user.failed_logins, "login failed");
         let tenant = &user.tenant;
         self.record(tenant, Event::new(EventKind::LoginFailed).subject(user.id).ip(client.ip.clone())).await;
-        if let Some(until) = user.locked_until {
+        if let Some(until) = user.locked_until.filter(|_| threshold > 0 && user.failed_logins >= threshold) {
             tracing::warn!(tenant = %tenant, user = %user.id, until, "account locked after repeated failed logins");
             let event = Event::new(EventKind::Lockout).subject(user.id).ip(client.ip.clone());
             self.record(
@@ -206,16 +237,27 @@ impl Latch {
         if !verdict.matches {
             return Err(Error::CurrentPasswordWrong);
         }
-        let mut user = principal.user.clone();
-        user.password_hash = self.passwords.hash(new).await?;
-        user.updated_at = self.now();
-        let (keep, now) = (principal.session.id, self.now());
-        self.store
-            .write(move |store| {
-                store.update_user(&user)?;
-                store.revoke_user_sessions(&user.tenant, user.id, Some(keep), now)
-            })
+        let hash = self.passwords.hash(new).await?;
+        let (checked, keep, now) = (principal.user.password_hash.clone(), principal.session.id, self.now());
+        let (_, decided) = self
+            .change_user_then(
+                tenant,
+                principal.user.id,
+                move |user| {
+                    // Changed by someone else meanwhile: the current password given is no longer current.
+                    if user.password_hash != checked {
+                        return Change::Keep;
+                    }
+                    user.password_hash = hash.clone();
+                    user.updated_at = now;
+                    Change::Write
+                },
+                move |store, user| store.revoke_user_sessions(&user.tenant, user.id, Some(keep), now).map(drop),
+            )
             .await?;
+        if decided == Change::Keep {
+            return Err(Error::CurrentPasswordWrong);
+        }
         self.record(tenant, Event::new(EventKind::PasswordChanged).actor(principal.user.id).subject(principal.user.id))
             .await;
         Ok(())
@@ -223,13 +265,22 @@ impl Latch {
 
     /// Updates the profile of `owner` (the owner-only rule applies).
     pub async fn update_profile(&self, principal: &Principal, owner: Uuid, profile: Profile) -> Result<UserRecord> {
-        let mut user = self.user_for(principal, owner).await?;
-        if let Some(name) = profile.name {
-            user.name = if name.trim().is_empty() { None } else { Some(DisplayName::parse(&name)?.into_inner()) };
-        }
-        user.updated_at = self.now();
-        let stored = user.clone();
-        self.store.write(move |store| store.update_user(&stored)).await?;
+        let user = self.user_for(principal, owner).await?;
+        let name = match profile.name {
+            None => None,
+            Some(name) if name.trim().is_empty() => Some(None),
+            Some(name) => Some(Some(DisplayName::parse(&name)?.into_inner())),
+        };
+        let now = self.now();
+        let (user, _) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                if let Some(name) = &name {
+                    user.name = name.clone();
+                }
+                user.updated_at = now;
+                Change::Write
+            })
+            .await?;
         Ok(user)
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::events::{Event, EventKind};
 use super::tenants::ADMIN_ROLE;
 use super::{Email, Error, Latch, Password, Principal, Registration, Result, TenantId};
-use crate::store::{EventRecord, UserRecord};
+use crate::store::{Change, EventRecord, UserRecord};
 
 /// Largest page of users or events.
 const MAX_PAGE: usize = 200;
@@ -175,18 +175,22 @@ impl Latch {
     /// Sets a user's password (the tenant's policy applies) and ends their sessions.
     pub async fn set_password(&self, actor: &Actor, tenant: &TenantId, id: Uuid, password: &str) -> Result<()> {
         let runtime = self.runtime(tenant).await?;
-        let mut user = self.user(tenant, id).await?;
+        let user = self.user(tenant, id).await?;
         let email = Email::parse(&user.email)?;
         let password = Password::parse(password, runtime.tenant.settings.password_min_length, &email)?;
-        user.password_hash = self.passwords.hash(password).await?;
-        user.updated_at = self.now();
+        let hash = self.passwords.hash(password).await?;
         let now = self.now();
-        self.store
-            .write(move |store| {
-                store.update_user(&user)?;
-                store.revoke_user_sessions(&user.tenant, user.id, None, now)
-            })
-            .await?;
+        self.change_user_then(
+            tenant,
+            id,
+            move |user| {
+                user.password_hash = hash.clone();
+                user.updated_at = now;
+                Change::Write
+            },
+            move |store, user| store.revoke_user_sessions(&user.tenant, user.id, None, now).map(drop),
+        )
+        .await?;
         self.record(tenant, Event::new(EventKind::PasswordSet).actor(actor.name()).subject(id)).await;
         Ok(())
     }
@@ -194,19 +198,24 @@ impl Latch {
     /// Disables a user (their sessions end and their tokens stop working on
     /// the server at once) or enables them again.
     pub async fn set_disabled(&self, actor: &Actor, tenant: &TenantId, id: Uuid, disabled: bool) -> Result<UserRecord> {
-        let mut user = self.user(tenant, id).await?;
+        self.runtime(tenant).await?;
         let now = self.now();
-        user.disabled = disabled;
-        user.updated_at = now;
-        let stored = user.clone();
-        self.store
-            .write(move |store| {
-                store.update_user(&stored)?;
-                if disabled {
-                    store.revoke_user_sessions(&stored.tenant, stored.id, None, now)?;
-                }
-                Ok(())
-            })
+        let (user, _) = self
+            .change_user_then(
+                tenant,
+                id,
+                move |user| {
+                    user.disabled = disabled;
+                    user.updated_at = now;
+                    Change::Write
+                },
+                move |store, user| {
+                    if disabled {
+                        store.revoke_user_sessions(&user.tenant, user.id, None, now)?;
+                    }
+                    Ok(())
+                },
+            )
             .await?;
         let kind = if disabled { EventKind::UserDisabled } else { EventKind::UserEnabled };
         self.record(tenant, Event::new(kind).actor(actor.name()).subject(id)).await;
@@ -224,12 +233,21 @@ impl Latch {
         roles: Vec<String>,
     ) -> Result<UserRecord> {
         let roles = self.checked_roles(tenant, roles).await?;
-        let mut user = self.user(tenant, id).await?;
-        let before = user.roles.join(" ");
-        user.roles = roles;
-        user.updated_at = self.now();
-        let stored = user.clone();
-        self.store.write(move |store| store.update_user(&stored)).await?;
+        let (owned, now) = (tenant.clone(), self.now());
+        let (before, user) = self
+            .store
+            .write(move |store| {
+                let mut before = String::new();
+                let user = store.update_user(&owned, id, &mut |user| {
+                    before = user.roles.join(" ");
+                    user.roles = roles.clone();
+                    user.updated_at = now;
+                    Change::Write
+                })?;
+                Ok((before, user))
+            })
+            .await?;
+        let user = user.ok_or(Error::UserNotFound)?;
         let detail = format!("[{before}] -> [{}]", user.roles.join(" "));
         self.record(tenant, Event::new(EventKind::RolesChanged).actor(actor.name()).subject(id).detail(detail)).await;
         Ok(user)

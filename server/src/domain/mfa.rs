@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::events::{Event, EventKind};
 use super::{ClientInfo, Error, Latch, Password, Principal, Result, TenantId, TokenPair};
 use crate::crypto::{random_token, token_hash};
-use crate::store::{OneTimeRecord, TotpRecord, UserRecord};
+use crate::store::{Change, OneTimeRecord, TotpRecord, UserRecord};
 
 /// Seconds a login's MFA challenge stays usable.
 pub const CHALLENGE_TTL_SECONDS: i64 = 300;
@@ -70,64 +70,96 @@ impl Latch {
     /// Starts (or restarts) enrollment: a new secret, unconfirmed until
     /// [`Latch::confirm_totp`]. Refused while a confirmed factor exists.
     pub async fn enroll_totp(&self, principal: &Principal) -> Result<TotpEnrollment> {
-        let mut user = principal.user.clone();
-        if user.totp.as_ref().is_some_and(|totp| totp.confirmed) {
-            return Err(Error::MfaAlreadyEnabled);
-        }
+        let user = &principal.user;
         let secret: [u8; SECRET_BYTES] = rand::thread_rng().r#gen();
+        let now = self.now();
         let record = TotpRecord {
             sealed_secret: self.master.seal(&totp_context(&user.tenant, user.id), &secret),
             confirmed: false,
             last_step: 0,
             recovery_codes: Vec::new(),
-            created_at: self.now(),
+            created_at: now,
         };
-        let totp = self.totp(&user, &record)?;
+        let totp = self.totp(user, &record)?;
         let enrollment = TotpEnrollment { secret: totp.get_secret_base32().into(), otpauth_uri: totp.get_url().into() };
-        user.totp = Some(record);
-        user.updated_at = self.now();
-        self.store.write(move |store| store.update_user(&user)).await?;
-        Ok(enrollment)
+        let (_, decided) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                if user.totp.as_ref().is_some_and(|totp| totp.confirmed) {
+                    return Change::Keep;
+                }
+                user.totp = Some(record.clone());
+                user.updated_at = now;
+                Change::Write
+            })
+            .await?;
+        match decided {
+            Change::Write => Ok(enrollment),
+            Change::Keep => Err(Error::MfaAlreadyEnabled),
+        }
     }
 
     /// Confirms enrollment with a first code; returns the recovery codes,
     /// shown this once (only their hashes are kept).
     pub async fn confirm_totp(&self, principal: &Principal, code: &str) -> Result<Vec<SecretString>> {
-        let mut user = principal.user.clone();
-        let Some(mut record) = user.totp.clone().filter(|totp| !totp.confirmed) else {
+        let user = &principal.user;
+        let Some(pending) = user.totp.clone().filter(|totp| !totp.confirmed) else {
             return Err(Error::MfaNotPending);
         };
-        record.last_step = self.accepted_step(&user, &record, code)?.ok_or(Error::InvalidMfaCode)?;
+        let step = self.accepted_step(user, &pending, code)?.ok_or(Error::InvalidMfaCode)?;
         let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
-        record.recovery_codes =
+        let hashes: Vec<String> =
             codes.iter().map(|code| hex::encode(token_hash(&normalize(code.expose_secret())))).collect();
-        record.confirmed = true;
-        user.totp = Some(record);
-        user.updated_at = self.now();
+        let now = self.now();
+        let (_, decided) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                // Only the enrollment the code was checked against, still pending.
+                let Some(totp) = user.totp.as_mut().filter(|totp| {
+                    !totp.confirmed && totp.sealed_secret == pending.sealed_secret && totp.last_step < step
+                }) else {
+                    return Change::Keep;
+                };
+                totp.last_step = step;
+                totp.recovery_codes = hashes.clone();
+                totp.confirmed = true;
+                user.updated_at = now;
+                Change::Write
+            })
+            .await?;
+        if decided == Change::Keep {
+            return Err(Error::MfaNotPending);
+        }
         let id = user.id;
-        self.store.write(move |store| store.update_user(&user)).await?;
-        self.record(&principal.user.tenant, Event::new(EventKind::MfaEnabled).actor(id).subject(id)).await;
+        self.record(&user.tenant, Event::new(EventKind::MfaEnabled).actor(id).subject(id)).await;
         Ok(codes)
     }
 
     /// Turns TOTP off; needs the password and a code (or a recovery code).
     pub async fn disable_totp(&self, principal: &Principal, password: &str, factor: SecondFactor) -> Result<()> {
-        let mut user = principal.user.clone();
-        if !user.totp.as_ref().is_some_and(|totp| totp.confirmed) {
+        let user = &principal.user;
+        if !Self::needs_mfa(user) {
             return Err(Error::MfaNotEnabled);
         }
         let presented = Password::presented(password).map_err(|_| Error::CurrentPasswordWrong)?;
         if !self.passwords.verify(presented, Some(user.password_hash.clone())).await?.matches {
             return Err(Error::CurrentPasswordWrong);
         }
-        if !self.take_second_factor(&mut user, &factor)? {
+        let proof = self.second_factor_proof(user, &factor)?.ok_or(Error::InvalidMfaCode)?;
+        let now = self.now();
+        let (_, decided) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                if !proof.use_up(user) {
+                    return Change::Keep;
+                }
+                user.totp = None;
+                user.updated_at = now;
+                Change::Write
+            })
+            .await?;
+        if decided == Change::Keep {
             return Err(Error::InvalidMfaCode);
         }
-        user.totp = None;
-        user.updated_at = self.now();
         let id = user.id;
-        self.store.write(move |store| store.update_user(&user)).await?;
-        self.record(&principal.user.tenant, Event::new(EventKind::MfaDisabled).actor(id).subject(id)).await;
+        self.record(&user.tenant, Event::new(EventKind::MfaDisabled).actor(id).subject(id)).await;
         Ok(())
     }
 
@@ -170,14 +202,31 @@ impl Latch {
         let Some(mut challenge) = taken.filter(|r| r.purpose == CHALLENGE_PURPOSE && r.expires_at > now) else {
             return Err(Error::InvalidMfaToken);
         };
-        let mut user = self.user(tenant, challenge.user_id).await.map_err(|_| Error::InvalidMfaToken)?;
+        let user = self.user(tenant, challenge.user_id).await.map_err(|_| Error::InvalidMfaToken)?;
         if user.disabled {
             return Err(Error::UserDisabled);
         }
         if let Some(until) = user.locked_until.filter(|until| *until > now) {
             return Err(Error::AccountLocked { retry_after: (until - now) as u64 });
         }
-        if !self.take_second_factor(&mut user, &factor)? {
+        let used = match self.second_factor_proof(&user, &factor)? {
+            Some(proof) => {
+                let (used, decided) = self
+                    .change_user(tenant, user.id, move |user| {
+                        if user.locked_until.is_some_and(|until| until > now) || !proof.use_up(user) {
+                            return Change::Keep;
+                        }
+                        user.failed_logins = 0;
+                        user.locked_until = None;
+                        user.updated_at = now;
+                        Change::Write
+                    })
+                    .await?;
+                (decided == Change::Write).then_some(used)
+            }
+            None => None,
+        };
+        let Some(user) = used else {
             challenge.attempts += 1;
             if challenge.attempts < CHALLENGE_ATTEMPTS {
                 let owned = tenant.clone();
@@ -185,50 +234,29 @@ impl Latch {
             }
             let event = Event::new(EventKind::MfaFailed).subject(user.id).ip(client.ip.clone());
             self.record(tenant, event).await;
-            self.count_failed_login(&runtime, user, &client).await?;
+            self.count_failed_login(&runtime, &user, &client).await?;
             return Err(Error::InvalidMfaCode);
-        }
+        };
         if matches!(factor, SecondFactor::RecoveryCode(_)) {
             let left = user.totp.as_ref().map_or(0, |totp| totp.recovery_codes.len());
             let event = Event::new(EventKind::RecoveryCodeUsed).subject(user.id).ip(client.ip.clone());
             self.record(tenant, event.detail(format!("{left} recovery codes left"))).await;
         }
-        user.failed_logins = 0;
-        user.locked_until = None;
-        user.updated_at = now;
-        let stored = user.clone();
-        self.store.write(move |store| store.update_user(&stored)).await?;
         let scope = challenge.scope.unwrap_or_default();
         self.start_session(&runtime, user, scope, client).await
     }
 
-    /// Checks a second factor against the user's confirmed TOTP and uses it
-    /// up (the code's step, or the recovery code) in `user`; the caller stores
-    /// the user. False if it does not match or was used already.
-    fn take_second_factor(&self, user: &mut UserRecord, factor: &SecondFactor) -> Result<bool> {
-        let Some(record) = user.totp.clone().filter(|totp| totp.confirmed) else { return Ok(false) };
-        let accepted = match factor {
-            SecondFactor::Code(code) => match self.accepted_step(user, &record, code)? {
-                Some(step) => {
-                    let record = user.totp.as_mut().expect("checked above");
-                    record.last_step = step;
-                    true
-                }
-                None => false,
-            },
-            SecondFactor::RecoveryCode(code) => {
-                let presented = token_hash(&normalize(code));
-                let record = user.totp.as_mut().expect("checked above");
-                let position = record.recovery_codes.iter().position(|stored| {
-                    hex::decode(stored)
-                        .ok()
-                        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                        .is_some_and(|stored| crate::crypto::hashes_equal(&stored, &presented))
-                });
-                position.map(|index| record.recovery_codes.remove(index)).is_some()
-            }
-        };
-        Ok(accepted)
+    /// Checks a second factor against the user's confirmed TOTP: what using
+    /// it up takes, or `None` if it does not match. Nothing is used up here;
+    /// [`Proof::use_up`] does that on the stored record.
+    fn second_factor_proof(&self, user: &UserRecord, factor: &SecondFactor) -> Result<Option<Proof>> {
+        let Some(record) = user.totp.as_ref().filter(|totp| totp.confirmed) else { return Ok(None) };
+        Ok(match factor {
+            SecondFactor::Code(code) => self
+                .accepted_step(user, record, code)?
+                .map(|step| Proof::Step { sealed_secret: record.sealed_secret.clone(), step }),
+            SecondFactor::RecoveryCode(code) => Some(Proof::RecoveryCode(token_hash(&normalize(code)))),
+        })
     }
 
     /// The time step a code belongs to (current, previous or next), if it is
@@ -251,6 +279,49 @@ impl Latch {
             }
         }
         Ok(matched)
+    }
+}
+
+/// A second factor that matched, to be used up on the stored record.
+enum Proof {
+    /// A right code for this time step of this secret.
+    Step {
+        /// The secret the code was checked against.
+        sealed_secret: Vec<u8>,
+        /// Its time step.
+        step: u64,
+    },
+    /// The hash of a presented recovery code.
+    RecoveryCode([u8; 32]),
+}
+
+impl Proof {
+    /// Uses the factor up on `user` (the stored record, in the store's
+    /// atomic step): the code's step becomes the last one accepted, or the
+    /// recovery code is removed. False when the record no longer allows it:
+    /// TOTP changed or off, the step (or a later one) already used, the
+    /// recovery code not among the unused ones. So two requests with one
+    /// code cannot both pass.
+    fn use_up(&self, user: &mut UserRecord) -> bool {
+        let Some(totp) = user.totp.as_mut().filter(|totp| totp.confirmed) else { return false };
+        match self {
+            Proof::Step { sealed_secret, step } => {
+                if totp.sealed_secret != *sealed_secret || totp.last_step >= *step {
+                    return false;
+                }
+                totp.last_step = *step;
+                true
+            }
+            Proof::RecoveryCode(presented) => {
+                let position = totp.recovery_codes.iter().position(|stored| {
+                    hex::decode(stored)
+                        .ok()
+                        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                        .is_some_and(|stored| crate::crypto::hashes_equal(&stored, presented))
+                });
+                position.map(|index| totp.recovery_codes.remove(index)).is_some()
+            }
+        }
     }
 }
 

@@ -30,7 +30,9 @@ use std::sync::{Arc, RwLock};
 use crate::clock::Clock;
 use crate::crypto::{MasterKey, hashes_equal, token_hash};
 use crate::mail::Mailer;
-use crate::store::{StoreError, StoreHandle};
+use uuid::Uuid;
+
+use crate::store::{Change, Store, StoreError, StoreHandle, StoreResult, UserRecord};
 
 /// What can go wrong in a domain operation. The API maps each variant to one
 /// status and one stable code.
@@ -185,6 +187,8 @@ pub struct Latch {
     public_url: String,
     runtimes: RwLock<HashMap<TenantId, Arc<TenantRuntime>>>,
     operator_token_hash: [u8; 32],
+    /// Work that runs after its request was answered (mail).
+    background: tokio_util::task::TaskTracker,
 }
 
 impl Latch {
@@ -200,6 +204,7 @@ impl Latch {
             public_url: public_url.trim_end_matches('/').to_owned(),
             runtimes: RwLock::new(HashMap::new()),
             operator_token_hash,
+            background: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -226,6 +231,57 @@ impl Latch {
     /// The store handle (health checks).
     pub fn store(&self) -> &StoreHandle {
         &self.store
+    }
+
+    /// Waits until the work started in the background so far has finished
+    /// (tests await this instead of sleeping; shutdown before closing the store).
+    pub async fn background_settled(&self) {
+        self.background.close();
+        self.background.wait().await;
+        self.background.reopen();
+    }
+
+    /// Applies `change` to the stored user inside the store's atomic step and
+    /// waits until it is durable. Returns the user as it stands afterwards
+    /// and what the change decided on that fresh record; `UserNotFound` if
+    /// there is none. The one way domain code changes a user: a copy read
+    /// before an `.await` is never written back.
+    pub(crate) async fn change_user(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        change: impl FnMut(&mut UserRecord) -> Change + Send + 'static,
+    ) -> Result<(UserRecord, Change)> {
+        self.change_user_then(tenant, id, change, |_, _| Ok(())).await
+    }
+
+    /// [`Latch::change_user`], then (in the same store call, only when the
+    /// change was written) `then` with the changed user, e.g. to end sessions.
+    pub(crate) async fn change_user_then(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        mut change: impl FnMut(&mut UserRecord) -> Change + Send + 'static,
+        then: impl FnOnce(&dyn Store, &UserRecord) -> StoreResult<()> + Send + 'static,
+    ) -> Result<(UserRecord, Change)> {
+        let owned = tenant.clone();
+        let (user, decided) = self
+            .store
+            .write(move |store| {
+                let mut decided = Change::Keep;
+                let user = store.update_user(&owned, id, &mut |user| {
+                    decided = change(user);
+                    decided
+                })?;
+                if let Some(user) = &user
+                    && decided == Change::Write
+                {
+                    then(store, user)?;
+                }
+                Ok((user, decided))
+            })
+            .await?;
+        Ok((user.ok_or(Error::UserNotFound)?, decided))
     }
 
     /// A consistent backup of the whole store: the file's bytes and its record count.

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use secrecy::ExposeSecret as _;
 
 use super::events::{Event, EventKind};
-use super::verification::in_background;
 use super::{ClientInfo, Email, Error, Latch, Password, Result, TenantId};
 use crate::crypto::{random_token, token_hash};
-use crate::store::OneTimeRecord;
+use crate::store::{Change, OneTimeRecord};
 
 /// How long a reset link works.
 pub const RESET_TTL_SECONDS: i64 = 3600;
@@ -29,7 +28,11 @@ impl Latch {
         self.runtime(tenant).await?;
         let email = Email::parse(email)?;
         let (latch, owned) = (self.clone(), tenant.clone());
-        in_background(tenant, "password reset", async move { latch.send_reset_link(&owned, &email, client).await });
+        self.in_background(
+            tenant,
+            "password reset",
+            async move { latch.send_reset_link(&owned, &email, client).await },
+        );
         Ok(())
     }
 
@@ -72,7 +75,7 @@ impl Latch {
         let Some(record) = taken.filter(|r| r.purpose == RESET_PURPOSE && r.expires_at > now) else {
             return Err(Error::InvalidResetToken);
         };
-        let mut user = self.user(tenant, record.user_id).await.map_err(|_| Error::InvalidResetToken)?;
+        let user = self.user(tenant, record.user_id).await.map_err(|_| Error::InvalidResetToken)?;
         let email = Email::parse(&user.email)?;
         let password = match Password::parse(new_password, runtime.tenant.settings.password_min_length, &email) {
             Ok(password) => password,
@@ -83,17 +86,21 @@ impl Latch {
                 return Err(e);
             }
         };
-        user.password_hash = self.passwords.hash(password).await?;
-        user.failed_logins = 0;
-        user.locked_until = None;
-        user.updated_at = now;
+        let hash = self.passwords.hash(password).await?;
         let id = user.id;
-        self.store
-            .write(move |store| {
-                store.update_user(&user)?;
-                store.revoke_user_sessions(&user.tenant, user.id, None, now)
-            })
-            .await?;
+        self.change_user_then(
+            tenant,
+            id,
+            move |user| {
+                user.password_hash = hash.clone();
+                user.failed_logins = 0;
+                user.locked_until = None;
+                user.updated_at = now;
+                Change::Write
+            },
+            move |store, user| store.revoke_user_sessions(&user.tenant, user.id, None, now).map(drop),
+        )
+        .await?;
         self.record(tenant, Event::new(EventKind::PasswordReset).actor(id).subject(id)).await;
         Ok(())
     }

@@ -125,8 +125,30 @@ impl Latch {
             scope: Some(scope.clone()),
         };
         let hash = token_hash(refresh_token.expose_secret());
-        let stored = session.clone();
-        self.store.write(move |store| store.insert_session(&stored, &hash)).await?;
+        let (stored, checked_hash) = (session.clone(), user.password_hash.clone());
+        let refused = self
+            .store
+            .write(move |store| {
+                store.insert_session(&stored, &hash)?;
+                // A password change or a disable that lands while this login
+                // is being checked ends the sessions its scan finds; one
+                // inserted after that scan would survive it. So look at the
+                // user again after inserting: either the scan saw this
+                // session, or this read sees the change and ends it here.
+                let refused = match store.get_user(&stored.tenant, stored.user_id)? {
+                    Some(user) if user.disabled => Some(Error::UserDisabled),
+                    Some(user) if user.password_hash == checked_hash => None,
+                    _ => Some(Error::InvalidCredentials),
+                };
+                if refused.is_some() {
+                    store.revoke_session(&stored.tenant, stored.id, now)?;
+                }
+                Ok(refused)
+            })
+            .await?;
+        if let Some(refused) = refused {
+            return Err(refused);
+        }
         self.record(
             &user.tenant,
             Event::new(EventKind::LoginSucceeded).actor(user.id).subject(session.id).ip(client.ip),
@@ -219,6 +241,11 @@ impl Latch {
                         .open(&grace_context(&session, session.generation), &grace.sealed_successor)
                         .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
                         .ok_or(Error::KeyUnavailable)?;
+                    // The rotation that made this successor may not be
+                    // flushed yet (its own request is still waiting for it):
+                    // hand it out only once it is durable, or a crash could
+                    // bring back the old token and lose the one answered here.
+                    self.store.durable().await?;
                     return self.token_pair(&runtime, user, &session, scope, SecretString::from(successor), now);
                 }
                 self.revoke_for_reuse(&session, client).await?;
@@ -227,25 +254,28 @@ impl Latch {
             let next_token = random_token(REFRESH_TOKEN_PREFIX);
             let next_hash = token_hash(next_token.expose_secret());
             let next_generation = session.generation + 1;
-            let mut next = SessionRecord {
-                generation: next_generation,
-                last_used_at: now,
-                expires_at: now + runtime.tenant.settings.refresh_token_ttl as i64,
-                grace: None,
-                ..session.clone()
-            };
-            next.grace = Some(Grace {
-                from_generation: session.generation,
-                rotated_at: now,
-                sealed_successor: self
-                    .master
-                    .seal(&grace_context(&next, next_generation), next_token.expose_secret().as_bytes()),
-            });
-            let stored = next.clone();
-            match self.store.write(move |store| store.rotate_session(session.generation, &stored, &next_hash)).await {
-                Ok(()) => return self.token_pair(&runtime, user, &next, scope, next_token, now),
+            let sealed_successor =
+                self.master.seal(&grace_context(&session, next_generation), next_token.expose_secret().as_bytes());
+            let expires_at = now + runtime.tenant.settings.refresh_token_ttl as i64;
+            let (owned, id, expected) = (tenant.clone(), session.id, session.generation);
+            let rotated = self
+                .store
+                .write(move |store| {
+                    store.rotate_session(&owned, id, expected, &next_hash, &mut |session| {
+                        session.last_used_at = now;
+                        session.expires_at = expires_at;
+                        session.grace = Some(Grace {
+                            from_generation: expected,
+                            rotated_at: now,
+                            sealed_successor: sealed_successor.clone(),
+                        });
+                    })
+                })
+                .await;
+            match rotated {
+                Ok(next) => return self.token_pair(&runtime, user, &next, scope, next_token, now),
                 // Another request rotated or revoked it first: decide again on fresh state.
-                Err(StoreError::Stale) => continue,
+                Err(StoreError::Stale | StoreError::NotFound) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -375,5 +405,87 @@ impl Latch {
             }
             _ => Ok(Introspection::Inactive),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use secrecy::ExposeSecret as _;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::crypto::MasterKey;
+    use crate::domain::{NewTenant, PasswordHasher, Registered, Registration, Services, TenantChanges};
+    use crate::mail::Mailer;
+    use crate::store::StoreHandle;
+    use crate::store::sled::SledStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_grace_window_hands_out_a_successor_only_once_its_rotation_is_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(&dir.path().join("data"), 8 << 20).expect("store");
+        let gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS / 2));
+        let (store, _committer) = StoreHandle::gated(Arc::new(store), gate.clone());
+        let services = Services {
+            store,
+            clock: Arc::new(ManualClock::new(1_800_000_000)),
+            master: MasterKey::from_bytes([7; 32]),
+            passwords: PasswordHasher::new(1, crate::domain::default_params()),
+            mailer: Mailer::outbox(dir.path().join("outbox"), "latch <latch@localhost>").expect("mailer"),
+        };
+        let latch = Arc::new(Latch::new(services, "http://latch.test".into(), [0; 32]));
+        let tenant = TenantId::parse("grace").expect("slug");
+        let new = NewTenant { id: tenant.clone(), algorithm: None, settings: TenantChanges::default() };
+        latch.create_tenant(new).await.expect("tenant");
+        let registration =
+            Registration { email: "tabs@example.com".into(), password: "correct horse battery".into(), name: None };
+        let Registered::LoggedIn(first) =
+            latch.register(&tenant, registration, ClientInfo::default()).await.expect("register")
+        else {
+            panic!("logged in");
+        };
+        let presented = first.refresh_token.expose_secret().to_owned();
+
+        // Flushes are held back from here on.
+        gate.forget_permits(gate.available_permits());
+        let rotating = tokio::spawn({
+            let (latch, tenant, presented) = (latch.clone(), tenant.clone(), presented.clone());
+            async move { latch.refresh(&tenant, &presented, &ClientInfo::default()).await }
+        });
+        // Wait (bounded) until the first refresh has rotated the session in the store; it
+        // cannot answer before a flush, which the gate holds back.
+        let sid = first.session_id;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let owned = tenant.clone();
+            let session = latch.store.read(move |s| s.get_session(&owned, sid)).await.expect("read");
+            if session.expect("session").generation > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the first refresh never rotated");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The second tab presents the same token inside the grace window.
+        let mut second = tokio::spawn({
+            let (latch, tenant) = (latch.clone(), tenant.clone());
+            async move { latch.refresh(&tenant, &presented, &ClientInfo::default()).await }
+        });
+        // It must not answer while the rotation it would hand out is not
+        // durable. (A wrong implementation answers at once; a right one cannot
+        // answer at all until the gate opens, however long this waits.)
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut second).await.is_err(),
+            "the grace path answered before the rotation was flushed"
+        );
+        assert!(!rotating.is_finished(), "neither did the rotation itself");
+
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        let rotated = rotating.await.expect("task").expect("refresh");
+        let graced = second.await.expect("task").expect("grace refresh");
+        assert_eq!(graced.refresh_token.expose_secret(), rotated.refresh_token.expose_secret(), "the same successor");
     }
 }

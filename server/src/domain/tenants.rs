@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::events::{Event, EventKind};
 use super::{Error, Latch, Result, TenantId};
-use crate::store::{EmailVerification, KeyRecord, StoreError, TenantRecord, TenantSettings};
+use crate::store::{Change, EmailVerification, KeyRecord, StoreError, TenantRecord, TenantSettings};
 
 /// A tenant to create.
 #[derive(Debug, Clone)]
@@ -330,13 +330,35 @@ impl Latch {
 
     /// Changes a tenant's name or settings; new tokens follow at once.
     pub async fn update_tenant(&self, id: &TenantId, changes: TenantChanges) -> Result<TenantRecord> {
-        let mut tenant = self.runtime(id).await?.tenant.clone();
-        changes.apply(&mut tenant)?;
-        let stored = tenant.clone();
-        self.store.write(move |store| store.update_tenant(&stored)).await.map_err(|e| match e {
-            StoreError::NotFound => Error::TenantNotFound,
-            other => other.into(),
-        })?;
+        self.runtime(id).await?;
+        let owned = id.clone();
+        let (tenant, refused) = self
+            .store
+            .write(move |store| {
+                let mut refused = None;
+                let tenant = store.update_tenant(&owned, &mut |stored| {
+                    // Validated against the stored settings as they are now,
+                    // so two updates of different settings both hold.
+                    let mut changed = stored.clone();
+                    match changes.clone().apply(&mut changed) {
+                        Ok(()) => {
+                            *stored = changed;
+                            refused = None;
+                            Change::Write
+                        }
+                        Err(e) => {
+                            refused = Some(e);
+                            Change::Keep
+                        }
+                    }
+                })?;
+                Ok((tenant, refused))
+            })
+            .await?;
+        if let Some(refused) = refused {
+            return Err(refused);
+        }
+        let tenant = tenant.ok_or(Error::TenantNotFound)?;
         self.forget_runtime(id);
         tracing::info!(tenant = %id, "tenant updated");
         Ok(tenant)
@@ -457,19 +479,7 @@ impl Latch {
         let mut key = self.new_key(tenant, record.algorithm, now).await?;
         key.active_from = now + publish_delay as i64;
         let (owned, new_key) = (tenant.clone(), key.clone());
-        self.store
-            .write(move |store| {
-                // The new key first: a crash in between leaves two signers, never none.
-                store.put_key(&owned, &new_key)?;
-                for mut old in store.list_keys(&owned)? {
-                    if old.kid != new_key.kid && old.retired_at.is_none() {
-                        old.retired_at = Some(new_key.active_from);
-                        store.put_key(&owned, &old)?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
+        self.store.write(move |store| store.rotate_keys(&owned, &new_key)).await?;
         self.forget_runtime(tenant);
         tracing::info!(tenant = %tenant, kid = %key.kid, active_from = key.active_from, "signing key rotated");
         let event = Event::new(EventKind::KeyRotated).actor(actor).subject(&key.kid);
@@ -507,10 +517,19 @@ impl Latch {
 
     /// Creates (or replaces) the tenant's introspection secret; shown once, stored as a hash.
     pub async fn new_introspection_secret(&self, tenant: &TenantId) -> Result<SecretString> {
-        let mut record = self.runtime(tenant).await?.tenant.clone();
+        self.runtime(tenant).await?;
         let secret = crate::crypto::random_token("latch_is_");
-        record.introspection_secret_sha256 = Some(hex::encode(crate::crypto::token_hash(secret.expose_secret())));
-        self.store.write(move |store| store.update_tenant(&record)).await?;
+        let hash = hex::encode(crate::crypto::token_hash(secret.expose_secret()));
+        let owned = tenant.clone();
+        self.store
+            .write(move |store| {
+                store.update_tenant(&owned, &mut |record| {
+                    record.introspection_secret_sha256 = Some(hash.clone());
+                    Change::Write
+                })
+            })
+            .await?
+            .ok_or(Error::TenantNotFound)?;
         self.forget_runtime(tenant);
         Ok(secret)
     }

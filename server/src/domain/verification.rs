@@ -9,7 +9,7 @@ use secrecy::ExposeSecret as _;
 use super::events::{Event, EventKind};
 use super::{ClientInfo, Email, Error, Latch, Result, TenantId, TenantRuntime};
 use crate::crypto::{random_token, token_hash};
-use crate::store::{EmailVerification, OneTimeRecord, UserRecord};
+use crate::store::{Change, EmailVerification, OneTimeRecord, UserRecord};
 
 /// How long a verification link works.
 pub const VERIFY_TTL_SECONDS: i64 = 24 * 3600;
@@ -18,22 +18,24 @@ pub const RESEND_INTERVAL_SECONDS: i64 = 60;
 const VERIFY_PURPOSE: &str = "verify_email";
 const VERIFY_TOKEN_PREFIX: &str = "latch_ev_";
 
-/// Runs mail work after the answer has gone out: a failure is logged (never
-/// its secret), and the caller's answer stays the same either way.
-pub(super) fn in_background(
-    tenant: &TenantId,
-    what: &'static str,
-    work: impl std::future::Future<Output = Result<()>> + Send + 'static,
-) {
-    let tenant = tenant.clone();
-    tokio::spawn(async move {
-        if let Err(e) = work.await {
-            tracing::error!(tenant = %tenant, error = %e, "{what} mail not sent");
-        }
-    });
-}
-
 impl Latch {
+    /// Runs mail work after the answer has gone out; a failure is logged
+    /// (the client was answered already). The task is tracked, so shutdown
+    /// waits for it and tests can wait until it is done.
+    pub(super) fn in_background(
+        &self,
+        tenant: &TenantId,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<()>> + Send + 'static,
+    ) {
+        let tenant = tenant.clone();
+        self.background.spawn(async move {
+            if let Err(e) = work.await {
+                tracing::error!(tenant = %tenant, error = %e, "{what} mail not sent");
+            }
+        });
+    }
+
     /// The account with this email, if there is one (for mail requests that
     /// must answer the same whether or not it exists).
     pub(super) async fn existing_user(&self, tenant: &TenantId, email: &Email) -> Result<Option<UserRecord>> {
@@ -59,14 +61,14 @@ impl Latch {
             return;
         }
         let (latch, tenant, id) = (self.clone(), user.tenant.clone(), user.id);
-        in_background(&user.tenant, "verification", async move {
+        self.in_background(&user.tenant, "verification", async move {
             let runtime = latch.runtime(&tenant).await?;
             let user = latch.user(&tenant, id).await?;
             latch.send_verification(&runtime, user).await
         });
     }
 
-    async fn send_verification(&self, runtime: &TenantRuntime, mut user: UserRecord) -> Result<()> {
+    async fn send_verification(&self, runtime: &TenantRuntime, user: UserRecord) -> Result<()> {
         let tenant = &runtime.tenant.id;
         let token = random_token(VERIFY_TOKEN_PREFIX);
         let hash = token_hash(token.expose_secret());
@@ -78,14 +80,16 @@ impl Latch {
             scope: None,
             attempts: 0,
         };
-        user.verification_sent_at = Some(now);
-        let (owned, stored) = (tenant.clone(), user.clone());
-        self.store
-            .write(move |store| {
-                store.put_one_time(&owned, &hash, &record)?;
-                store.update_user(&stored)
-            })
-            .await?;
+        self.change_user_then(
+            tenant,
+            user.id,
+            move |user| {
+                user.verification_sent_at = Some(now);
+                Change::Write
+            },
+            move |store, user| store.put_one_time(&user.tenant, &hash, &record),
+        )
+        .await?;
         let settings = &runtime.tenant.settings;
         let link = self.mail_link(&settings.verify_email_url, "/demo/verify-email", tenant, token.expose_secret());
         let body = format!(
@@ -108,11 +112,17 @@ impl Latch {
         let Some(record) = taken.filter(|r| r.purpose == VERIFY_PURPOSE && r.expires_at > now) else {
             return Err(Error::InvalidVerificationToken);
         };
-        let mut user = self.user(tenant, record.user_id).await.map_err(|_| Error::InvalidVerificationToken)?;
-        user.email_verified = true;
-        user.updated_at = now;
-        let id = user.id;
-        self.store.write(move |store| store.update_user(&user)).await?;
+        let id = record.user_id;
+        self.change_user(tenant, id, move |user| {
+            user.email_verified = true;
+            user.updated_at = now;
+            Change::Write
+        })
+        .await
+        .map_err(|e| match e {
+            Error::UserNotFound => Error::InvalidVerificationToken,
+            other => other,
+        })?;
         self.record(tenant, Event::new(EventKind::EmailVerified).actor(id).subject(id)).await;
         Ok(())
     }
@@ -131,7 +141,7 @@ impl Latch {
         let email = Email::parse(email)?;
         // The spacing counts from this request, however late the task runs.
         let (latch, owned, asked_at) = (self.clone(), tenant.clone(), self.now());
-        in_background(tenant, "verification", async move {
+        self.in_background(tenant, "verification", async move {
             let runtime = latch.runtime(&owned).await?;
             if runtime.tenant.settings.email_verification == EmailVerification::Off {
                 return Ok(());

@@ -26,10 +26,28 @@ pub struct StoreHandle {
 
 impl StoreHandle {
     /// Wraps a store and starts its committer task, whose handle is returned so
-    /// shutdown can wait until the store is released.
-    pub fn new(store: Arc<dyn Store>) -> (StoreHandle, tokio::task::JoinHandle<()>) {
+    /// shutdown can wait until the store is released. The task ends once every
+    /// handle is gone, with the result of the last flush.
+    pub fn new(store: Arc<dyn Store>) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
+        Self::with_flush_gate(store, None)
+    }
+
+    /// [`StoreHandle::new`] whose committer takes a permit from `flush_gate`
+    /// before each flush, so tests can hold flushes back.
+    #[cfg(test)]
+    pub fn gated(
+        store: Arc<dyn Store>,
+        flush_gate: Arc<tokio::sync::Semaphore>,
+    ) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
+        Self::with_flush_gate(store, Some(flush_gate))
+    }
+
+    fn with_flush_gate(
+        store: Arc<dyn Store>,
+        flush_gate: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
         let (flushes, queue) = mpsc::unbounded_channel();
-        let committer = tokio::spawn(commit_loop(store.clone(), queue));
+        let committer = tokio::spawn(commit_loop(store.clone(), queue, flush_gate));
         (StoreHandle { store, flushes, gate: Arc::new(RwLock::new(())) }, committer)
     }
 
@@ -101,8 +119,17 @@ impl StoreHandle {
     }
 }
 
-async fn commit_loop(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Waiter>) {
+async fn commit_loop(
+    store: Arc<dyn Store>,
+    mut queue: mpsc::UnboundedReceiver<Waiter>,
+    flush_gate: Option<Arc<tokio::sync::Semaphore>>,
+) -> StoreResult<()> {
     while let Some(first) = queue.recv().await {
+        if let Some(gate) = &flush_gate
+            && let Ok(permit) = gate.acquire().await
+        {
+            permit.forget();
+        }
         let mut waiters = vec![first];
         while let Ok(next) = queue.try_recv() {
             waiters.push(next);
@@ -118,11 +145,32 @@ async fn commit_loop(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<W
             let _ = waiter.send(result.clone());
         }
     }
-    // Every handle is gone: a last flush, then the store is dropped and its lock released.
-    if let Err(e) = tokio::task::spawn_blocking(move || store.flush()).await {
+    // Every handle is gone, but a store call whose caller went away (a
+    // cancelled request) may still run on the blocking pool with its own
+    // reference. Wait for those, so that the last flush covers their writes
+    // and dropping this reference closes the store and releases its lock.
+    let deadline = tokio::time::Instant::now() + RELEASE_DEADLINE;
+    while Arc::strong_count(&store) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Backend("store calls still running at shutdown".into()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let result = tokio::task::spawn_blocking(move || {
+        let flushed = store.flush();
+        drop(store);
+        flushed
+    })
+    .await
+    .unwrap_or_else(|e| Err(StoreError::Backend(format!("final flush task failed: {e}"))));
+    if let Err(e) = &result {
         tracing::error!(error = %e, "final flush failed");
     }
+    result
 }
+
+/// How long shutdown waits for store calls of cancelled requests to finish.
+const RELEASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -54,6 +54,7 @@ fn session(user: &UserRecord) -> SessionRecord {
 pub fn run(store: &dyn Store) {
     tenants_are_unique_and_deletion_takes_their_data(store);
     emails_are_unique_per_tenant_under_concurrency(store);
+    concurrent_changes_to_one_user_all_hold(store);
     session_rotation_is_a_compare_and_swap(store);
     users_are_listed_by_email_in_pages(store);
     deleting_a_user_takes_their_sessions_and_frees_the_email(store);
@@ -70,12 +71,38 @@ fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
     assert_eq!(store.get_tenant(&a.id).expect("get"), Some(a.clone()));
     let kids: Vec<_> = store.list_keys(&a.id).expect("keys").into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["k1", "k2"], "oldest first");
+    assert!(store.list_keys(&a.id).expect("keys").iter().all(|k| k.retired_at.is_none()));
 
-    let mut renamed = a.clone();
-    renamed.name = "Renamed".into();
-    store.update_tenant(&renamed).expect("update");
+    let renamed = store
+        .update_tenant(&a.id, &mut |t| {
+            t.name = "Renamed".into();
+            Change::Write
+        })
+        .expect("update")
+        .expect("exists");
+    assert_eq!(renamed.name, "Renamed");
     assert_eq!(store.get_tenant(&a.id).expect("get").map(|t| t.name), Some("Renamed".into()));
-    assert!(matches!(store.update_tenant(&tenant("conf-missing")), Err(StoreError::NotFound)));
+    let kept = store.update_tenant(&a.id, &mut |t| {
+        t.name = "Not stored".into();
+        Change::Keep
+    });
+    assert_eq!(kept.expect("keep").map(|t| t.name), Some("Not stored".into()), "the change's view is returned");
+    assert_eq!(store.get_tenant(&a.id).expect("get").map(|t| t.name), Some("Renamed".into()), "Keep writes nothing");
+    let missing = store.update_tenant(&TenantId::parse("conf-missing").expect("slug"), &mut |_| Change::Write);
+    assert_eq!(missing.expect("no error"), None);
+
+    // Rotation adds a key and retires every other live one at its start.
+    let mut k3 = key_record("k3", 3);
+    k3.active_from = 50;
+    store.rotate_keys(&a.id, &k3).expect("rotate");
+    let keys = store.list_keys(&a.id).expect("keys");
+    let retired: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect();
+    assert_eq!(retired, [("k1", Some(50)), ("k2", Some(50)), ("k3", None)]);
+    let mut k4 = key_record("k4", 4);
+    k4.active_from = 60;
+    store.rotate_keys(&a.id, &k4).expect("rotate");
+    let retired: Vec<_> = store.list_keys(&a.id).expect("keys").into_iter().map(|k| k.retired_at).collect();
+    assert_eq!(retired, [Some(50), Some(50), Some(60), None], "a retired key keeps its first retirement");
 
     // A tenant whose id is a prefix of another's keeps its data when the other goes.
     let ab = tenant("conf-a-b");
@@ -135,14 +162,88 @@ fn emails_are_unique_per_tenant_under_concurrency(store: &dyn Store) {
     store.insert_user(&other_tenant).expect("same email, other tenant");
 
     let tenant = TenantId::parse("conf-v").expect("slug");
-    let mut found = store.find_user_by_email(&tenant, "race@example.com").expect("find").expect("exists");
+    let found = store.find_user_by_email(&tenant, "race@example.com").expect("find").expect("exists");
     assert_eq!(found.id, other_tenant.id);
-    found.name = Some("Ada".into());
-    store.update_user(&found).expect("update");
+    let named = store.update_user(&tenant, found.id, &mut |u| {
+        u.name = Some("Ada".into());
+        Change::Write
+    });
+    assert_eq!(named.expect("update").and_then(|u| u.name), Some("Ada".into()));
     assert_eq!(store.get_user(&tenant, found.id).expect("get").and_then(|u| u.name), Some("Ada".into()));
-    found.email_key = "changed@example.com".into();
-    assert!(store.update_user(&found).is_err(), "the email key cannot change through update");
-    assert!(matches!(store.update_user(&user("conf-v", "new@example.com")), Err(StoreError::NotFound)));
+    let moved = store.update_user(&tenant, found.id, &mut |u| {
+        u.email_key = "changed@example.com".into();
+        Change::Write
+    });
+    assert!(matches!(moved, Err(StoreError::Conflict)), "the email key cannot change through update");
+    assert_eq!(store.update_user(&tenant, Uuid::now_v7(), &mut |_| Change::Write).expect("no error"), None);
+}
+
+/// Many threads apply independent changes to one user at once; every one of
+/// them is in the stored record at the end (none undoes another).
+fn concurrent_changes_to_one_user_all_hold(store: &dyn Store) {
+    const ROUNDS: u32 = 50;
+    let victim = user("conf-c", "many@example.com");
+    store.insert_user(&victim).expect("insert");
+    let (tenant, id) = (victim.tenant.clone(), victim.id);
+    let change = |f: &(dyn Fn(&mut UserRecord) + Sync)| {
+        store
+            .update_user(&tenant, id, &mut |u| {
+                f(u);
+                Change::Write
+            })
+            .expect("update")
+            .expect("exists");
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 0..ROUNDS {
+                change(&|u| u.password_hash = format!("$argon2id$new-{n}"));
+            }
+        });
+        scope.spawn(|| {
+            for n in 0..ROUNDS {
+                change(&|u| u.name = Some(format!("name-{n}")));
+            }
+        });
+        scope.spawn(|| {
+            for n in 0..ROUNDS {
+                change(&|u| u.disabled = n % 2 == 0);
+            }
+        });
+        scope.spawn(|| {
+            for n in 0..ROUNDS {
+                change(&|u| u.roles = vec![format!("role-{n}")]);
+            }
+        });
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..ROUNDS {
+                    change(&|u| u.failed_logins += 1);
+                }
+            });
+        }
+        scope.spawn(|| {
+            for n in 0..ROUNDS {
+                change(&|u| {
+                    u.totp = Some(TotpRecord {
+                        sealed_secret: vec![1],
+                        confirmed: true,
+                        last_step: n as u64,
+                        recovery_codes: Vec::new(),
+                        created_at: 1,
+                    })
+                });
+            }
+        });
+    });
+    let last = ROUNDS - 1;
+    let stored = store.get_user(&tenant, id).expect("get").expect("exists");
+    assert_eq!(stored.password_hash, format!("$argon2id$new-{last}"));
+    assert_eq!(stored.name, Some(format!("name-{last}")));
+    assert!(!stored.disabled, "the last disable change was `false`");
+    assert_eq!(stored.roles, [format!("role-{last}")]);
+    assert_eq!(stored.failed_logins, 4 * ROUNDS, "every increment counted");
+    assert_eq!(stored.totp.map(|t| t.last_step), Some(u64::from(last)));
 }
 
 fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
@@ -161,9 +262,14 @@ fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
         "tenant-scoped"
     );
 
-    let next = SessionRecord { generation: 1, last_used_at: 20, ..first.clone() };
-    store.rotate_session(0, &next, &[2; 32]).expect("rotate");
-    assert!(matches!(store.rotate_session(0, &next, &[3; 32]), Err(StoreError::Stale)), "lost race");
+    let next = store.rotate_session(&tenant, first.id, 0, &[2; 32], &mut |s| s.last_used_at = 20).expect("rotate");
+    assert_eq!((next.generation, next.last_used_at), (1, 20));
+    assert_eq!(store.get_session(&tenant, first.id).expect("get"), Some(next.clone()));
+    assert!(
+        matches!(store.rotate_session(&tenant, first.id, 0, &[3; 32], &mut |_| {}), Err(StoreError::Stale)),
+        "lost race"
+    );
+    assert_eq!(store.get_refresh(&tenant, &[3; 32]).expect("get"), None, "the loser's hash is not kept");
     assert_eq!(store.get_refresh(&tenant, &[2; 32]).expect("get").map(|r| r.generation), Some(1));
     assert_eq!(
         store.get_refresh(&tenant, &[1; 32]).expect("get").map(|r| r.generation),
@@ -174,11 +280,14 @@ fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
     let revoked = store.revoke_session(&tenant, first.id, 30).expect("revoke").expect("exists");
     assert_eq!(revoked.revoked_at, Some(30));
     assert_eq!(store.revoke_session(&tenant, first.id, 40).expect("again").and_then(|s| s.revoked_at), Some(30));
-    let after = SessionRecord { generation: 2, ..next.clone() };
     assert!(
-        matches!(store.rotate_session(1, &after, &[4; 32]), Err(StoreError::Stale)),
+        matches!(store.rotate_session(&tenant, first.id, 1, &[4; 32], &mut |_| {}), Err(StoreError::Stale)),
         "revoked sessions do not rotate"
     );
+    assert!(matches!(
+        store.rotate_session(&tenant, Uuid::now_v7(), 0, &[6; 32], &mut |_| {}),
+        Err(StoreError::NotFound)
+    ));
 
     let second = session(&owner);
     store.insert_session(&second, &[5; 32]).expect("insert");

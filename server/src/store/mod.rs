@@ -35,6 +35,13 @@ pub enum StoreError {
     /// The data directory is not a latch store, or is of another format version.
     #[error("{0}")]
     Format(String),
+    /// The data directory was initialised but its store is missing, empty,
+    /// truncated or garbled: it must be restored, never started as new.
+    #[error("{0}")]
+    Damaged(String),
+    /// Another process holds the store.
+    #[error("{0} is in use by another latch process")]
+    Locked(String),
     /// A record could not be decoded.
     #[error("corrupt record in {0}")]
     Corrupt(&'static str),
@@ -46,6 +53,21 @@ pub enum StoreError {
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a change decided after looking at the freshly read record.
+///
+/// Every change to an existing record is a function the store applies to the
+/// record as it stands inside its atomic step (a compare-and-swap loop), so
+/// two independent changes compose instead of the last one undoing the
+/// other. The function may run more than once when it loses a race; it must
+/// decide from the record it is given, not from a copy read earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Store the changed record.
+    Write,
+    /// Leave the stored record as it is (the change does not apply to it).
+    Keep,
+}
+
 /// Tenants.
 pub trait TenantStore {
     /// Creates a tenant with its first keys; `Conflict` if the id is taken.
@@ -54,16 +76,23 @@ pub trait TenantStore {
     fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRecord>>;
     /// Every tenant, ordered by id.
     fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
-    /// Replaces an existing tenant; `NotFound` if it does not exist.
-    fn update_tenant(&self, tenant: &TenantRecord) -> StoreResult<()>;
+    /// Applies `change` to the stored tenant atomically (see [`Change`]);
+    /// the tenant as it stands afterwards, `None` if there is none.
+    fn update_tenant(
+        &self,
+        id: &TenantId,
+        change: &mut dyn FnMut(&mut TenantRecord) -> Change,
+    ) -> StoreResult<Option<TenantRecord>>;
     /// Deletes a tenant and everything under it; false if it did not exist.
     fn delete_tenant(&self, id: &TenantId) -> StoreResult<bool>;
 }
 
 /// Signing keys, private halves encrypted by the caller.
 pub trait KeyStore {
-    /// Inserts or replaces a key.
-    fn put_key(&self, tenant: &TenantId, key: &KeyRecord) -> StoreResult<()>;
+    /// Adds `key` and retires every other key that is not retired yet at
+    /// `key.active_from`, in one atomic step: two rotations at once leave one
+    /// signer, never none.
+    fn rotate_keys(&self, tenant: &TenantId, key: &KeyRecord) -> StoreResult<()>;
     /// A tenant's keys, oldest first.
     fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>>;
 }
@@ -76,8 +105,15 @@ pub trait UserStore {
     fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// A user by case-folded email.
     fn find_user_by_email(&self, tenant: &TenantId, email_key: &str) -> StoreResult<Option<UserRecord>>;
-    /// Replaces an existing user (the email key must not change); `NotFound` if absent.
-    fn update_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Applies `change` to the stored user atomically (see [`Change`]); the
+    /// user as it stands afterwards, `None` if there is none. The email key
+    /// cannot change this way (`Conflict`).
+    fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        change: &mut dyn FnMut(&mut UserRecord) -> Change,
+    ) -> StoreResult<Option<UserRecord>>;
     /// Up to `limit` users ordered by email key, only those whose email key
     /// starts with `prefix`, after the email key `after` when given.
     fn list_users(
@@ -100,15 +136,19 @@ pub trait SessionStore {
     fn get_session(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<SessionRecord>>;
     /// What a refresh-token hash points at.
     fn get_refresh(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<RefreshRecord>>;
-    /// Atomically replaces a session if its generation is still `expected_generation`
-    /// and it is not revoked, recording `new_refresh_hash` for the new generation.
-    /// `Stale` otherwise.
+    /// If the stored session's generation is still `expected_generation` and
+    /// it is not revoked, atomically moves it to the next generation, applies
+    /// `change` to it (last use, expiry, grace) and records
+    /// `new_refresh_hash` for the new generation; the session as stored.
+    /// `Stale` otherwise, `NotFound` if there is no such session.
     fn rotate_session(
         &self,
+        tenant: &TenantId,
+        id: Uuid,
         expected_generation: u64,
-        session: &SessionRecord,
         new_refresh_hash: &[u8; 32],
-    ) -> StoreResult<()>;
+        change: &mut dyn FnMut(&mut SessionRecord),
+    ) -> StoreResult<SessionRecord>;
     /// Marks a session revoked at `now` (idempotent); returns the session as stored.
     fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>>;
     /// A user's sessions, oldest first.
