@@ -68,9 +68,7 @@ struct Prepared {
 /// only for a brand-new data directory.
 async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let existing_key = MasterKey::load(&settings.master_key_file)?;
-    let initialised =
-        settings.data_dir.join(crate::store::sled::WITNESS_FILE).exists() || settings.data_dir.join("conf").exists();
-    if existing_key.is_none() && initialised {
+    if existing_key.is_none() && SledStore::holds_store(&settings.data_dir) {
         anyhow::bail!(
             "the master key file {} does not exist, but {} holds a store sealed with a master key; \
              set LATCH_MASTER_KEY_FILE (or --master-key-file) to that key's file",

@@ -82,20 +82,16 @@ impl Latch {
         };
         let totp = self.totp(user, &record)?;
         let enrollment = TotpEnrollment { secret: totp.get_secret_base32().into(), otpauth_uri: totp.get_url().into() };
-        let (_, decided) = self
-            .change_user(&user.tenant, user.id, move |user| {
-                if user.totp.as_ref().is_some_and(|totp| totp.confirmed) {
-                    return Change::Keep;
-                }
-                user.totp = Some(record.clone());
-                user.updated_at = now;
-                Change::Write
-            })
-            .await?;
-        match decided {
-            Change::Write => Ok(enrollment),
-            Change::Keep => Err(Error::MfaAlreadyEnabled),
-        }
+        self.change_user_or(&user.tenant, user.id, Error::MfaAlreadyEnabled, move |user| {
+            if user.totp.as_ref().is_some_and(|totp| totp.confirmed) {
+                return Change::Keep;
+            }
+            user.totp = Some(record.clone());
+            user.updated_at = now;
+            Change::Write
+        })
+        .await?;
+        Ok(enrollment)
     }
 
     /// Confirms enrollment with a first code; returns the recovery codes,
@@ -110,24 +106,22 @@ impl Latch {
         let hashes: Vec<String> =
             codes.iter().map(|code| hex::encode(token_hash(&normalize(code.expose_secret())))).collect();
         let now = self.now();
-        let (_, decided) = self
-            .change_user(&user.tenant, user.id, move |user| {
-                // Only the enrollment the code was checked against, still pending.
-                let Some(totp) = user.totp.as_mut().filter(|totp| {
-                    !totp.confirmed && totp.sealed_secret == pending.sealed_secret && totp.last_step < step
-                }) else {
-                    return Change::Keep;
-                };
-                totp.last_step = step;
-                totp.recovery_codes = hashes.clone();
-                totp.confirmed = true;
-                user.updated_at = now;
-                Change::Write
-            })
-            .await?;
-        if decided == Change::Keep {
-            return Err(Error::MfaNotPending);
-        }
+        self.change_user_or(&user.tenant, user.id, Error::MfaNotPending, move |user| {
+            // Only the enrollment the code was checked against, still pending.
+            let Some(totp) = user
+                .totp
+                .as_mut()
+                .filter(|totp| !totp.confirmed && totp.sealed_secret == pending.sealed_secret && totp.last_step < step)
+            else {
+                return Change::Keep;
+            };
+            totp.last_step = step;
+            totp.recovery_codes = hashes.clone();
+            totp.confirmed = true;
+            user.updated_at = now;
+            Change::Write
+        })
+        .await?;
         let id = user.id;
         self.record(&user.tenant, Event::new(EventKind::MfaEnabled).actor(id).subject(id)).await;
         Ok(codes)
@@ -145,19 +139,15 @@ impl Latch {
         }
         let proof = self.second_factor_proof(user, &factor)?.ok_or(Error::InvalidMfaCode)?;
         let now = self.now();
-        let (_, decided) = self
-            .change_user(&user.tenant, user.id, move |user| {
-                if !proof.use_up(user) {
-                    return Change::Keep;
-                }
-                user.totp = None;
-                user.updated_at = now;
-                Change::Write
-            })
-            .await?;
-        if decided == Change::Keep {
-            return Err(Error::InvalidMfaCode);
-        }
+        self.change_user_or(&user.tenant, user.id, Error::InvalidMfaCode, move |user| {
+            if !proof.use_up(user) {
+                return Change::Keep;
+            }
+            user.totp = None;
+            user.updated_at = now;
+            Change::Write
+        })
+        .await?;
         let id = user.id;
         self.record(&user.tenant, Event::new(EventKind::MfaDisabled).actor(id).subject(id)).await;
         Ok(())

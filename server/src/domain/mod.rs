@@ -255,6 +255,21 @@ impl Latch {
         self.change_user_then(tenant, id, change, |_, _| Ok(())).await
     }
 
+    /// [`Latch::change_user`] for a change that may not apply to the fresh
+    /// record: `refused` when it answers [`Change::Keep`], else the changed user.
+    pub(crate) async fn change_user_or(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        refused: Error,
+        change: impl FnMut(&mut UserRecord) -> Change + Send + 'static,
+    ) -> Result<UserRecord> {
+        match self.change_user(tenant, id, change).await? {
+            (user, Change::Write) => Ok(user),
+            (_, Change::Keep) => Err(refused),
+        }
+    }
+
     /// [`Latch::change_user`], then (in the same store call, only when the
     /// change was written) `then` with the changed user, e.g. to end sessions.
     pub(crate) async fn change_user_then(

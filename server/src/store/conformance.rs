@@ -55,6 +55,7 @@ pub fn run(store: &dyn Store) {
     tenants_are_unique_and_deletion_takes_their_data(store);
     emails_are_unique_per_tenant_under_concurrency(store);
     concurrent_changes_to_one_user_all_hold(store);
+    concurrent_key_rotations_leave_one_live_key(store);
     session_rotation_is_a_compare_and_swap(store);
     users_are_listed_by_email_in_pages(store);
     deleting_a_user_takes_their_sessions_and_frees_the_email(store);
@@ -244,6 +245,28 @@ fn concurrent_changes_to_one_user_all_hold(store: &dyn Store) {
     assert_eq!(stored.roles, [format!("role-{last}")]);
     assert_eq!(stored.failed_logins, 4 * ROUNDS, "every increment counted");
     assert_eq!(stored.totp.map(|t| t.last_step), Some(u64::from(last)));
+}
+
+/// Rotations of one tenant's keys at once: every new key is kept, and exactly
+/// one key is left unretired (never none, never two signers).
+fn concurrent_key_rotations_leave_one_live_key(store: &dyn Store) {
+    let t = tenant("conf-rot");
+    store.create_tenant(&t, &[key_record("first", 1)]).expect("create");
+    for round in 0..10 {
+        std::thread::scope(|scope| {
+            for n in 0..4 {
+                let t = &t;
+                scope.spawn(move || {
+                    let key = key_record(&format!("r{round}-{n}"), 10 + round);
+                    store.rotate_keys(&t.id, &key).expect("rotate");
+                });
+            }
+        });
+        let keys = store.list_keys(&t.id).expect("keys");
+        assert_eq!(keys.len(), 1 + 4 * (round as usize + 1), "every rotation's key is kept");
+        let live: Vec<_> = keys.iter().filter(|k| k.retired_at.is_none()).map(|k| k.kid.as_str()).collect();
+        assert_eq!(live.len(), 1, "round {round}: one live key, not {live:?}");
+    }
 }
 
 fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {

@@ -26,7 +26,8 @@ pub const WITNESS_FILE: &str = "latch.state";
 /// it is a lower bound, so a late update never makes a sound store look damaged.
 const WITNESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// What an operator does about a damaged store.
-const RESTORE_HINT: &str = "restore the last backup into a new directory with     `latch restore FILE --data-dir NEW_DIR` and start latch there (see docs/decisions.md, \"Damaged stores\")";
+const RESTORE_HINT: &str = "restore the last backup into a new directory with \
+    `latch restore FILE --data-dir NEW_DIR` and start latch there (docs/decisions.md, \"Integrity\")";
 
 /// A latch store in a sled database.
 pub struct SledStore {
@@ -43,7 +44,8 @@ pub struct SledStore {
     event_counts: ::sled::Tree,
     one_time: ::sled::Tree,
     witness: Witness,
-    created: bool,
+    /// Rotations of any tenant's keys, one at a time (see `rotate_keys`).
+    key_rotation: std::sync::Mutex<()>,
 }
 
 /// The record, outside sled's files, that this directory holds an
@@ -210,7 +212,7 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`, refusing directories that hold
     /// something else, a store of another format version, or a damaged
     /// store (see [`Witness`]). A store is created only in a new or empty
-    /// directory; [`SledStore::created`] tells whether this call made it.
+    /// directory.
     pub fn open(dir: &Path, cache_bytes: u64) -> StoreResult<SledStore> {
         let shown = dir.display();
         let witness = Witness::new(dir);
@@ -245,7 +247,6 @@ impl SledStore {
             other => StoreError::Backend(format!("cannot open {shown}: {other}")),
         })?;
         let meta = db.open_tree("meta").map_err(backend)?;
-        let mut created = false;
         match meta.get(FORMAT_KEY).map_err(backend)? {
             Some(found) if found.as_ref() == FORMAT.as_bytes() => {}
             Some(found) => {
@@ -264,7 +265,6 @@ impl SledStore {
                     return Err(StoreError::Format(format!("{shown} is a sled database but not a latch store")));
                 }
                 meta.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(backend)?;
-                created = true;
             }
         }
         let stored = meta.get(COMMIT_SEQ_KEY).map_err(backend)?.map_or(Ok(0), |v| seq_value(&v))?;
@@ -290,7 +290,7 @@ impl SledStore {
             meta,
             db,
             witness,
-            created,
+            key_rotation: std::sync::Mutex::new(()),
         };
         // From here on the directory is witnessed: a new store (or one made
         // by a latch without witnesses) gets its file now.
@@ -299,9 +299,10 @@ impl SledStore {
         Ok(store)
     }
 
-    /// Whether [`SledStore::open`] created this store (first start).
-    pub fn created(&self) -> bool {
-        self.created
+    /// Whether `dir` holds a latch store already (it may be damaged): what
+    /// decides that a missing master key is an error rather than a first start.
+    pub fn holds_store(dir: &Path) -> bool {
+        dir.join(WITNESS_FILE).exists() || dir.join("conf").exists()
     }
 
     /// Numbers and runs a flush: the counter inside the store goes up first,
@@ -453,8 +454,12 @@ impl KeyStore for SledStore {
         let prefix = prefix(tenant);
         let new_key = key(tenant, new.kid.as_bytes());
         let encoded = encode(new)?;
-        // Rare (an operator's or the scheduler's rotation), so a transaction:
-        // the scan and the writes must see one state of the tenant's keys.
+        // Rare (an operator's or the scheduler's rotation). sled transactions
+        // cannot scan, so a key another rotation adds after the scan below
+        // would be missed and stay live beside this one: rotations take
+        // turns, and the transaction makes the retirements and the new key
+        // land together (a crash keeps all or none of them).
+        let _turn = self.key_rotation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let existing: Vec<::sled::IVec> =
             self.keys.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(backend)?;
         tx(self.keys.transaction(|keys| {
