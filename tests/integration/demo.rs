@@ -1,5 +1,5 @@
 //! The web demo at /demo, driven in Chromium against the built binary on a
-//! free port with a fresh data directory (verifier-wasm/tests/server-demo.mjs).
+//! port the kernel picks, with a fresh data directory (verifier-wasm/tests/server-demo.mjs).
 
 use serde_json::{Value, json};
 
@@ -8,10 +8,8 @@ use crate::support::*;
 #[tokio::test]
 async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh_logout_admin_and_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let _server = spawn_binary(dir.path(), port);
+    let (_server, base) = spawn_binary(dir.path()).await;
     wait_ready(&http, &base).await;
     let strict = http
         .post(format!("{base}/admin/tenants"))

@@ -263,19 +263,29 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
     body
 }
 
-/// Starts the built `latch` binary on 127.0.0.1:`port` with its data in
-/// `dir/data` and the test's operator token; killed when dropped.
-pub fn spawn_binary(dir: &std::path::Path, port: u16) -> tokio::process::Child {
-    tokio::process::Command::new(latch_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+/// Starts the built `latch` binary on a port the kernel picks, with its data
+/// in `dir/data` and the test's operator token; killed when dropped. Returns
+/// the child and its base URL.
+pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut child = tokio::process::Command::new(latch_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
         .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("LATCH_LOG", "warn")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("latch binary starts")
+        .expect("latch binary starts");
+    // The kernel picks the port; the banner's first line names the bound address.
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = lines.next_line().await.expect("read the banner").expect("the binary prints a banner");
+    let addr = first.rsplit(' ').next().expect("an address").to_owned();
+    assert!(addr.parse::<SocketAddr>().is_ok(), "banner line: {first}");
+    // Keep reading, so the rest of the banner never meets a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
 }
 
 /// Waits until `base/readyz` answers 200 (at most 30 s).
@@ -291,11 +301,6 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) {
         assert!(Instant::now() < deadline, "server at {base} not ready in time");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// The `.eml` files in the app's outbox.
