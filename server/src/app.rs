@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use poem::listener::{Acceptor as _, Listener as _, TcpListener};
+use poem::EndpointExt as _;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,8 +16,9 @@ use crate::config::Settings;
 use crate::crypto::{MasterKey, random_token, token_hash};
 use crate::domain::{Latch, NewTenant, PasswordHasher, Services, TenantChanges, TenantId};
 use crate::mail::Mailer;
+use crate::serve::serve;
 use crate::store::sled::SledStore;
-use crate::store::{MetaStore, Store, StoreHandle, StoreResult};
+use crate::store::{MetaStore, Reopen, Store, StoreHandle, StoreResult};
 
 const OPERATOR_TOKEN_HASH: &str = "operator_token_sha256";
 const MASTER_KEY_CHECK: &str = "master_key_check";
@@ -98,7 +99,9 @@ async fn assemble(
     public_url: String,
 ) -> anyhow::Result<(Arc<Latch>, JoinHandle<StoreResult<()>>, Startup)> {
     let Prepared { store, master, operator_token_hash, first_start, mut startup } = prepared;
-    let (store, committer) = StoreHandle::new(Arc::new(store) as Arc<dyn Store>);
+    let (data_dir, cache) = (settings.data_dir.clone(), settings.cache_mb << 20);
+    let reopen: Reopen = Arc::new(move || Ok(Arc::new(SledStore::open(&data_dir, cache)?) as Arc<dyn Store>));
+    let (store, committer) = StoreHandle::recovering(Arc::new(store) as Arc<dyn Store>, reopen);
     let hasher = PasswordHasher::new(settings.hash_concurrency, crate::domain::default_params());
     let mailer = match &settings.smtp {
         Some(smtp) => Mailer::smtp(smtp, &settings.mail_from)?,
@@ -151,34 +154,22 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
 pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     // Bound first: an address in use or a bad `--listen` refuses the start
     // before the data directory or a key file is created.
-    let acceptor = TcpListener::bind(settings.listen.clone())
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let prepared = prepare(settings).await?;
-    let addr = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .context("the listener has no socket address")?;
+    let addr = listener.local_addr().context("the listener has no socket address")?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let (latch, committer, startup) = assemble(prepared, settings, clock, public_url.clone()).await?;
 
     let limits = AuthRateLimit::per_minute(settings.auth_rate_limit_per_minute);
     let rotator = tokio::spawn(periodic_upkeep(latch.clone(), limits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = crate::api::app(latch.clone(), limits);
-    let server = tokio::spawn(async move {
-        poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async {
-                    let _ = stopped.await;
-                },
-                Some(SHUTDOWN_GRACE),
-            )
-            .await
-    });
+    let app = crate::api::app(latch.clone(), limits, settings.connections.body_timeout).boxed();
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let server = tokio::spawn(serve(listener, app, settings.connections, stopped, SHUTDOWN_GRACE));
     tracing::info!(%addr, %public_url, "latch is serving");
     Ok(RunningServer { addr, public_url, startup, latch, stop, server, committer, rotator })
 }

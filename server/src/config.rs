@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::mail::{SmtpSecurity, SmtpSettings};
+use crate::serve::ConnectionLimits;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -60,6 +61,10 @@ struct FileConfig {
     cache_mb: Option<u64>,
     demo_tenant: Option<bool>,
     auth_rate_limit_per_minute: Option<u32>,
+    max_connections: Option<usize>,
+    header_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    body_timeout_seconds: Option<u64>,
 }
 
 /// Resolved settings.
@@ -91,6 +96,8 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// The sender of latch's mail (`LATCH_MAIL_FROM`).
     pub mail_from: String,
+    /// Connection cap and timeouts.
+    pub connections: ConnectionLimits,
 }
 
 /// The shortest operator token accepted from the environment.
@@ -169,6 +176,29 @@ fn resolved(path: &Path) -> PathBuf {
     resolved
 }
 
+/// The connection cap and timeouts from the file, each at least 1.
+fn connection_limits(file: &FileConfig) -> Result<ConnectionLimits, ConfigError> {
+    let defaults = ConnectionLimits::default();
+    let positive = |key: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(ConfigError::Invalid(format!("{key} must be at least 1"))),
+        Some(value) => Ok(value),
+        None => Ok(default),
+    };
+    let seconds = |key, value, default: std::time::Duration| {
+        positive(key, value, default.as_secs()).map(std::time::Duration::from_secs)
+    };
+    Ok(ConnectionLimits {
+        max_connections: positive(
+            "max_connections",
+            file.max_connections.map(|n| n as u64),
+            defaults.max_connections as u64,
+        )? as usize,
+        header_timeout: seconds("header_timeout_seconds", file.header_timeout_seconds, defaults.header_timeout)?,
+        idle_timeout: seconds("idle_timeout_seconds", file.idle_timeout_seconds, defaults.idle_timeout)?,
+        body_timeout: seconds("body_timeout_seconds", file.body_timeout_seconds, defaults.body_timeout)?,
+    })
+}
+
 impl Settings {
     /// Resolves settings from flags/env (`args`), the TOML file they name, and
     /// the operator token (normally `LATCH_OPERATOR_TOKEN`).
@@ -183,6 +213,7 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        let connections = connection_limits(&file)?;
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("latch-data"));
         let master_key_file = args
             .master_key_file
@@ -224,6 +255,7 @@ impl Settings {
             auth_rate_limit_per_minute: file.auth_rate_limit_per_minute.unwrap_or(30),
             smtp: smtp_from_env()?,
             mail_from: std::env::var("LATCH_MAIL_FROM").unwrap_or_else(|_| "latch <latch@localhost>".into()),
+            connections,
         })
     }
 

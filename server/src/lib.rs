@@ -3,6 +3,7 @@
 //! - [`api`]: the HTTP layer (poem + poem-openapi).
 //! - [`domain`]: what latch does (tenants, accounts, sessions, tokens).
 //! - [`store`]: storage traits and the sled engine.
+//! - [`serve`]: the accept loop and connection limits.
 //! - [`app`]: start-up, the running server and shutdown; [`cli`]: the `latch` binary.
 
 pub mod api;
@@ -13,5 +14,6 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod mail;
+pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -290,3 +290,100 @@ async fn nothing_is_created_on_disk_when_a_start_up_check_fails() {
     assert!(err.contains("does not exist"), "{err}");
     assert!(!missing.exists(), "no new key was created");
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` when this process may not mount (not root): then the test
+    /// says so and stops, since only a real full disk shows what sled does.
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).expect("mkdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then(|| SmallDisk { at: at.to_owned() })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// Writes zeros to `path` until the file system is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+}
+
+/// Renames the tenant `full`: a small durable write without password hashing.
+async fn rename(app: &TestApp, n: usize) -> StatusCode {
+    let body = json!({"name": format!("renamed {n}")});
+    app.send(Method::PATCH, "/admin/tenants/full", OPERATOR_TOKEN, Some(&body)).await.status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_then_recovers_without_a_restart_and_readyz_tells() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallDisk::mount(&outside.path().join("small"), "8m") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root; run the test command as root to check disk-full recovery");
+        return;
+    };
+    let (data, key) = (disk.at.join("data"), outside.path().join("master.key"));
+    let mut app = spawn_app_with(std::sync::Arc::new(latch_server::clock::SystemClock), move |settings| {
+        settings.data_dir = data.clone();
+        settings.master_key_file = key.clone();
+    })
+    .await;
+    app.create_tenant(json!({"id": "full"})).await;
+    app.register("full", "before@example.com").await;
+
+    let filler = disk.at.join("filler");
+    fill(&filler);
+    // sled may still have room in a segment it holds; the first write that
+    // needs more is refused, and none is acknowledged.
+    let mut refused = false;
+    for n in 0..2000 {
+        let status = rename(&app, n).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            refused = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "a write either succeeds or is refused");
+    }
+    assert!(refused, "a full disk refused no write");
+    let ready = app.http.get(app.url("/readyz")).send().await.expect("request");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "/readyz tells the store cannot write");
+    assert!(ready.text().await.expect("body").contains("cannot write"));
+    assert_eq!(rename(&app, 9999).await, StatusCode::SERVICE_UNAVAILABLE, "still full: still refused");
+
+    std::fs::remove_file(&filler).expect("free the space");
+    // Without a restart: readiness returns, then writes succeed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while app.http.get(app.url("/readyz")).send().await.expect("request").status() != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "the store never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rename(&app, 10_000).await, StatusCode::OK);
+    app.register("full", "after@example.com").await;
+
+    // Everything acknowledged before and after the full disk is on disk.
+    app.restart().await;
+    for email in ["before@example.com", "after@example.com"] {
+        assert_eq!(app.login("full", email, PASSWORD).await.status(), StatusCode::OK, "{email}");
+    }
+    let tenant = app.send(Method::GET, "/admin/tenants/full", OPERATOR_TOKEN, None).await;
+    let tenant: Value = tenant.json().await.expect("json");
+    assert_eq!(tenant["name"], json!("renamed 10000"), "the write after recovery is durable");
+    app.stop().await;
+    drop(disk);
+}

@@ -8,6 +8,7 @@ mod admin;
 mod bad_input;
 mod brute_force;
 mod cli;
+mod connections;
 mod demo;
 mod headers;
 mod integrity;

@@ -132,7 +132,7 @@ impl ApiError {
                 );
             }
             Error::Store(StoreError::Backend(_) | StoreError::Format(_) | StoreError::Corrupt(_))
-            | Error::Store(StoreError::Damaged(_) | StoreError::Locked(_))
+            | Error::Store(StoreError::Damaged(_) | StoreError::Locked(_) | StoreError::Unwritable(_))
             | Error::Store(StoreError::Conflict | StoreError::NotFound | StoreError::Stale) => {
                 tracing::error!(error = %self.0, "store error");
                 return Problem::new(
@@ -209,6 +209,7 @@ pub fn error_response(err: poem::Error) -> Response {
         StatusCode::FORBIDDEN => ("forbidden", "Forbidden"),
         StatusCode::NOT_FOUND => ("not_found", "Not found"),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "Request timeout"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Payload too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type"),
         s if s.is_client_error() => ("invalid_request", "Invalid request"),

@@ -15,10 +15,10 @@ pub struct HealthApi;
 /// Readiness.
 #[derive(ApiResponse)]
 pub enum Readiness {
-    /// The store answers.
+    /// The store answers and takes writes.
     #[oai(status = 200)]
     Ready(PlainText<&'static str>),
-    /// The store does not answer.
+    /// The store does not answer, or cannot write.
     #[oai(status = 503)]
     NotReady(PlainText<&'static str>),
 }
@@ -31,12 +31,15 @@ impl HealthApi {
         PlainText("ok")
     }
 
-    /// Readiness: the store is open and answers reads.
+    /// Readiness: the store answers reads and takes writes.
+    ///
+    /// 503 while a full disk or an I/O error keeps the store from writing;
+    /// it recovers by itself once the disk takes writes again.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, latch: Data<&Arc<Latch>>) -> Readiness {
-        match latch.store().run(|store| store.get_meta(crate::store::sled::FORMAT_KEY)).await {
-            Ok(Some(_)) => Readiness::Ready(PlainText("ready")),
-            _ => Readiness::NotReady(PlainText("store unavailable")),
+        match latch.ready().await {
+            Ok(()) => Readiness::Ready(PlainText("ready")),
+            Err(why) => Readiness::NotReady(PlainText(why)),
         }
     }
 }

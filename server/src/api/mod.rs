@@ -19,6 +19,7 @@ pub use error::{ApiError, ApiResult, Problem};
 pub use limits::AuthRateLimit;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use poem::http::StatusCode;
 use poem::middleware::CatchPanic;
@@ -133,7 +134,8 @@ pub fn openapi_json() -> String {
 }
 
 /// The whole HTTP application.
-pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = Response> {
+/// A request body must arrive within `body_timeout` of its head.
+pub fn app(latch: Arc<Latch>, limits: AuthRateLimit, body_timeout: Duration) -> impl Endpoint<Output = Response> {
     let api = service();
     let spec = api.spec_endpoint();
     let explorer = api.swagger_ui();
@@ -147,7 +149,7 @@ pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = R
         .around(headers::cors)
         .data(latch)
         .data(limits)
-        .around(limit_body)
+        .around(move |next, req| limit_body(next, req, body_timeout))
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,14 +165,25 @@ pub fn app(latch: Arc<Latch>, limits: AuthRateLimit) -> impl Endpoint<Output = R
 }
 
 /// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so
-/// chunked uploads are bounded too.
-async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+/// chunked uploads are bounded too, and within `deadline`, so a client that
+/// trickles its body cannot hold a connection and a worker (408, and the
+/// connection is closed).
+async fn limit_body<E: Endpoint>(next: E, mut req: Request, deadline: Duration) -> poem::Result<Response> {
     if let Some(length) = req.header("content-length").and_then(|v| v.parse::<usize>().ok())
         && length > BODY_LIMIT
     {
         return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
-    let body = req.take_body().into_bytes_limit(BODY_LIMIT).await.map_err(|e| match e {
+    let read = tokio::time::timeout(deadline, req.take_body().into_bytes_limit(BODY_LIMIT));
+    let Ok(body) = read.await else {
+        let mut timed_out = error::error_response(poem::Error::from_string(
+            format!("the request body did not arrive within {} s", deadline.as_secs()),
+            StatusCode::REQUEST_TIMEOUT,
+        ));
+        timed_out.headers_mut().insert(poem::http::header::CONNECTION, poem::http::HeaderValue::from_static("close"));
+        return Ok(timed_out);
+    };
+    let body = body.map_err(|e| match e {
         poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE),
         other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
     })?;

@@ -228,9 +228,16 @@ impl Latch {
         if hashes_equal(&token_hash(presented), &self.operator_token_hash) { Ok(()) } else { Err(Error::NotOperator) }
     }
 
-    /// The store handle (health checks).
-    pub fn store(&self) -> &StoreHandle {
-        &self.store
+    /// Whether latch can serve every request: the store answers reads and
+    /// takes writes. `Err` says what is wrong (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), &'static str> {
+        if !self.store.writable() {
+            return Err("the store cannot write (disk full or I/O error); see the server log");
+        }
+        match self.store.read(|store| store.get_meta(crate::store::sled::FORMAT_KEY)).await {
+            Ok(Some(_)) => Ok(()),
+            _ => Err("the store does not answer"),
+        }
     }
 
     /// Waits until the work started in the background so far has finished

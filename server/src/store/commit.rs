@@ -1,27 +1,83 @@
 //! Running store calls off the async workers (point reads on them), group
-//! commit, and consistent online backups.
+//! commit, consistent online backups, and recovery from a store that cannot
+//! write.
 //!
 //! A write is acknowledged only after a flush that started after the write
 //! finished. Concurrent writers share flushes: the committer takes every
 //! waiter queued while the previous flush ran and serves them all with one.
 //!
-//! Every store call holds a shared gate; a backup holds it exclusively while
-//! it copies the records, so no multi-record change is half in a backup.
+//! The store lives behind a gate that every store call holds shared; a
+//! backup holds it exclusively while it copies the records, so no
+//! multi-record change is half in a backup, and so does a reopen.
+//!
+//! An engine that fails to write (disk full, I/O error) may stay failed:
+//! sled keeps its first I/O error and returns it for every later write, so
+//! after space returns it would answer 503 until a restart. Once a call
+//! reports [`StoreError::Unwritable`], the handle is marked unwritable
+//! (`/readyz` answers 503) and the committer, every [`RECOVERY_INTERVAL`],
+//! checks that the directory takes writes again, then reopens the store
+//! from disk and flushes it once; only when that flush succeeds are writes
+//! counted as working again. A reopen loses nothing acknowledged: every
+//! acknowledged write was flushed before its answer, and a write whose
+//! flush failed was answered 503 (it may or may not survive the reopen).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Store, StoreError, StoreResult};
 
 type Waiter = oneshot::Sender<StoreResult<()>>;
 
+/// Opens the store again from disk, for recovery after a write failure.
+pub type Reopen = Arc<dyn Fn() -> StoreResult<Arc<dyn Store>> + Send + Sync>;
+
+/// How often an unwritable store is checked for recovery.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A cheap-to-clone handle on the store for async code.
 #[derive(Clone)]
 pub struct StoreHandle {
-    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
     flushes: mpsc::UnboundedSender<Waiter>,
-    gate: Arc<RwLock<()>>,
+}
+
+struct Shared {
+    /// The store behind the gate. `None` once closed, or while a reopen has
+    /// not succeeded yet. Store calls take it after they hold the gate, so
+    /// whoever holds it exclusively knows no call is using the store.
+    store: RwLock<Option<Arc<dyn Store>>>,
+    /// A call reported that the store cannot write; cleared by a reopen
+    /// whose flush succeeded.
+    unwritable: AtomicBool,
+    /// Wakes the committer when `unwritable` is set.
+    failed: Notify,
+}
+
+impl Shared {
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<dyn Store>>> {
+        self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<dyn Store>>> {
+        self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks the store unwritable when `result` says so.
+    fn note<R>(&self, result: &StoreResult<R>) {
+        if let Err(StoreError::Unwritable(reason)) = result
+            && !self.unwritable.swap(true, Ordering::AcqRel)
+        {
+            tracing::error!(%reason, "the store cannot write; writes answer 503 until it recovers");
+            self.failed.notify_one();
+        }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Backend("the store is closed or being reopened".into())
 }
 
 impl StoreHandle {
@@ -29,7 +85,17 @@ impl StoreHandle {
     /// shutdown can wait until the store is released. The task ends once every
     /// handle is gone, with the result of the last flush.
     pub fn new(store: Arc<dyn Store>) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
-        Self::with_flush_gate(store, None)
+        Self::start(store, None, None)
+    }
+
+    /// [`StoreHandle::new`] that reopens the store with `reopen` when it
+    /// cannot write (see the module notes). The handle must own the only
+    /// reference to `store`, so that dropping it releases the engine's lock.
+    pub fn recovering(
+        store: Arc<dyn Store>,
+        reopen: Reopen,
+    ) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
+        Self::start(store, Some(reopen), None)
     }
 
     /// [`StoreHandle::new`] whose committer takes a permit from `flush_gate`
@@ -39,16 +105,28 @@ impl StoreHandle {
         store: Arc<dyn Store>,
         flush_gate: Arc<tokio::sync::Semaphore>,
     ) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
-        Self::with_flush_gate(store, Some(flush_gate))
+        Self::start(store, None, Some(flush_gate))
     }
 
-    fn with_flush_gate(
+    fn start(
         store: Arc<dyn Store>,
+        reopen: Option<Reopen>,
         flush_gate: Option<Arc<tokio::sync::Semaphore>>,
     ) -> (StoreHandle, tokio::task::JoinHandle<StoreResult<()>>) {
         let (flushes, queue) = mpsc::unbounded_channel();
-        let committer = tokio::spawn(commit_loop(store.clone(), queue, flush_gate));
-        (StoreHandle { store, flushes, gate: Arc::new(RwLock::new(())) }, committer)
+        let shared = Arc::new(Shared {
+            store: RwLock::new(Some(store)),
+            unwritable: AtomicBool::new(false),
+            failed: Notify::new(),
+        });
+        let committer = tokio::spawn(commit_loop(shared.clone(), queue, reopen, flush_gate));
+        (StoreHandle { shared, flushes }, committer)
+    }
+
+    /// Whether the store takes writes (false from a failed write until a
+    /// reopen succeeds).
+    pub fn writable(&self) -> bool {
+        !self.shared.unwritable.load(Ordering::Acquire)
     }
 
     /// Runs a read, or a write that needs no acknowledgement (audit events,
@@ -58,27 +136,34 @@ impl StoreHandle {
         R: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
     {
-        let (store, gate) = (self.store.clone(), self.gate.clone());
-        tokio::task::spawn_blocking(move || {
-            let _shared = gate.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(store.as_ref())
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let store = shared.shared();
+            f(store.as_deref().ok_or_else(closed)?)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))
+        .and_then(|result| result);
+        self.shared.note(&result);
+        result
     }
 
     /// Runs a few point reads (records by key) on the calling async worker:
     /// sled serves them from memory in microseconds, less than a hop to the
-    /// blocking pool costs. While a backup holds the gate it goes through
-    /// [`StoreHandle::run`] instead, so no worker ever waits on the gate.
+    /// blocking pool costs. While a backup or a reopen holds the gate it goes
+    /// through [`StoreHandle::run`] instead, so no worker ever waits on the gate.
     pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
     {
-        let shared = self.gate.try_read();
+        let shared = self.shared.store.try_read();
         match shared {
-            Ok(_shared) => f(self.store.as_ref()),
+            Ok(store) => {
+                let result = f(store.as_deref().ok_or_else(closed)?);
+                self.shared.note(&result);
+                result
+            }
             Err(_) => {
                 drop(shared);
                 self.run(f).await
@@ -89,11 +174,11 @@ impl StoreHandle {
     /// A consistent backup of the whole store (the backup file format), taken
     /// while store calls wait. Returns the file's bytes and its record count.
     pub async fn snapshot(&self) -> StoreResult<(Vec<u8>, u64)> {
-        let (store, gate) = (self.store.clone(), self.gate.clone());
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let _exclusive = gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let store = shared.exclusive();
             let mut file = Vec::new();
-            let records = store.export(&mut file)?;
+            let records = store.as_deref().ok_or_else(closed)?.export(&mut file)?;
             Ok((file, records))
         })
         .await
@@ -120,11 +205,27 @@ impl StoreHandle {
 }
 
 async fn commit_loop(
-    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
     mut queue: mpsc::UnboundedReceiver<Waiter>,
+    reopen: Option<Reopen>,
     flush_gate: Option<Arc<tokio::sync::Semaphore>>,
 ) -> StoreResult<()> {
-    while let Some(first) = queue.recv().await {
+    loop {
+        let recovering = reopen.as_ref().filter(|_| shared.unwritable.load(Ordering::Acquire));
+        let first = tokio::select! {
+            waiter = queue.recv() => match waiter {
+                Some(waiter) => waiter,
+                None => break,
+            },
+            // Only wakes the loop, which then sees `unwritable`.
+            _ = shared.failed.notified(), if recovering.is_none() => continue,
+            _ = tokio::time::sleep(RECOVERY_INTERVAL), if recovering.is_some() => {
+                if let Some(reopen) = recovering {
+                    recover(&shared, reopen.clone()).await;
+                }
+                continue;
+            }
+        };
         if let Some(gate) = &flush_gate
             && let Ok(permit) = gate.acquire().await
         {
@@ -134,10 +235,11 @@ async fn commit_loop(
         while let Ok(next) = queue.try_recv() {
             waiters.push(next);
         }
-        let flushing = store.clone();
-        let result = tokio::task::spawn_blocking(move || flushing.flush())
+        let flushing = shared.clone();
+        let result = tokio::task::spawn_blocking(move || flushing.shared().as_deref().ok_or_else(closed)?.flush())
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(format!("flush task failed: {e}"))));
+        shared.note(&result);
         if let Err(e) = &result {
             tracing::error!(error = %e, "store flush failed; writes are not acknowledged");
         }
@@ -145,19 +247,16 @@ async fn commit_loop(
             let _ = waiter.send(result.clone());
         }
     }
-    // Every handle is gone, but a store call whose caller went away (a
-    // cancelled request) may still run on the blocking pool with its own
-    // reference. Wait for those, so that the last flush covers their writes
-    // and dropping this reference closes the store and releases its lock.
-    let deadline = tokio::time::Instant::now() + RELEASE_DEADLINE;
-    while Arc::strong_count(&store) > 1 {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Backend("store calls still running at shutdown".into()));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    // Every handle is gone. A store call whose caller went away (a cancelled
+    // request) may still run on the blocking pool; taking the gate
+    // exclusively waits for it, so the last flush covers its write, and
+    // dropping the store then closes it and releases its lock.
     let result = tokio::task::spawn_blocking(move || {
+        let Some(store) = shared.exclusive().take() else { return Ok(()) };
         let flushed = store.flush();
+        if Arc::strong_count(&store) > 1 {
+            return Err(StoreError::Backend("the store is still referenced at shutdown".into()));
+        }
         drop(store);
         flushed
     })
@@ -169,8 +268,33 @@ async fn commit_loop(
     result
 }
 
-/// How long shutdown waits for store calls of cancelled requests to finish.
-const RELEASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// One recovery attempt: when the directory takes writes again, the failed
+/// engine is dropped (it holds the directory's lock), the store reopened
+/// from disk and flushed once. Writes count as working only if that flush
+/// succeeds; reads resume as soon as the reopen does.
+async fn recover(shared: &Arc<Shared>, reopen: Reopen) {
+    let attempt = shared.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        if let Some(store) = attempt.shared().as_deref() {
+            store.writes_possible()?;
+        }
+        let mut slot = attempt.exclusive();
+        drop(slot.take());
+        let store = reopen()?;
+        let flushed = store.flush();
+        *slot = Some(store);
+        flushed
+    })
+    .await
+    .unwrap_or_else(|e| Err(StoreError::Backend(format!("recovery task failed: {e}"))));
+    match outcome {
+        Ok(()) => {
+            shared.unwritable.store(false, Ordering::Release);
+            tracing::warn!("the store was reopened and takes writes again");
+        }
+        Err(e) => tracing::debug!(error = %e, "the store cannot write yet"),
+    }
+}
 
 #[cfg(test)]
 mod tests {

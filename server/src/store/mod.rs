@@ -13,7 +13,7 @@ mod conformance;
 mod records;
 pub mod sled;
 
-pub use commit::StoreHandle;
+pub use commit::{Reopen, StoreHandle};
 pub use records::*;
 
 use uuid::Uuid;
@@ -42,6 +42,10 @@ pub enum StoreError {
     /// Another process holds the store.
     #[error("{0} is in use by another latch process")]
     Locked(String),
+    /// The engine could not write (disk full, I/O error); the store is
+    /// reopened once the disk takes writes again (`store::commit`).
+    #[error("the store cannot write: {0}")]
+    Unwritable(String),
     /// A record could not be decoded.
     #[error("corrupt record in {0}")]
     Corrupt(&'static str),
@@ -196,6 +200,9 @@ pub trait Store:
 {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+    /// Whether the storage takes writes now, checked without touching the
+    /// store itself (before a failed store is reopened).
+    fn writes_possible(&self) -> StoreResult<()>;
     /// Writes every record to `out` in the backup format (`store::backup`).
     /// The caller keeps writes out while it runs, so the copy is consistent.
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64>;

@@ -24,6 +24,11 @@ const COMMIT_SEQ_KEY: &str = "commit_seq";
 pub const WITNESS_FILE: &str = "latch.state";
 /// The witness is rewritten at most this often (plus when the store closes):
 /// it is a lower bound, so a late update never makes a sound store look damaged.
+/// A file written and removed to learn whether the disk takes writes again
+/// (see `writes_possible`); as large as a sled segment, which is what a
+/// write to a full store needs.
+const PROBE_FILE: &str = "latch.probe";
+const PROBE_BYTES: usize = 512 * 1024;
 const WITNESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// What an operator does about a damaged store.
 const RESTORE_HINT: &str = "restore the last backup into a new directory with \
@@ -98,7 +103,7 @@ impl Witness {
         }
         let file = WitnessFile { format: FORMAT.into(), commit_seq: state.0 };
         write_durably(&self.path, &encode(&file)?)
-            .map_err(|e| StoreError::Backend(format!("cannot write {}: {e}", self.path.display())))?;
+            .map_err(|e| StoreError::Unwritable(format!("cannot write {}: {e}", self.path.display())))?;
         state.1 = Some(std::time::Instant::now());
         Ok(())
     }
@@ -120,8 +125,13 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// sled's I/O errors mean the disk did not take a write (sled keeps the
+/// first one and returns it for every later write: see `store::commit`).
 fn backend(e: ::sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match e {
+        ::sled::Error::Io(io) => StoreError::Unwritable(io.to_string()),
+        other => StoreError::Backend(other.to_string()),
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
@@ -765,6 +775,17 @@ impl Store for SledStore {
     fn flush(&self) -> StoreResult<()> {
         let seq = self.flush_numbered()?;
         self.witness.durable(seq, false)
+    }
+
+    fn writes_possible(&self) -> StoreResult<()> {
+        use std::io::Write as _;
+        let probe = self.witness.path.with_file_name(PROBE_FILE);
+        let written = std::fs::File::create(&probe).and_then(|mut file| {
+            file.write_all(&vec![0; PROBE_BYTES])?;
+            file.sync_all()
+        });
+        let removed = std::fs::remove_file(&probe);
+        written.and(removed).map_err(|e| StoreError::Unwritable(format!("{}: {e}", probe.display())))
     }
 
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
