@@ -1,10 +1,11 @@
 //! Brute-force defence: per-account lockout with a growing delay, and
-//! per-IP rate limits on the auth and token endpoints.
+//! per-IP rate limits on every endpoint that takes a password, a second
+//! factor or a refresh token.
 
 use std::sync::Arc;
 
 use latch_server::clock::ManualClock;
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -91,4 +92,60 @@ async fn auth_endpoints_answer_429_with_retry_after_beyond_the_per_ip_limit() {
         let me = app.get_with("/t/demo/users/me", tokens["access_token"].as_str().expect("at")).await;
         assert_eq!(me.status(), StatusCode::OK);
     }
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_count_toward_the_lockout_and_then_even_the_right_one_is_refused() {
+    let app = spawn_app().await;
+    let tokens = app.register("demo", EMAIL).await;
+    let token = tokens["access_token"].as_str().expect("at");
+    let change = |current: &str| json!({"current_password": current, "new_password": "a brand new passphrase"});
+    // Before, 40 wrong guesses were all answered 403 and the 41st, right, one 204.
+    for _ in 0..5 {
+        let wrong = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&change("wrong guess!"))).await;
+        assert_problem(wrong, StatusCode::FORBIDDEN, "current_password_wrong").await;
+    }
+    let right = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&change(PASSWORD))).await;
+    assert!(retry_after(&right) >= 1);
+    assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    // The same count as logins: the account is locked there too.
+    locked(&app, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_right_current_password_clears_the_failures_it_follows() {
+    let app = spawn_app().await;
+    let tokens = app.register("demo", EMAIL).await;
+    let token = tokens["access_token"].as_str().expect("at");
+    for _ in 0..4 {
+        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let body = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+    let changed = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&body)).await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    // Four failures, then a success: a fifth failure does not lock.
+    assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login("demo", EMAIL, "a brand new passphrase").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_callers_password_and_second_factor_endpoints_share_the_per_ip_limit() {
+    let app = spawn_app_with_rate_limit(4).await;
+    let tokens = app.register("demo", EMAIL).await; // 1 of 4
+    let token = tokens["access_token"].as_str().expect("at");
+    let body = json!({"current_password": "wrong guess!", "new_password": "a brand new passphrase"});
+    for _ in 0..2 {
+        let wrong = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&body)).await;
+        assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    }
+    let code = json!({"code": "123456"});
+    let confirm = app.send(Method::POST, "/t/demo/users/me/mfa/totp/confirm", token, Some(&code)).await;
+    assert_ne!(confirm.status(), StatusCode::TOO_MANY_REQUESTS, "4 of 4");
+    let limited = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&body)).await;
+    assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let disable = json!({"password": PASSWORD, "code": "123456"});
+    let limited = app.send(Method::POST, "/t/demo/users/me/mfa/totp/disable", token, Some(&disable)).await;
+    assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The caller's other endpoints take no secret and are not limited.
+    assert_eq!(app.get_with("/t/demo/users/me", token).await.status(), StatusCode::OK);
 }

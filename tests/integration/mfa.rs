@@ -216,3 +216,52 @@ async fn challenges_and_enrollment_stay_inside_their_tenant() {
     // The challenge was not spent by the attempt elsewhere.
     assert_eq!(complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_codes_across_challenges_are_checked_no_more_than_the_threshold() {
+    let (app, clock) = app_at_start().await;
+    enrolled(&app, &clock, "demo", "many@example.com").await;
+    clock.advance(30);
+    let mut challenges = Vec::new();
+    for _ in 0..10 {
+        challenges.push(challenge(&app, "demo", "many@example.com").await);
+    }
+    // One wrong code per challenge, all at once: before, all ten were checked
+    // although the account locks at five.
+    let answers = futures_util::future::join_all(
+        challenges.iter().map(|mfa_token| complete(&app, "demo", json!({"mfa_token": mfa_token, "code": "000000"}))),
+    )
+    .await;
+    let mut codes = Vec::new();
+    for answer in answers {
+        let problem: Value = answer.json().await.expect("problem");
+        codes.push(problem["code"].as_str().expect("code").to_owned());
+    }
+    let checked = codes.iter().filter(|code| *code == "invalid_mfa_code").count();
+    let refused = codes.iter().filter(|code| *code == "account_locked").count();
+    assert_eq!((checked, refused), (5, 5), "{codes:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn turning_totp_off_counts_wrong_passwords_and_codes_toward_the_lockout() {
+    let (app, clock) = app_at_start().await;
+    let (totp, _, token) = enrolled(&app, &clock, "demo", "off@example.com").await;
+    clock.advance(30);
+    let path = "/t/demo/users/me/mfa/totp/disable";
+    for n in 0..5 {
+        let body = if n % 2 == 0 {
+            json!({"password": "wrong guess!", "code": totp.generate(clock.now() as u64)})
+        } else {
+            json!({"password": PASSWORD, "code": "000000"})
+        };
+        let wrong = app.send(Method::POST, path, &token, Some(&body)).await;
+        let expected = if n % 2 == 0 { "current_password_wrong" } else { "invalid_mfa_code" };
+        assert_problem(wrong, if n % 2 == 0 { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED }, expected)
+            .await;
+    }
+    let right = json!({"password": PASSWORD, "code": totp.generate(clock.now() as u64)});
+    let refused = app.send(Method::POST, path, &token, Some(&right)).await;
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    let me: Value = app.get_with("/t/demo/users/me", &token).await.json().await.expect("json");
+    assert_eq!(me["mfa_enabled"], json!(true), "still on");
+}

@@ -109,12 +109,13 @@ impl MfaApi {
     async fn confirm(
         &self,
         latch: Data<&Arc<Latch>>,
+        req: &Request,
         tenant: Path<String>,
         auth: UserAuth,
         body: Json<TotpCode>,
     ) -> ApiResult<Json<RecoveryCodes>> {
         let principal = Self::principal(&latch, &tenant, &auth).await?;
-        let codes = latch.confirm_totp(&principal, &body.code).await?;
+        let codes = latch.confirm_totp(&principal, &body.code, &client_info(req)).await?;
         Ok(Json(RecoveryCodes { recovery_codes: codes.iter().map(|c| c.expose_secret().to_owned()).collect() }))
     }
 
@@ -128,6 +129,7 @@ impl MfaApi {
     async fn disable(
         &self,
         latch: Data<&Arc<Latch>>,
+        req: &Request,
         tenant: Path<String>,
         auth: UserAuth,
         body: Json<DisableTotpRequest>,
@@ -135,7 +137,7 @@ impl MfaApi {
         let principal = Self::principal(&latch, &tenant, &auth).await?;
         let Json(body) = body;
         let factor = second_factor(body.code, body.recovery_code)?;
-        latch.disable_totp(&principal, &body.password, factor).await?;
+        latch.disable_totp(&principal, &body.password, factor, &client_info(req)).await?;
         Ok(NoContent::Done)
     }
 

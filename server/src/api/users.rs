@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -10,7 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
 use super::models::User;
-use super::{ApiResult, ApiTags, NoContent, UserAuth, tenant_id};
+use super::{ApiResult, ApiTags, NoContent, UserAuth, client_info, tenant_id};
 use crate::clock::rfc3339;
 use crate::domain::{Error, Latch, PasswordChange, Principal, Profile};
 
@@ -163,6 +164,7 @@ impl UsersApi {
     async fn change_password(
         &self,
         latch: Data<&Arc<Latch>>,
+        req: &Request,
         tenant: Path<String>,
         auth: UserAuth,
         body: Json<ChangePasswordRequest>,
@@ -170,7 +172,11 @@ impl UsersApi {
         let principal = Self::principal(&latch, &tenant, &auth).await?;
         let Json(body) = body;
         latch
-            .change_password(&principal, PasswordChange { current: body.current_password, new: body.new_password })
+            .change_password(
+                &principal,
+                PasswordChange { current: body.current_password, new: body.new_password },
+                &client_info(req),
+            )
             .await?;
         Ok(NoContent::Done)
     }

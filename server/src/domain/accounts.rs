@@ -108,6 +108,7 @@ impl Latch {
         let runtime = self.runtime(tenant).await?;
         let password = Password::presented(password)?;
         let key = Email::parse(email).map(|e| e.key().to_owned()).unwrap_or_default();
+        let account = account_key(tenant, &key);
         let owned = tenant.clone();
         let user = if key.is_empty() {
             None
@@ -115,7 +116,8 @@ impl Latch {
             self.store.run(move |store| store.find_user_by_email(&owned, &key)).await?
         };
         let rehash = Password::presented(password.expose())?;
-        let verdict = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let verdict = self.passwords.verify_for(&account, password, stored).await?;
         let now = self.now();
         let Some(user) = user else {
             tracing::info!(tenant = %tenant, "login failed");
@@ -184,36 +186,61 @@ impl Latch {
         }
     }
 
-    /// Counts a wrong password; at the tenant's threshold the account locks
-    /// for `lockout_base_seconds`, doubling with each further failure up to
-    /// `lockout_max_seconds`. The count is incremented on the stored record
-    /// in the store's atomic step, so concurrent failures all count, and it
-    /// survives restarts.
+    /// Counts a wrong password or code; at the tenant's threshold the account
+    /// locks for `lockout_base_seconds`, doubling with each further failure
+    /// up to `lockout_max_seconds`. The count is incremented on the stored
+    /// record in the store's atomic step, so concurrent failures all count,
+    /// and it survives restarts.
     pub(super) async fn count_failed_login(
         &self,
         runtime: &TenantRuntime,
         user: &UserRecord,
         client: &ClientInfo,
     ) -> Result<()> {
-        let settings = &runtime.tenant.settings;
-        let (threshold, base, max) =
-            (settings.lockout_threshold, settings.lockout_base_seconds as u64, settings.lockout_max_seconds as u64);
-        let now = self.now();
+        let (rule, now) = (LockoutRule::of(runtime), self.now());
         let (user, _) = self
             .change_user(&user.tenant, user.id, move |user| {
-                user.failed_logins = user.failed_logins.saturating_add(1);
-                let beyond = user.failed_logins.checked_sub(threshold).filter(|_| threshold > 0);
-                if let Some(beyond) = beyond {
-                    let delay = base.saturating_mul(1u64 << beyond.min(32)).min(max);
-                    user.locked_until = Some(now + delay as i64);
-                }
+                rule.count(user, now);
                 Change::Write
             })
             .await?;
+        self.report_failure_at(&rule, &user, client, now).await;
+        Ok(())
+    }
+
+    /// Takes one attempt at a secret of `user` (a second factor, a current
+    /// password) before it is checked: refused while the account is locked,
+    /// otherwise counted as a failure at once. Concurrent attempts so see
+    /// each other's counts, and no more than the threshold are ever checked
+    /// before the lock, whatever the order they run in. A right answer then
+    /// clears the count; a wrong one only needs [`Latch::report_failure`].
+    pub(super) async fn take_attempt(&self, runtime: &TenantRuntime, user: &UserRecord) -> Result<(UserRecord, i64)> {
+        let (rule, now) = (LockoutRule::of(runtime), self.now());
+        let (user, decided) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                if user.locked_until.is_some_and(|until| until > now) {
+                    return Change::Keep;
+                }
+                rule.count(user, now);
+                Change::Write
+            })
+            .await?;
+        match (decided, user.locked_until) {
+            (Change::Keep, Some(until)) => Err(Error::AccountLocked { retry_after: (until - now).max(1) as u64 }),
+            _ => Ok((user, now)),
+        }
+    }
+
+    /// Logs and records a counted failure, and the lock if it started one.
+    pub(super) async fn report_failure(&self, runtime: &TenantRuntime, user: &UserRecord, client: &ClientInfo) {
+        self.report_failure_at(&LockoutRule::of(runtime), user, client, self.now()).await;
+    }
+
+    async fn report_failure_at(&self, rule: &LockoutRule, user: &UserRecord, client: &ClientInfo, now: i64) {
         tracing::info!(tenant = %user.tenant, user = %user.id, failures = user.failed_logins, "login failed");
         let tenant = &user.tenant;
         self.record(tenant, Event::new(EventKind::LoginFailed).subject(user.id).ip(client.ip.clone())).await;
-        if let Some(until) = user.locked_until.filter(|_| threshold > 0 && user.failed_logins >= threshold) {
+        if let Some(until) = user.locked_until.filter(|_| rule.threshold > 0 && user.failed_logins >= rule.threshold) {
             tracing::warn!(tenant = %tenant, user = %user.id, until, "account locked after repeated failed logins");
             let event = Event::new(EventKind::Lockout).subject(user.id).ip(client.ip.clone());
             self.record(
@@ -222,23 +249,33 @@ impl Latch {
             )
             .await;
         }
-        Ok(())
     }
 
     /// Changes the caller's password (the current one is required) and ends
     /// every other session of theirs.
-    pub async fn change_password(&self, principal: &Principal, change: PasswordChange) -> Result<()> {
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        change: PasswordChange,
+        client: &ClientInfo,
+    ) -> Result<()> {
         let tenant = &principal.user.tenant;
         let runtime = self.runtime(tenant).await?;
         let email = Email::parse(&principal.user.email)?;
         let new = Password::parse(&change.new, runtime.tenant.settings.password_min_length, &email)?;
         let current = Password::presented(&change.current).map_err(|_| Error::CurrentPasswordWrong)?;
-        let verdict = self.passwords.verify(current, Some(principal.user.password_hash.clone())).await?;
+        // The current password is a password check like a login's: refused
+        // while locked, counted, and within the account's hashing share.
+        let (counted, now) = self.take_attempt(&runtime, &principal.user).await?;
+        let checked = counted.password_hash.clone();
+        let verdict =
+            self.passwords.verify_for(&account_key(tenant, email.key()), current, Some(checked.clone())).await?;
         if !verdict.matches {
+            self.report_failure(&runtime, &counted, client).await;
             return Err(Error::CurrentPasswordWrong);
         }
         let hash = self.passwords.hash(new).await?;
-        let (checked, keep, now) = (principal.user.password_hash.clone(), principal.session.id, self.now());
+        let keep = principal.session.id;
         let (_, decided) = self
             .change_user_then(
                 tenant,
@@ -249,6 +286,8 @@ impl Latch {
                         return Change::Keep;
                     }
                     user.password_hash = hash.clone();
+                    user.failed_logins = 0;
+                    user.locked_until = None;
                     user.updated_at = now;
                     Change::Write
                 },
@@ -283,4 +322,40 @@ impl Latch {
             .await?;
         Ok(user)
     }
+}
+
+/// The tenant's lockout settings, applied to a stored account.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LockoutRule {
+    threshold: u32,
+    base: u64,
+    max: u64,
+}
+
+impl LockoutRule {
+    fn of(runtime: &TenantRuntime) -> LockoutRule {
+        let settings = &runtime.tenant.settings;
+        LockoutRule {
+            threshold: settings.lockout_threshold,
+            base: settings.lockout_base_seconds as u64,
+            max: settings.lockout_max_seconds as u64,
+        }
+    }
+
+    /// One more failure on the stored record; at the threshold and beyond,
+    /// a lock of `base` seconds doubling per failure, at most `max`.
+    fn count(&self, user: &mut UserRecord, now: i64) {
+        user.failed_logins = user.failed_logins.saturating_add(1);
+        let beyond = user.failed_logins.checked_sub(self.threshold).filter(|_| self.threshold > 0);
+        if let Some(beyond) = beyond {
+            let delay = self.base.saturating_mul(1u64 << beyond.min(32)).min(self.max);
+            user.locked_until = Some(now + delay as i64);
+        }
+    }
+}
+
+/// Names an account across endpoints for its share of the hashing pool:
+/// the tenant and the normalised email (also for emails no account has).
+pub(super) fn account_key(tenant: &TenantId, email_key: &str) -> String {
+    format!("{tenant}\0{email_key}")
 }

@@ -8,8 +8,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
+use super::accounts::account_key;
 use super::events::{Event, EventKind};
-use super::{ClientInfo, Error, Latch, Password, Principal, Result, TenantId, TokenPair};
+use super::{ClientInfo, Email, Error, Latch, Password, Principal, Result, TenantId, TokenPair};
 use crate::crypto::{random_token, token_hash};
 use crate::store::{Change, OneTimeRecord, TotpRecord, UserRecord};
 
@@ -96,12 +97,22 @@ impl Latch {
 
     /// Confirms enrollment with a first code; returns the recovery codes,
     /// shown this once (only their hashes are kept).
-    pub async fn confirm_totp(&self, principal: &Principal, code: &str) -> Result<Vec<SecretString>> {
+    pub async fn confirm_totp(
+        &self,
+        principal: &Principal,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Vec<SecretString>> {
         let user = &principal.user;
         let Some(pending) = user.totp.clone().filter(|totp| !totp.confirmed) else {
             return Err(Error::MfaNotPending);
         };
-        let step = self.accepted_step(user, &pending, code)?.ok_or(Error::InvalidMfaCode)?;
+        let runtime = self.runtime(&user.tenant).await?;
+        let (counted, _) = self.take_attempt(&runtime, user).await?;
+        let Some(step) = self.accepted_step(user, &pending, code)? else {
+            self.report_failure(&runtime, &counted, client).await;
+            return Err(Error::InvalidMfaCode);
+        };
         let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let hashes: Vec<String> =
             codes.iter().map(|code| hex::encode(token_hash(&normalize(code.expose_secret())))).collect();
@@ -118,6 +129,8 @@ impl Latch {
             totp.last_step = step;
             totp.recovery_codes = hashes.clone();
             totp.confirmed = true;
+            user.failed_logins = 0;
+            user.locked_until = None;
             user.updated_at = now;
             Change::Write
         })
@@ -128,22 +141,37 @@ impl Latch {
     }
 
     /// Turns TOTP off; needs the password and a code (or a recovery code).
-    pub async fn disable_totp(&self, principal: &Principal, password: &str, factor: SecondFactor) -> Result<()> {
+    pub async fn disable_totp(
+        &self,
+        principal: &Principal,
+        password: &str,
+        factor: SecondFactor,
+        client: &ClientInfo,
+    ) -> Result<()> {
         let user = &principal.user;
         if !Self::needs_mfa(user) {
             return Err(Error::MfaNotEnabled);
         }
         let presented = Password::presented(password).map_err(|_| Error::CurrentPasswordWrong)?;
-        if !self.passwords.verify(presented, Some(user.password_hash.clone())).await?.matches {
+        let runtime = self.runtime(&user.tenant).await?;
+        // Password and code together are one attempt: refused while locked, counted.
+        let (counted, now) = self.take_attempt(&runtime, user).await?;
+        let account = account_key(&user.tenant, Email::parse(&user.email)?.key());
+        if !self.passwords.verify_for(&account, presented, Some(counted.password_hash.clone())).await?.matches {
+            self.report_failure(&runtime, &counted, client).await;
             return Err(Error::CurrentPasswordWrong);
         }
-        let proof = self.second_factor_proof(user, &factor)?.ok_or(Error::InvalidMfaCode)?;
-        let now = self.now();
+        let Some(proof) = self.second_factor_proof(&counted, &factor)? else {
+            self.report_failure(&runtime, &counted, client).await;
+            return Err(Error::InvalidMfaCode);
+        };
         self.change_user_or(&user.tenant, user.id, Error::InvalidMfaCode, move |user| {
             if !proof.use_up(user) {
                 return Change::Keep;
             }
             user.totp = None;
+            user.failed_logins = 0;
+            user.locked_until = None;
             user.updated_at = now;
             Change::Write
         })
@@ -196,14 +224,21 @@ impl Latch {
         if user.disabled {
             return Err(Error::UserDisabled);
         }
-        if let Some(until) = user.locked_until.filter(|until| *until > now) {
-            return Err(Error::AccountLocked { retry_after: (until - now) as u64 });
-        }
+        // Counted before the code is checked (refused while locked), so no
+        // more codes than the lockout threshold are ever checked, however
+        // many challenges and requests run at once.
+        let user = match self.take_attempt(&runtime, &user).await {
+            Ok((counted, _)) => counted,
+            Err(locked) => {
+                self.keep_challenge(tenant, hash, challenge).await?;
+                return Err(locked);
+            }
+        };
         let used = match self.second_factor_proof(&user, &factor)? {
             Some(proof) => {
                 let (used, decided) = self
                     .change_user(tenant, user.id, move |user| {
-                        if user.locked_until.is_some_and(|until| until > now) || !proof.use_up(user) {
+                        if !proof.use_up(user) {
                             return Change::Keep;
                         }
                         user.failed_logins = 0;
@@ -219,12 +254,11 @@ impl Latch {
         let Some(user) = used else {
             challenge.attempts += 1;
             if challenge.attempts < CHALLENGE_ATTEMPTS {
-                let owned = tenant.clone();
-                self.store.write(move |store| store.put_one_time(&owned, &hash, &challenge)).await?;
+                self.keep_challenge(tenant, hash, challenge).await?;
             }
             let event = Event::new(EventKind::MfaFailed).subject(user.id).ip(client.ip.clone());
             self.record(tenant, event).await;
-            self.count_failed_login(&runtime, &user, &client).await?;
+            self.report_failure(&runtime, &user, &client).await;
             return Err(Error::InvalidMfaCode);
         };
         if matches!(factor, SecondFactor::RecoveryCode(_)) {
@@ -234,6 +268,13 @@ impl Latch {
         }
         let scope = challenge.scope.unwrap_or_default();
         self.start_session(&runtime, user, scope, client).await
+    }
+
+    /// Puts a challenge taken for an attempt back, for the next attempt.
+    async fn keep_challenge(&self, tenant: &TenantId, hash: [u8; 32], challenge: OneTimeRecord) -> Result<()> {
+        let owned = tenant.clone();
+        self.store.write(move |store| store.put_one_time(&owned, &hash, &challenge)).await?;
+        Ok(())
     }
 
     /// Checks a second factor against the user's confirmed TOTP: what using
