@@ -444,7 +444,9 @@ fn backup(settings: &Settings, file: &Path, server: Option<String>) -> anyhow::R
         }
     };
     let partial = file.with_extension("partial");
-    std::fs::write(&partial, &bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+    crate::private::create(&partial)
+        .and_then(|mut out| std::io::Write::write_all(&mut out, &bytes).and_then(|()| out.sync_all()))
+        .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, file).with_context(|| format!("cannot write {}", file.display()))?;
     println!("backup {how} written to {} ({} bytes)", file.display(), bytes.len());
     Ok(())

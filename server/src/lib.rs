@@ -14,6 +14,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod mail;
+pub mod private;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

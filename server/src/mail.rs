@@ -63,7 +63,7 @@ pub struct Mailer {
 impl Mailer {
     /// A mailer writing `.eml` files into `dir` (created if missing).
     pub fn outbox(dir: PathBuf, from: &str) -> Result<Mailer, MailError> {
-        std::fs::create_dir_all(&dir).map_err(|e| MailError::Transport(format!("{}: {e}", dir.display())))?;
+        crate::private::dir(&dir).map_err(|e| MailError::Transport(format!("{}: {e}", dir.display())))?;
         let transport = AsyncFileTransport::<Tokio1Executor>::new(&dir);
         Ok(Mailer { from: mailbox(from)?, transport: Transport::File { dir, transport } })
     }
@@ -109,7 +109,10 @@ impl Mailer {
         match &self.transport {
             Transport::File { dir, transport } => {
                 let id = transport.send(message).await.map_err(|e| MailError::Transport(e.to_string()))?;
-                tracing::info!(to_domain = domain, file = %dir.join(format!("{id}.eml")).display(), "mail written to the outbox");
+                let file = dir.join(format!("{id}.eml"));
+                // It holds a live link; lettre creates it with the umask's mode.
+                crate::private::file(&file).map_err(|e| MailError::Transport(format!("{}: {e}", file.display())))?;
+                tracing::info!(to_domain = domain, file = %file.display(), "mail written to the outbox");
             }
             Transport::Smtp(transport) => {
                 transport.send(message).await.map_err(|e| MailError::Transport(e.to_string()))?;

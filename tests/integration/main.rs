@@ -10,6 +10,7 @@ mod brute_force;
 mod cli;
 mod connections;
 mod demo;
+mod files;
 mod headers;
 mod integrity;
 mod interop;

@@ -267,7 +267,6 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
 /// in `dir/data` and the test's operator token; killed when dropped. Returns
 /// the child and its base URL.
 pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
     let mut child = tokio::process::Command::new(latch_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
@@ -278,14 +277,21 @@ pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, Stri
         .kill_on_drop(true)
         .spawn()
         .expect("latch binary starts");
-    // The kernel picks the port; the banner's first line names the bound address.
+    let base = banner_address(&mut child).await;
+    (child, base)
+}
+
+/// The base URL a `latch serve` child started with piped stdout listens on.
+/// The kernel picks the port; the banner's first line names the bound address.
+pub async fn banner_address(child: &mut tokio::process::Child) -> String {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let first = lines.next_line().await.expect("read the banner").expect("the binary prints a banner");
     let addr = first.rsplit(' ').next().expect("an address").to_owned();
     assert!(addr.parse::<SocketAddr>().is_ok(), "banner line: {first}");
     // Keep reading, so the rest of the banner never meets a closed pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{addr}"))
+    format!("http://{addr}")
 }
 
 /// Waits until `base/readyz` answers 200 (at most 30 s).

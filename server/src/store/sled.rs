@@ -115,7 +115,7 @@ impl Witness {
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
+    let mut file = crate::private::create(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
@@ -249,6 +249,7 @@ impl SledStore {
                 "{shown} is not empty and is not a latch data directory; choose another --data-dir"
             )));
         }
+        crate::private::dir(dir).map_err(|e| StoreError::Backend(format!("cannot create {shown}: {e}")))?;
         let db = ::sled::Config::new().path(dir).cache_capacity(cache_bytes).open().map_err(|e| match e {
             ::sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::Locked(shown.to_string())
@@ -285,6 +286,9 @@ impl SledStore {
                 "has lost committed writes: it ends at flush {stored}, but flush {witnessed} was durable"
             )));
         }
+        // sled creates its files with the umask's modes; the directory is
+        // owner-only already, and so are its files from here on.
+        crate::private::contents(dir).map_err(|e| StoreError::Backend(format!("cannot restrict {shown}: {e}")))?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let store = SledStore {
             tenants: tree("tenants")?,
