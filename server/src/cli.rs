@@ -73,8 +73,9 @@ enum KeysCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
-        /// Seconds the new key is published before it signs.
-        #[arg(long, default_value_t = 0)]
+        /// Seconds the new key is published before it signs (the JWKS max-age
+        /// by default, so cached JWKS hold it first; 0 signs at once).
+        #[arg(long, default_value_t = crate::domain::DEFAULT_PUBLISH_DELAY_SECONDS)]
         publish_delay: u32,
     },
 }

@@ -91,6 +91,48 @@ async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_stays_until_
     assert!(listed.to_string().find("sealed").is_none(), "no private material in the listing");
 }
 
+#[tokio::test]
+async fn a_rotation_without_a_body_publishes_for_the_jwks_max_age_before_it_signs() {
+    let clock = Arc::new(ManualClock::new(START));
+    let app = spawn_app_at(clock.clone()).await;
+    let user = app.register("demo", "later@example.com").await;
+    let old_kid = kid_of(user["access_token"].as_str().expect("t"));
+    let jwks_max_age =
+        app.http.get(app.url("/t/demo/.well-known/jwks.json")).send().await.expect("r").headers()["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+    assert!(jwks_max_age.contains("max-age=300"), "{jwks_max_age}");
+    // No body and no content type: before, 415.
+    let rotated = app
+        .http
+        .post(app.url("/admin/tenants/demo/keys/rotate"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(rotated.status(), StatusCode::CREATED);
+    let new_kid = rotated.json::<Value>().await.expect("json")["kid"].as_str().expect("kid").to_owned();
+    assert_eq!(kids(&app.jwks("demo").await).len(), 2, "published at once");
+    clock.advance(299);
+    let during: Value = app.login("demo", "later@example.com", PASSWORD).await.json().await.expect("json");
+    assert_eq!(kid_of(during["access_token"].as_str().expect("t")), old_kid, "not signing before 300 s");
+    clock.advance(1);
+    let after: Value = app.login("demo", "later@example.com", PASSWORD).await.json().await.expect("json");
+    assert_eq!(kid_of(after["access_token"].as_str().expect("t")), new_kid);
+
+    let secret = app
+        .http
+        .post(app.url("/admin/tenants/demo/introspection-secret"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(secret.status(), StatusCode::CREATED, "no body needed either");
+    let missing = app.http.post(app.url("/t/demo/auth/login")).send().await.expect("request");
+    assert_problem(missing, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
 fn clock_now(clock: &ManualClock) -> i64 {
     use latch_server::clock::Clock as _;
     clock.now()
@@ -156,7 +198,7 @@ async fn the_cli_rotates_keys_on_a_stopped_data_directory_and_refuses_a_running_
 
     app.server.take().expect("running").shutdown().await.expect("shutdown");
     let rotated = tokio::process::Command::new(latch_binary())
-        .args(["keys", "rotate", "--tenant", "demo", "--data-dir"])
+        .args(["keys", "rotate", "--tenant", "demo", "--publish-delay", "0", "--data-dir"])
         .arg(app.data_dir())
         .env("LATCH_LOG", "warn")
         .output()

@@ -187,6 +187,13 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request, deadline: Duration) 
         poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE),
         other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
     })?;
+    // A POST with no body at all is an empty JSON body: endpoints whose
+    // fields are all optional take it, the others answer 400 for what is
+    // missing rather than 415 for a content type nobody had to send.
+    if body.is_empty() && req.method() == poem::http::Method::POST && req.content_type().is_none() {
+        req.headers_mut()
+            .insert(poem::http::header::CONTENT_TYPE, poem::http::HeaderValue::from_static("application/json"));
+    }
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
 }

@@ -11,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::models::SigningAlgorithm;
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
-use crate::domain::{Latch, NewTenant, TenantChanges, TenantId};
+use crate::domain::{DEFAULT_PUBLISH_DELAY_SECONDS, Latch, NewTenant, TenantChanges, TenantId};
 use crate::store::{EmailVerification, TenantRecord};
 
 /// Tenant management for the operator.
@@ -213,8 +213,9 @@ pub struct TenantList {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct RotateKeyRequest {
-    /// Seconds the new key is published in the JWKS before it signs (default 0;
-    /// use at least the JWKS max-age, 300, when verifiers cache it).
+    /// Seconds the new key is published in the JWKS before it signs (default
+    /// 300, the JWKS max-age, so cached JWKS hold it before any token it
+    /// signs; 0 signs at once, for verifiers that do not cache the JWKS).
     pub publish_delay_seconds: Option<u32>,
 }
 
@@ -389,16 +390,19 @@ impl TenantsApi {
     }
 
     /// Rotate the tenant's signing key.
+    ///
+    /// The body is optional: without one the new key is published 300 s
+    /// before it signs.
     #[oai(path = "/admin/tenants/:tenant/keys/rotate", method = "post", operation_id = "rotateTenantKey")]
     async fn rotate_key(
         &self,
         latch: Data<&Arc<Latch>>,
         auth: OperatorToken,
         tenant: Path<String>,
-        body: Json<RotateKeyRequest>,
+        body: Json<Option<RotateKeyRequest>>,
     ) -> ApiResult<Rotated> {
         latch.check_operator(&auth.0.token)?;
-        let delay = body.0.publish_delay_seconds.unwrap_or(0);
+        let delay = body.0.and_then(|options| options.publish_delay_seconds).unwrap_or(DEFAULT_PUBLISH_DELAY_SECONDS);
         let key = latch.rotate_signing_key(&tenant_id(&tenant)?, delay, "operator").await?;
         Ok(Rotated::Created(Json(key_info(key))))
     }

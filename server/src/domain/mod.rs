@@ -21,7 +21,7 @@ pub use events::{Event, EventKind};
 pub use mfa::{SecondFactor, TotpEnrollment};
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
-pub use tenants::{ADMIN_ROLE, NewTenant, TenantChanges, TenantRuntime};
+pub use tenants::{ADMIN_ROLE, DEFAULT_PUBLISH_DELAY_SECONDS, NewTenant, TenantChanges, TenantRuntime};
 pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule, TenantId};
 
 use std::collections::HashMap;

@@ -169,9 +169,10 @@ impl TenantRuntime {
     }
 }
 
-/// How long an automatically rotated key is published before it signs: the
-/// JWKS `max-age`, so every cache has seen it first.
-const AUTOMATIC_ROTATION_PUBLISH_DELAY: u32 = 300;
+/// How long a rotated key is published before it signs, unless a manual
+/// rotation asks otherwise: the JWKS `max-age`, so a verifier's cached JWKS
+/// already holds the new key when the first token it signed arrives.
+pub const DEFAULT_PUBLISH_DELAY_SECONDS: u32 = 300;
 
 /// Margin after a retired key's last token expires before it leaves the JWKS.
 const RETIRED_KEY_MARGIN: i64 = latch_shared::MAX_LEEWAY_SECONDS as i64;
@@ -501,7 +502,7 @@ impl Latch {
             let newest =
                 self.store.run(move |store| store.list_keys(&owned)).await?.into_iter().map(|k| k.created_at).max();
             if newest.is_some_and(|created| created + days * 86_400 <= now) {
-                self.rotate_signing_key(&tenant.id, AUTOMATIC_ROTATION_PUBLISH_DELAY, "system").await?;
+                self.rotate_signing_key(&tenant.id, DEFAULT_PUBLISH_DELAY_SECONDS, "system").await?;
                 rotated.push(tenant.id);
             }
         }
