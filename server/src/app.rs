@@ -175,7 +175,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 }
 
 /// Every minute: rotates the keys of tenants whose automatic rotation is due,
-/// and forgets rate-limit state of idle clients.
+/// removes expired one-time records, and forgets rate-limit state of idle clients.
 async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
     let mut tick = tokio::time::interval(KEY_ROTATION_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,6 +186,11 @@ async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
             Ok(rotated) if !rotated.is_empty() => tracing::info!(tenants = ?rotated, "automatic key rotation"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "automatic key rotation failed"),
+        }
+        match latch.purge_expired_one_time().await {
+            Ok(purged) if purged > 0 => tracing::debug!(purged, "expired one-time records removed"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "removing expired one-time records failed"),
         }
     }
 }

@@ -288,6 +288,8 @@ impl Latch {
                     user.password_hash = hash.clone();
                     user.failed_logins = 0;
                     user.locked_until = None;
+                    // Reset links sent before are void.
+                    user.reset_generation = user.reset_generation.wrapping_add(1);
                     user.updated_at = now;
                     Change::Write
                 },

@@ -185,6 +185,8 @@ impl Latch {
             id,
             move |user| {
                 user.password_hash = hash.clone();
+                // Reset links sent before are void.
+                user.reset_generation = user.reset_generation.wrapping_add(1);
                 user.updated_at = now;
                 Change::Write
             },
@@ -206,6 +208,10 @@ impl Latch {
                 id,
                 move |user| {
                     user.disabled = disabled;
+                    if disabled {
+                        // Reset links sent before stay void after an enable.
+                        user.reset_generation = user.reset_generation.wrapping_add(1);
+                    }
                     user.updated_at = now;
                     Change::Write
                 },

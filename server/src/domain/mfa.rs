@@ -196,6 +196,7 @@ impl Latch {
             expires_at: self.now() + CHALLENGE_TTL_SECONDS,
             scope: Some(scope),
             attempts: 0,
+            generation: 0,
         };
         let (tenant, hash) = (user.tenant.clone(), token_hash(token.expose_secret()));
         match self.store.write(move |store| store.put_one_time(&tenant, &hash, &record)).await {
@@ -216,8 +217,8 @@ impl Latch {
     ) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
         let (hash, owned, now) = (token_hash(mfa_token), tenant.clone(), self.now());
-        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash)).await?;
-        let Some(mut challenge) = taken.filter(|r| r.purpose == CHALLENGE_PURPOSE && r.expires_at > now) else {
+        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash, CHALLENGE_PURPOSE, now)).await?;
+        let Some(mut challenge) = taken else {
             return Err(Error::InvalidMfaToken);
         };
         let user = self.user(tenant, challenge.user_id).await.map_err(|_| Error::InvalidMfaToken)?;

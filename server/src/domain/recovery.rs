@@ -1,11 +1,17 @@
 //! Password reset by mail: a single-use, expiring token stored as a hash,
 //! sent as a link; using it sets a new password and ends every session.
+//!
+//! A link belongs to the user's `reset_generation` when it was made; a
+//! completed reset, a password change and a disable bump it, so the other
+//! links out there stop working. Reset mails to one account are spaced by
+//! [`super::verification::RESEND_INTERVAL_SECONDS`].
 
 use std::sync::Arc;
 
 use secrecy::ExposeSecret as _;
 
 use super::events::{Event, EventKind};
+use super::verification::RESEND_INTERVAL_SECONDS;
 use super::{ClientInfo, Email, Error, Latch, Password, Result, TenantId};
 use crate::crypto::{random_token, token_hash};
 use crate::store::{Change, OneTimeRecord};
@@ -38,18 +44,41 @@ impl Latch {
 
     async fn send_reset_link(&self, tenant: &TenantId, email: &Email, client: ClientInfo) -> Result<()> {
         let runtime = self.runtime(tenant).await?;
-        let Some(user) = self.existing_user(tenant, email).await?.filter(|user| !user.disabled) else { return Ok(()) };
+        let Some(user) = self.existing_user(tenant, email).await? else { return Ok(()) };
         let token = random_token(RESET_TOKEN_PREFIX);
         let hash = token_hash(token.expose_secret());
-        let record = OneTimeRecord {
+        let now = self.now();
+        let mut record = OneTimeRecord {
             purpose: RESET_PURPOSE.to_owned(),
             user_id: user.id,
-            expires_at: self.now() + RESET_TTL_SECONDS,
+            expires_at: now + RESET_TTL_SECONDS,
             scope: None,
             attempts: 0,
+            generation: 0,
         };
-        let owned = tenant.clone();
-        self.store.write(move |store| store.put_one_time(&owned, &hash, &record)).await?;
+        // Decided on the fresh record, so concurrent requests send one mail.
+        let (user, decided) = self
+            .change_user_then(
+                tenant,
+                user.id,
+                move |user| {
+                    let recent = user.reset_sent_at.is_some_and(|at| now - at < RESEND_INTERVAL_SECONDS);
+                    if user.disabled || recent {
+                        return Change::Keep;
+                    }
+                    user.reset_sent_at = Some(now);
+                    Change::Write
+                },
+                move |store, user| {
+                    record.generation = user.reset_generation;
+                    store.put_one_time(&user.tenant, &hash, &record)
+                },
+            )
+            .await?;
+        if decided == Change::Keep {
+            tracing::info!(tenant = %tenant, ip = ?client.ip, "password reset mail skipped (disabled, or one sent within a minute)");
+            return Ok(());
+        }
         let page = &runtime.tenant.settings.reset_password_url;
         let link = self.mail_link(page, "/demo/reset-password", tenant, token.expose_secret());
         let body = format!(
@@ -71,11 +100,15 @@ impl Latch {
     pub async fn confirm_password_reset(&self, tenant: &TenantId, token: &str, new_password: &str) -> Result<()> {
         let runtime = self.runtime(tenant).await?;
         let (hash, owned, now) = (token_hash(token), tenant.clone(), self.now());
-        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash)).await?;
-        let Some(record) = taken.filter(|r| r.purpose == RESET_PURPOSE && r.expires_at > now) else {
+        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash, RESET_PURPOSE, now)).await?;
+        let Some(record) = taken else {
             return Err(Error::InvalidResetToken);
         };
         let user = self.user(tenant, record.user_id).await.map_err(|_| Error::InvalidResetToken)?;
+        if record.generation != user.reset_generation {
+            // A later reset, a password change or a disable voided it.
+            return Err(Error::InvalidResetToken);
+        }
         let email = Email::parse(&user.email)?;
         let password = match Password::parse(new_password, runtime.tenant.settings.password_min_length, &email) {
             Ok(password) => password,
@@ -87,21 +120,37 @@ impl Latch {
             }
         };
         let hash = self.passwords.hash(password).await?;
-        let id = user.id;
-        self.change_user_then(
-            tenant,
-            id,
-            move |user| {
-                user.password_hash = hash.clone();
-                user.failed_logins = 0;
-                user.locked_until = None;
-                user.updated_at = now;
-                Change::Write
-            },
-            move |store, user| store.revoke_user_sessions(&user.tenant, user.id, None, now).map(drop),
-        )
-        .await?;
+        let (id, generation) = (user.id, record.generation);
+        let (_, decided) = self
+            .change_user_then(
+                tenant,
+                id,
+                move |user| {
+                    // Voided while the new password was hashed.
+                    if user.reset_generation != generation {
+                        return Change::Keep;
+                    }
+                    user.password_hash = hash.clone();
+                    user.failed_logins = 0;
+                    user.locked_until = None;
+                    user.reset_generation = user.reset_generation.wrapping_add(1);
+                    user.updated_at = now;
+                    Change::Write
+                },
+                move |store, user| store.revoke_user_sessions(&user.tenant, user.id, None, now).map(drop),
+            )
+            .await?;
+        if decided == Change::Keep {
+            return Err(Error::InvalidResetToken);
+        }
         self.record(tenant, Event::new(EventKind::PasswordReset).actor(id).subject(id)).await;
         Ok(())
+    }
+
+    /// Removes one-time records (reset and verification links, MFA
+    /// challenges) that have expired; run every minute by the server.
+    pub async fn purge_expired_one_time(&self) -> Result<u64> {
+        let now = self.now();
+        Ok(self.store.write(move |store| store.purge_one_time(now)).await?)
     }
 }

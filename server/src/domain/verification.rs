@@ -64,11 +64,20 @@ impl Latch {
         self.in_background(&user.tenant, "verification", async move {
             let runtime = latch.runtime(&tenant).await?;
             let user = latch.user(&tenant, id).await?;
-            latch.send_verification(&runtime, user).await
+            latch.send_verification(&runtime, user, None).await
         });
     }
 
-    async fn send_verification(&self, runtime: &TenantRuntime, user: UserRecord) -> Result<()> {
+    /// Mails a verification link to `user`. With `spaced_from` (a resend
+    /// asked for then), only if the account is still enabled and unverified
+    /// and its last mail is at least [`RESEND_INTERVAL_SECONDS`] older,
+    /// decided on the fresh record, so concurrent resends send one mail.
+    async fn send_verification(
+        &self,
+        runtime: &TenantRuntime,
+        user: UserRecord,
+        spaced_from: Option<i64>,
+    ) -> Result<()> {
         let tenant = &runtime.tenant.id;
         let token = random_token(VERIFY_TOKEN_PREFIX);
         let hash = token_hash(token.expose_secret());
@@ -79,17 +88,30 @@ impl Latch {
             expires_at: now + VERIFY_TTL_SECONDS,
             scope: None,
             attempts: 0,
+            generation: 0,
         };
-        self.change_user_then(
-            tenant,
-            user.id,
-            move |user| {
-                user.verification_sent_at = Some(now);
-                Change::Write
-            },
-            move |store, user| store.put_one_time(&user.tenant, &hash, &record),
-        )
-        .await?;
+        let (user, decided) = self
+            .change_user_then(
+                tenant,
+                user.id,
+                move |user| {
+                    if let Some(asked_at) = spaced_from {
+                        let recent =
+                            user.verification_sent_at.is_some_and(|at| asked_at - at < RESEND_INTERVAL_SECONDS);
+                        if user.disabled || user.email_verified || recent {
+                            return Change::Keep;
+                        }
+                    }
+                    user.verification_sent_at = Some(now);
+                    Change::Write
+                },
+                move |store, user| store.put_one_time(&user.tenant, &hash, &record),
+            )
+            .await?;
+        if decided == Change::Keep {
+            tracing::info!(tenant = %tenant, "verification resend skipped");
+            return Ok(());
+        }
         let settings = &runtime.tenant.settings;
         let link = self.mail_link(&settings.verify_email_url, "/demo/verify-email", tenant, token.expose_secret());
         let body = format!(
@@ -108,8 +130,8 @@ impl Latch {
     pub async fn verify_email(&self, tenant: &TenantId, token: &str) -> Result<()> {
         self.runtime(tenant).await?;
         let (hash, owned, now) = (token_hash(token), tenant.clone(), self.now());
-        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash)).await?;
-        let Some(record) = taken.filter(|r| r.purpose == VERIFY_PURPOSE && r.expires_at > now) else {
+        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash, VERIFY_PURPOSE, now)).await?;
+        let Some(record) = taken else {
             return Err(Error::InvalidVerificationToken);
         };
         let id = record.user_id;
@@ -147,12 +169,8 @@ impl Latch {
                 return Ok(());
             }
             let Some(user) = latch.existing_user(&owned, &email).await? else { return Ok(()) };
-            let recent = user.verification_sent_at.is_some_and(|at| asked_at - at < RESEND_INTERVAL_SECONDS);
-            if user.disabled || user.email_verified || recent {
-                tracing::info!(tenant = %owned, ip = ?client.ip, "verification resend skipped");
-                return Ok(());
-            }
-            latch.send_verification(&runtime, user).await
+            tracing::debug!(tenant = %owned, ip = ?client.ip, "verification resend asked");
+            latch.send_verification(&runtime, user, Some(asked_at)).await
         });
         Ok(())
     }

@@ -61,6 +61,7 @@ pub fn run(store: &dyn Store) {
     deleting_a_user_takes_their_sessions_and_frees_the_email(store);
     events_are_listed_newest_first_and_bounded(store);
     one_time_tokens_are_taken_once(store);
+    expired_one_time_tokens_are_purged(store);
     meta_values_round_trip(store);
     store.flush().expect("flush");
 }
@@ -129,12 +130,17 @@ fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
         expires_at: 9,
         scope: None,
         attempts: 0,
+        generation: 0,
     };
     store.put_one_time(&a.id, &[3; 32], &one_time).expect("put");
     assert!(store.delete_tenant(&a.id).expect("delete"));
     assert!(store.list_events(&a.id, 10, None).expect("events").is_empty(), "its audit events go too");
     assert_eq!(store.list_events(&ab.id, 10, None).expect("events").len(), 1, "not the neighbour's");
-    assert_eq!(store.take_one_time(&a.id, &[3; 32]).expect("take"), None, "its reset tokens go too");
+    assert_eq!(
+        store.take_one_time(&a.id, &[3; 32], "password_reset", 0).expect("take"),
+        None,
+        "its reset tokens go too"
+    );
     assert!(!store.delete_tenant(&a.id).expect("delete again"));
     assert_eq!(store.get_tenant(&a.id).expect("get"), None);
     assert!(store.list_keys(&a.id).expect("keys").is_empty());
@@ -406,21 +412,46 @@ fn one_time_tokens_are_taken_once(store: &dyn Store) {
         expires_at: 99,
         scope: Some("openid".into()),
         attempts: 2,
+        generation: 3,
     };
     store.put_one_time(&tenant, &[7; 32], &record).expect("put");
     let other = TenantId::parse("conf-o-2").expect("slug");
-    assert_eq!(store.take_one_time(&other, &[7; 32]).expect("take"), None, "tenant-scoped");
+    assert_eq!(store.take_one_time(&other, &[7; 32], "password_reset", 0).expect("take"), None, "tenant-scoped");
+    assert_eq!(store.take_one_time(&tenant, &[7; 32], "verify_email", 0).expect("take"), None, "another purpose");
     let winners = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..8 {
             scope.spawn(|| {
-                if store.take_one_time(&tenant, &[7; 32]).expect("take").is_some() {
+                if let Some(taken) = store.take_one_time(&tenant, &[7; 32], "password_reset", 0).expect("take") {
+                    assert_eq!(taken, record, "the record as stored: not used up by the wrong purpose");
                     winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             });
         }
     });
     assert_eq!(winners.into_inner(), 1, "taken exactly once under concurrency");
+
+    store.put_one_time(&tenant, &[8; 32], &record).expect("put");
+    assert_eq!(store.take_one_time(&tenant, &[8; 32], "password_reset", 99).expect("take"), None, "expired");
+    assert_eq!(store.take_one_time(&tenant, &[8; 32], "password_reset", 0).expect("take"), None, "and removed");
+}
+
+fn expired_one_time_tokens_are_purged(store: &dyn Store) {
+    let (a, b) = (TenantId::parse("conf-p").expect("slug"), TenantId::parse("conf-p-2").expect("slug"));
+    let record = |expires_at| OneTimeRecord {
+        purpose: "mfa".into(),
+        user_id: Uuid::now_v7(),
+        expires_at,
+        scope: None,
+        attempts: 0,
+        generation: 0,
+    };
+    store.put_one_time(&a, &[1; 32], &record(100)).expect("put");
+    store.put_one_time(&b, &[2; 32], &record(100)).expect("put");
+    store.put_one_time(&a, &[3; 32], &record(200)).expect("put");
+    assert!(store.purge_one_time(100).expect("purge") >= 2, "both tenants' expired records");
+    assert_eq!(store.purge_one_time(100).expect("purge"), 0, "nothing left to purge");
+    assert!(store.take_one_time(&a, &[3; 32], "mfa", 150).expect("take").is_some(), "the live one stays");
 }
 
 fn meta_values_round_trip(store: &dyn Store) {

@@ -182,8 +182,18 @@ pub trait EventStore {
 pub trait OneTimeTokenStore {
     /// Stores a token's record under its hash.
     fn put_one_time(&self, tenant: &TenantId, hash: &[u8; 32], record: &OneTimeRecord) -> StoreResult<()>;
-    /// Removes and returns a token's record (atomic: a token is taken once).
-    fn take_one_time(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<OneTimeRecord>>;
+    /// Removes and returns a token's record if it is for `purpose` and has
+    /// not expired at `now` (atomic: a token is taken once). A record for
+    /// another purpose stays where it is; an expired one is removed.
+    fn take_one_time(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<OneTimeRecord>>;
+    /// Removes every record of every tenant expired at `now`; how many.
+    fn purge_one_time(&self, now: i64) -> StoreResult<u64>;
 }
 
 /// Small server-wide values (format version, operator token hash, master key check).

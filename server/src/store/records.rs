@@ -180,6 +180,13 @@ pub struct UserRecord {
     /// When the last verification mail was sent (resends are spaced).
     #[serde(default)]
     pub verification_sent_at: Option<i64>,
+    /// When the last reset mail was sent (reset mails are spaced).
+    #[serde(default)]
+    pub reset_sent_at: Option<i64>,
+    /// Bumped by a completed reset, a password change and a disable: reset
+    /// links made before stop working.
+    #[serde(default)]
+    pub reset_generation: u32,
 }
 
 impl UserRecord {
@@ -209,6 +216,8 @@ impl UserRecord {
             locked_until: None,
             totp: None,
             verification_sent_at: None,
+            reset_sent_at: None,
+            reset_generation: 0,
         }
     }
 }
@@ -338,4 +347,8 @@ pub struct OneTimeRecord {
     /// For an MFA challenge: wrong codes presented so far.
     #[serde(default)]
     pub attempts: u32,
+    /// For a reset link: the user's `reset_generation` when it was made; the
+    /// link works only while the user's is still the same.
+    #[serde(default)]
+    pub generation: u32,
 }

@@ -759,8 +759,39 @@ impl OneTimeTokenStore for SledStore {
         Ok(())
     }
 
-    fn take_one_time(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<OneTimeRecord>> {
-        self.one_time.remove(key(tenant, hash)).map_err(backend)?.map(|v| decode("one_time", &v)).transpose()
+    fn take_one_time(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<OneTimeRecord>> {
+        let key = key(tenant, hash);
+        loop {
+            let Some(stored) = self.one_time.get(&key).map_err(backend)? else { return Ok(None) };
+            let record: OneTimeRecord = decode("one_time", &stored)?;
+            // Presented where it does not belong: refused, and not used up.
+            if record.purpose != purpose {
+                return Ok(None);
+            }
+            match self.one_time.compare_and_swap(&key, Some(stored), None::<&[u8]>).map_err(backend)? {
+                Ok(()) => return Ok((record.expires_at > now).then_some(record)),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn purge_one_time(&self, now: i64) -> StoreResult<u64> {
+        let mut purged = 0;
+        for entry in self.one_time.iter() {
+            let (key, stored) = entry.map_err(backend)?;
+            let expired = decode::<OneTimeRecord>("one_time", &stored).map_or(true, |r| r.expires_at <= now);
+            // Only if unchanged since read: a record taken meanwhile is gone anyway.
+            if expired && self.one_time.compare_and_swap(&key, Some(stored), None::<&[u8]>).map_err(backend)?.is_ok() {
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 }
 
