@@ -55,6 +55,9 @@ pub struct Claims {
     /// The user's email, only where the tenant opts in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether that email was verified; present exactly when `email` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 impl Claims {
@@ -94,6 +97,11 @@ impl Claims {
             roles,
             scope: optional("scope")?.unwrap_or_default(),
             email: optional("email")?,
+            email_verified: match payload.get("email_verified") {
+                None => None,
+                Some(Value::Bool(verified)) => Some(*verified),
+                Some(_) => return Err(Error::InvalidClaim("email_verified")),
+            },
         })
     }
 

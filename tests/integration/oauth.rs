@@ -322,3 +322,51 @@ async fn the_discovery_document_is_valid_authorization_server_metadata() {
         }
     }
 }
+
+#[tokio::test]
+async fn introspection_reports_the_current_roles_and_scope_not_the_ones_frozen_in_the_token() {
+    let app = spawn_app().await;
+    let admin = app.admin_of("demo", "demoted@example.com").await;
+    let token = admin["access_token"].as_str().expect("at");
+    let frozen = claims_of(token);
+    assert_eq!(frozen["roles"], json!(["admin", "user"]));
+    let secret = introspection_secret(&app, "demo").await;
+    let before = introspect(&app, "demo", &secret, token).await;
+    assert_eq!(before["roles"], json!(["admin", "user"]));
+
+    let id = admin["user"]["id"].as_str().expect("id");
+    let roles = json!({"roles": ["user"]});
+    let path = format!("/t/demo/admin/users/{id}/roles");
+    let demoted = app.send(reqwest::Method::PUT, &path, OPERATOR_TOKEN, Some(&roles)).await;
+    assert_eq!(demoted.status(), StatusCode::OK);
+    let user_scope =
+        claims_of(app.register("demo", "plain@example.com").await["access_token"].as_str().expect("at"))["scope"]
+            .clone();
+    assert_ne!(frozen["scope"], user_scope, "an admin's scope is wider than a user's");
+
+    // Before, introspection still said roles ["admin", "user"] and the admin scope.
+    let after = introspect(&app, "demo", &secret, token).await;
+    assert_eq!(after["active"], json!(true));
+    assert_eq!(after["roles"], json!(["user"]));
+    assert_eq!(after["scope"], user_scope);
+}
+
+#[tokio::test]
+async fn a_token_that_carries_the_email_says_whether_it_was_verified() {
+    let app = spawn_app().await;
+    app.create_tenant(json!({"id": "mail", "email_claim": true, "email_verification": "optional"})).await;
+    let registered = app.register("mail", "claims@example.com").await;
+    let claims = claims_of(registered["access_token"].as_str().expect("at"));
+    assert_eq!(
+        (claims["email"].clone(), claims["email_verified"].clone()),
+        (json!("claims@example.com"), json!(false))
+    );
+    let link = token_in(&wait_for_mail(&app, 1).await[0]);
+    let verified = app.post_json("/t/mail/auth/verify-email", &json!({"token": link})).await;
+    assert_eq!(verified.status(), StatusCode::NO_CONTENT);
+    let login: Value = app.login("mail", "claims@example.com", PASSWORD).await.json().await.expect("json");
+    assert_eq!(claims_of(login["access_token"].as_str().expect("at"))["email_verified"], json!(true));
+    // Without the email claim, neither.
+    let plain = claims_of(app.register("demo", "noclaim@example.com").await["access_token"].as_str().expect("at"));
+    assert!(plain.get("email").is_none() && plain.get("email_verified").is_none(), "{plain}");
+}

@@ -44,6 +44,8 @@ export interface Claims {
   scope: string;
   /** Only where the tenant opts in. */
   email?: string;
+  /** Whether `email` was verified; present exactly when `email` is. */
+  email_verified?: boolean;
   [claim: string]: unknown;
 }
 

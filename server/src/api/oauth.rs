@@ -418,7 +418,7 @@ impl OAuthApi {
             return IntrospectResponse::BadRequest(oauth_error("invalid_request", "token is required"));
         };
         let result = match latch.introspect(&tenant, &token).await {
-            Ok(Introspection::Access(principal)) => {
+            Ok(Introspection::Access { principal, scope }) => {
                 let principal = *principal;
                 let claims = principal.claims;
                 let aud = match claims.aud {
@@ -428,7 +428,9 @@ impl OAuthApi {
                 IntrospectionResult {
                     active: true,
                     token_type: Some("access_token".into()),
-                    scope: Some(claims.scope),
+                    // The user's roles and the session's scope as they stand
+                    // now, not as the token froze them at issue.
+                    scope: Some(scope),
                     username: Some(principal.user.email),
                     sub: Some(claims.sub),
                     iss: Some(claims.iss),
@@ -439,7 +441,7 @@ impl OAuthApi {
                     jti: Some(claims.jti),
                     tid: Some(claims.tid),
                     sid: Some(claims.sid),
-                    roles: Some(claims.roles),
+                    roles: Some(principal.user.roles),
                 }
             }
             Ok(Introspection::Refresh { session, user, scope }) => IntrospectionResult {

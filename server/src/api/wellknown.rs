@@ -110,7 +110,21 @@ impl WellKnownApi {
         let mut scopes: Vec<String> = runtime.tenant.settings.roles.values().flatten().cloned().collect();
         scopes.sort();
         scopes.dedup();
-        let claims = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "tid", "sid", "roles", "scope", "email"];
+        let claims = [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "tid",
+            "sid",
+            "roles",
+            "scope",
+            "email",
+            "email_verified",
+        ];
         let issuer = &runtime.issuer;
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Ok(Json(Discovery {

@@ -58,7 +58,12 @@ pub struct Principal {
 #[derive(Debug, Clone)]
 pub enum Introspection {
     /// A live access token.
-    Access(Box<Principal>),
+    Access {
+        /// Who it stands for, with the user and session as stored now.
+        principal: Box<Principal>,
+        /// The session's scopes now (narrowed if the user's roles shrank).
+        scope: String,
+    },
     /// A live (current-generation) refresh token.
     Refresh {
         /// Its session.
@@ -180,6 +185,7 @@ impl Latch {
             roles: user.roles.clone(),
             scope: scope.clone(),
             email: settings.email_claim.then(|| user.email.clone()),
+            email_verified: settings.email_claim.then_some(user.email_verified),
         };
         let access_token = runtime.signer.sign(&claims).map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
         Ok(TokenPair {
@@ -382,7 +388,11 @@ impl Latch {
     /// RFC 7662: whether a token is live, and what it carries.
     pub async fn introspect(&self, tenant: &TenantId, token: &str) -> Result<Introspection> {
         match self.authenticate(tenant, token).await {
-            Ok(principal) => return Ok(Introspection::Access(Box::new(principal))),
+            Ok(principal) => {
+                let runtime = self.runtime(tenant).await?;
+                let scope = self.session_scope(&runtime, &principal.user, &principal.session);
+                return Ok(Introspection::Access { principal: Box::new(principal), scope });
+            }
             Err(Error::Store(e)) => return Err(e.into()),
             Err(_) => {}
         }
