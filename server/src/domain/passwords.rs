@@ -9,10 +9,13 @@
 //! their count).
 //!
 //! Each account has a share of the pool: at most [`PER_ACCOUNT`] checks of
-//! its password queued or running at once; more are refused at once (429)
-//! instead of queueing. Without it, one user sending wrong current passwords
-//! as fast as the connection allows filled the queue, and every other
-//! account's login waited behind it (median 50 ms → 800 ms).
+//! its password in the pool's queue or running at once; more wait in the
+//! account's own queue, behind which no other account waits. Without it, one
+//! user sending wrong current passwords as fast as the connection allows
+//! filled the pool's queue, and every other account's login waited behind it
+//! (median 50 ms → 800 ms). They wait rather than being refused: a refusal
+//! would let anyone turn an account's logins away by sending two wrong
+//! passwords at a time.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -31,7 +34,7 @@ use super::{Error, Password, Result};
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Password checks of one account queued or running at once.
-pub const PER_ACCOUNT: u32 = 2;
+pub const PER_ACCOUNT: usize = 2;
 
 /// Starts `threads` hashing threads taking jobs from one queue; they end when
 /// every sender is dropped.
@@ -128,24 +131,25 @@ pub struct PasswordHasher {
     pool: Arc<Mutex<Sender<Job>>>,
     params: Params,
     dummy: Arc<OnceCell<String>>,
-    /// Checks in progress per account (tenant and normalised email).
-    shares: Arc<Mutex<HashMap<String, u32>>>,
+    /// Each account's share of the pool (tenant and normalised email → its
+    /// permits); an entry lives while a check of the account holds or awaits one.
+    shares: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 /// One check's place in its account's share; given back when dropped.
 struct Share {
-    shares: Arc<Mutex<HashMap<String, u32>>>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    shares: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     account: String,
 }
 
 impl Drop for Share {
     fn drop(&mut self) {
+        drop(self.permit.take());
         let mut shares = self.shares.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = shares.get_mut(&self.account) {
-            *count -= 1;
-            if *count == 0 {
-                shares.remove(&self.account);
-            }
+        // Only the map holds it: no check of the account holds or awaits a permit.
+        if shares.get(&self.account).is_some_and(|semaphore| Arc::strong_count(semaphore) == 1) {
+            shares.remove(&self.account);
         }
     }
 }
@@ -163,22 +167,24 @@ impl PasswordHasher {
         }
     }
 
-    /// A place in `account`'s share of the pool, or `RateLimited` when its
-    /// checks already fill it.
-    fn share(&self, account: &str) -> Result<Share> {
-        let mut shares = self.shares.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = shares.entry(account.to_owned()).or_insert(0);
-        if *count >= PER_ACCOUNT {
-            return Err(Error::RateLimited { retry_after: 1 });
-        }
-        *count += 1;
-        Ok(Share { shares: self.shares.clone(), account: account.to_owned() })
+    /// A place in `account`'s share of the pool, once one is free.
+    async fn share(&self, account: &str) -> Result<Share> {
+        let semaphore = {
+            let mut shares = self.shares.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shares.entry(account.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(PER_ACCOUNT))).clone()
+        };
+        // The share is created before the wait, so a cancelled wait still
+        // cleans the entry up when it drops.
+        let mut share = Share { permit: None, shares: self.shares.clone(), account: account.to_owned() };
+        let permit = semaphore.acquire_owned().await;
+        share.permit = Some(permit.map_err(|_| Error::Internal("the password hasher is closed".into()))?);
+        Ok(share)
     }
 
     /// [`PasswordHasher::verify`] within `account`'s share of the pool
     /// (`account` names it across endpoints: tenant and normalised email).
     pub async fn verify_for(&self, account: &str, password: Password, stored: Option<String>) -> Result<Verdict> {
-        let _share = self.share(account)?;
+        let _share = self.share(account).await?;
         self.verify(password, stored).await
     }
 
@@ -332,38 +338,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_account_cannot_queue_more_than_its_share_and_others_still_get_in() {
+    async fn an_account_beyond_its_share_waits_in_its_own_queue_and_others_go_past() {
+        use futures_util::FutureExt as _;
         let hasher = PasswordHasher::new(1, cheap());
+        let held: Vec<Share> = [hasher.share("t\0a").now_or_never(), hasher.share("t\0a").now_or_never()]
+            .into_iter()
+            .map(|share| share.expect("free at once").expect("share"))
+            .collect();
+        let mut third = Box::pin(hasher.share("t\0a"));
+        assert!((&mut third).now_or_never().is_none(), "the account's third check waits");
+        let other = hasher.share("t\0b").now_or_never();
+        assert!(other.is_some_and(|share| share.is_ok()), "another account does not wait behind it");
+        drop(held);
+        let third = third.now_or_never().expect("a place freed").expect("share");
+        drop(third);
+        assert!(hasher.shares.lock().expect("lock").is_empty(), "nothing kept once no check runs");
         let phc = hasher.hash(pw("correct horse")).await.expect("hash");
-        // Keep the only hashing thread busy, so checks queue behind it.
-        let (release, blocked) = std::sync::mpsc::channel::<()>();
-        let busy = tokio::spawn({
-            let hasher = hasher.clone();
-            async move { hasher.run(move || blocked.recv()).await }
-        });
-        let mut queued = Vec::new();
-        for _ in 0..PER_ACCOUNT {
-            let (hasher, phc) = (hasher.clone(), phc.clone());
-            queued.push(tokio::spawn(async move { hasher.verify_for("t\0a", pw("wrong"), Some(phc)).await }));
-        }
-        while hasher.shares.lock().expect("lock").get("t\0a").copied() != Some(PER_ACCOUNT) {
-            tokio::task::yield_now().await;
-        }
-        let over = hasher.verify_for("t\0a", pw("correct horse"), Some(phc.clone())).await;
-        assert!(matches!(over, Err(Error::RateLimited { .. })), "beyond the share: refused, not queued");
-        let other = tokio::spawn({
-            let (hasher, phc) = (hasher.clone(), phc.clone());
-            async move { hasher.verify_for("t\0b", pw("correct horse"), Some(phc)).await }
-        });
-        release.send(()).expect("release");
-        busy.await.expect("task").expect("ran").expect("received");
-        assert!(other.await.expect("task").expect("verify").matches, "another account is served");
-        for check in queued {
-            assert!(!check.await.expect("task").expect("verify").matches);
-        }
-        assert!(hasher.shares.lock().expect("lock").is_empty(), "every share given back");
-        let again = hasher.verify_for("t\0a", pw("correct horse"), Some(phc)).await.expect("verify");
-        assert!(again.matches, "the account's share is free again");
+        assert!(hasher.verify_for("t\0a", pw("correct horse"), Some(phc)).await.expect("verify").matches);
     }
 
     #[test]
