@@ -233,6 +233,11 @@ enum UserCommand {
         #[command(flatten)]
         who: UserArgs,
     },
+    /// Remove a user's second factor (TOTP and recovery codes).
+    ResetMfa {
+        #[command(flatten)]
+        who: UserArgs,
+    },
     /// Replace a user's roles.
     SetRoles {
         #[command(flatten)]
@@ -395,6 +400,11 @@ async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result
             let (tenant, id) = find(&who).await?;
             latch.set_disabled(&operator, &tenant, id, false).await?;
             println!("enabled {}", who.email);
+        }
+        UserCommand::ResetMfa { who } => {
+            let (tenant, id) = find(&who).await?;
+            latch.reset_mfa(&operator, &tenant, id).await?;
+            println!("removed the second factor of {}; they log in with their password", who.email);
         }
         UserCommand::SetRoles { who, roles } => {
             let (tenant, id) = find(&who).await?;

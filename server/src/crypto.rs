@@ -103,6 +103,22 @@ impl MasterKey {
         out
     }
 
+    /// HMAC-SHA256 of `message` under a key derived from the master key for
+    /// `context` (itself HMAC-SHA256 of the context under the master key).
+    /// For short secrets kept in the store (recovery codes): without the
+    /// master key, a copy of the store does not let anyone test guesses.
+    pub fn keyed_hash(&self, context: &str, message: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac as _};
+        let derive = |key: &[u8], data: &[u8]| -> [u8; 32] {
+            // HMAC takes keys of any length; this cannot fail.
+            let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+            mac.update(data);
+            mac.finalize().into_bytes().into()
+        };
+        let key = zeroize::Zeroizing::new(derive(self.0.expose_secret(), context.as_bytes()));
+        derive(key.as_ref(), message)
+    }
+
     /// Decrypts what [`MasterKey::seal`] produced for the same `context`.
     pub fn open(&self, context: &str, sealed: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
         if sealed.len() < NONCE_BYTES {

@@ -19,19 +19,22 @@ async fn enrolled(app: &TestApp, clock: &ManualClock, tenant: &str, email: &str)
     let user = app.register(tenant, email).await;
     let token = user["access_token"].as_str().expect("token").to_owned();
     let path = format!("/t/{tenant}/users/me/mfa/totp");
-    let enrollment: Value = app.send(Method::POST, &path, &token, None).await.json().await.expect("json");
+    let password = json!({"password": PASSWORD});
+    let enrollment: Value = app.send(Method::POST, &path, &token, Some(&password)).await.json().await.expect("json");
     let uri = enrollment["otpauth_uri"].as_str().expect("uri");
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     let bytes = Secret::Encoded(enrollment["secret"].as_str().expect("secret").into()).to_bytes().expect("base32");
     let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, email.into()).expect("totp");
 
-    let wrong = app.send(Method::POST, &format!("{path}/confirm"), &token, Some(&json!({"code": "000000"}))).await;
+    let wrong_code = json!({"password": PASSWORD, "code": "000000"});
+    let wrong = app.send(Method::POST, &format!("{path}/confirm"), &token, Some(&wrong_code)).await;
     assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
     let me: Value = app.get_with(&format!("/t/{tenant}/users/me"), &token).await.json().await.expect("json");
     assert_eq!(me["mfa_enabled"], json!(false), "not on before a right code");
 
     let code = totp.generate(clock.now() as u64);
-    let confirmed = app.send(Method::POST, &format!("{path}/confirm"), &token, Some(&json!({"code": code}))).await;
+    let right = json!({"password": PASSWORD, "code": code});
+    let confirmed = app.send(Method::POST, &format!("{path}/confirm"), &token, Some(&right)).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
     let codes: Vec<String> = confirmed.json::<Value>().await.expect("json")["recovery_codes"]
         .as_array()
@@ -139,7 +142,8 @@ async fn recovery_codes_work_once_each_and_disabling_needs_password_and_code() {
     let both = complete(&app, "demo", json!({"mfa_token": mfa_token, "recovery_code": codes[1], "code": "1"})).await;
     assert_problem(both, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
 
-    let again = app.send(Method::POST, "/t/demo/users/me/mfa/totp", &token, None).await;
+    let password = json!({"password": PASSWORD});
+    let again = app.send(Method::POST, "/t/demo/users/me/mfa/totp", &token, Some(&password)).await;
     assert_problem(again, StatusCode::CONFLICT, "mfa_already_enabled").await;
 
     clock.advance(30);
@@ -155,8 +159,8 @@ async fn recovery_codes_work_once_each_and_disabling_needs_password_and_code() {
     assert_eq!(app.login("demo", "lost@example.com", PASSWORD).await.status(), StatusCode::OK, "no second factor now");
     let twice = app.send(Method::POST, disable, &token, Some(&json!({"password": PASSWORD, "code": code}))).await;
     assert_problem(twice, StatusCode::CONFLICT, "mfa_not_enabled").await;
-    let confirm =
-        app.send(Method::POST, "/t/demo/users/me/mfa/totp/confirm", &token, Some(&json!({"code": code}))).await;
+    let body = json!({"password": PASSWORD, "code": code});
+    let confirm = app.send(Method::POST, "/t/demo/users/me/mfa/totp/confirm", &token, Some(&body)).await;
     assert_problem(confirm, StatusCode::CONFLICT, "mfa_not_pending").await;
 }
 
@@ -202,7 +206,8 @@ async fn challenges_and_enrollment_stay_inside_their_tenant() {
     // The other tenant's account of the same email has no second factor.
     assert_eq!(app.login("other", "iso@example.com", PASSWORD).await.status(), StatusCode::OK);
     // A demo token cannot enroll or disable at the other tenant.
-    let enroll = app.send(Method::POST, "/t/other/users/me/mfa/totp", &token, None).await;
+    let password = json!({"password": PASSWORD});
+    let enroll = app.send(Method::POST, "/t/other/users/me/mfa/totp", &token, Some(&password)).await;
     assert_eq!(enroll.status(), StatusCode::UNAUTHORIZED);
     let disable = app
         .send(
@@ -264,4 +269,110 @@ async fn turning_totp_off_counts_wrong_passwords_and_codes_toward_the_lockout() 
     assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
     let me: Value = app.get_with("/t/demo/users/me", &token).await.json().await.expect("json");
     assert_eq!(me["mfa_enabled"], json!(true), "still on");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn enrolling_and_confirming_totp_need_the_password() {
+    let (app, clock) = app_at_start().await;
+    let user = app.register("demo", "stolen@example.com").await;
+    let token = user["access_token"].as_str().expect("token");
+    let path = "/t/demo/users/me/mfa/totp";
+    // Before, an access token alone could switch TOTP on and lock the owner out.
+    let bare = app.send(Method::POST, path, token, None).await;
+    assert_problem(bare, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let wrong = app.send(Method::POST, path, token, Some(&json!({"password": "not the password"}))).await;
+    assert_problem(wrong, StatusCode::FORBIDDEN, "current_password_wrong").await;
+    let enrollment: Value =
+        app.send(Method::POST, path, token, Some(&json!({"password": PASSWORD}))).await.json().await.expect("json");
+    let bytes = Secret::Encoded(enrollment["secret"].as_str().expect("secret").into()).to_bytes().expect("base32");
+    let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, "stolen@example.com".into()).expect("totp");
+    let code = totp.generate(clock.now() as u64);
+    let confirm = format!("{path}/confirm");
+    let body = json!({"password": "not the password", "code": code});
+    let wrong = app.send(Method::POST, &confirm, token, Some(&body)).await;
+    assert_problem(wrong, StatusCode::FORBIDDEN, "current_password_wrong").await;
+    let me: Value = app.get_with("/t/demo/users/me", token).await.json().await.expect("json");
+    assert_eq!(me["mfa_enabled"], json!(false), "a right code without the password turns nothing on");
+    let right = app.send(Method::POST, &confirm, token, Some(&json!({"password": PASSWORD, "code": code}))).await;
+    assert_eq!(right.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_admin_resets_a_lost_second_factor_audited_and_only_in_their_tenant() {
+    let (app, clock) = app_at_start().await;
+    enrolled(&app, &clock, "demo", "lost-phone@example.com").await;
+    challenge(&app, "demo", "lost-phone@example.com").await;
+    let listed: Value = app.get_with("/t/demo/admin/users", OPERATOR_TOKEN).await.json().await.expect("json");
+    let id = listed["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["email"] == "lost-phone@example.com")
+        .expect("listed")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/t/demo/admin/users/{id}/mfa/reset");
+
+    let plain = app.register("demo", "plain-user@example.com").await;
+    let forbidden = app.send(Method::POST, &path, plain["access_token"].as_str().expect("at"), None).await;
+    assert_problem(forbidden, StatusCode::FORBIDDEN, "forbidden").await;
+    let elsewhere = app.send(Method::POST, &format!("/t/other/admin/users/{id}/mfa/reset"), OPERATOR_TOKEN, None).await;
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND, "the id is not a user of another tenant");
+
+    let reset = app.send(Method::POST, &path, OPERATOR_TOKEN, None).await;
+    assert_eq!(reset.status(), StatusCode::OK);
+    assert_eq!(reset.json::<Value>().await.expect("json")["mfa_enabled"], json!(false));
+    assert_eq!(app.login("demo", "lost-phone@example.com", PASSWORD).await.status(), StatusCode::OK, "password only");
+    let events: Value = app.get_with("/t/demo/admin/events", OPERATOR_TOKEN).await.json().await.expect("json");
+    let reset_event = events["events"].as_array().expect("events").iter().find(|e| e["kind"] == "mfa_reset").cloned();
+    let reset_event = reset_event.expect("audited");
+    assert_eq!((reset_event["actor"].clone(), reset_event["subject"].clone()), (json!("operator"), json!(id)));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_cli_resets_a_second_factor_on_a_stopped_data_directory() {
+    // The CLI runs on the system clock: the keys must not be from the future.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+    let clock = Arc::new(ManualClock::new(now - now % 30));
+    let mut app = spawn_app_at(clock.clone()).await;
+    enrolled(&app, &clock, "demo", "cli-phone@example.com").await;
+    app.stop().await;
+    let reset = tokio::process::Command::new(latch_binary())
+        .args(["user", "reset-mfa", "--tenant", "demo", "--email", "cli-phone@example.com", "--data-dir"])
+        .arg(app.data_dir())
+        .env("LATCH_LOG", "warn")
+        .output()
+        .await
+        .expect("runs");
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    app.restart().await;
+    assert_eq!(app.login("demo", "cli-phone@example.com", PASSWORD).await.status(), StatusCode::OK, "password only");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn recovery_codes_are_stored_as_keyed_hashes() {
+    let (app, clock) = app_at_start().await;
+    let (_, codes, _) = enrolled(&app, &clock, "demo", "keyed@example.com").await;
+    let backup = app.get_with("/admin/backup", OPERATOR_TOKEN).await.bytes().await.expect("backup");
+    let records = latch_server::store::backup::read(&mut &backup[..], latch_server::store::sled::FORMAT).expect("read");
+    let stored: Vec<Value> = records
+        .iter()
+        .filter(|record| record.tree == "users")
+        .map(|record| serde_json::from_slice(&record.value).expect("a user record"))
+        .collect();
+    let user = stored.iter().find(|user| user["email"] == "keyed@example.com").expect("the user in the backup");
+    let hashes: Vec<&str> = user["totp"]["recovery_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|hash| hash.as_str().expect("hash"))
+        .collect();
+    assert_eq!(hashes.len(), codes.len());
+    for code in &codes {
+        let normalized: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let bare = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(normalized.as_bytes()));
+        assert!(!hashes.iter().any(|hash| hash.contains(&bare)), "no bare SHA-256 of a recovery code is stored");
+    }
+    assert!(hashes.iter().all(|hash| hash.starts_with("k1:") && hash.len() == 3 + 64), "{hashes:?}");
 }

@@ -202,6 +202,20 @@ impl AdminApi {
         Ok(Json(latch.set_disabled(&actor, &tenant, user_id(&user)?, true).await?.into()))
     }
 
+    /// Remove a user's second factor (TOTP and its recovery codes), for an
+    /// owner who lost both; they log in with the password and can enroll again.
+    #[oai(path = "/t/:tenant/admin/users/:user/mfa/reset", method = "post", operation_id = "adminResetMfa")]
+    async fn reset_mfa(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        user: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<User>> {
+        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.reset_mfa(&actor, &tenant, user_id(&user)?).await?.into()))
+    }
+
     /// Enable a disabled user.
     #[oai(path = "/t/:tenant/admin/users/:user/enable", method = "post", operation_id = "adminEnableUser")]
     async fn enable_user(

@@ -26,9 +26,21 @@ pub struct TotpEnrollmentResponse {
     pub otpauth_uri: String,
 }
 
-/// A code from the authenticator app.
+/// Starting TOTP enrollment: the account's password, so that an access
+/// token alone cannot put a second factor on the account.
 #[derive(Debug, Object)]
-pub struct TotpCode {
+pub struct EnrollTotpRequest {
+    /// The account's password.
+    #[oai(write_only)]
+    pub password: String,
+}
+
+/// Confirming TOTP enrollment: the password and a first code.
+#[derive(Debug, Object)]
+pub struct ConfirmTotpRequest {
+    /// The account's password.
+    #[oai(write_only)]
+    pub password: String,
     /// The current six-digit code.
     #[oai(write_only)]
     pub code: String,
@@ -82,24 +94,26 @@ impl MfaApi {
 
 #[OpenApi]
 impl MfaApi {
-    /// Start TOTP enrollment: a new secret, active once confirmed with a code.
+    /// Start TOTP enrollment (needs the password): a new secret, active once confirmed with a code.
     /// Starting again replaces an unconfirmed secret; refused (409) while TOTP is on.
     #[oai(path = "/t/:tenant/users/me/mfa/totp", method = "post", operation_id = "enrollTotp", tag = "ApiTags::Users")]
     async fn enroll(
         &self,
         latch: Data<&Arc<Latch>>,
+        req: &Request,
         tenant: Path<String>,
         auth: UserAuth,
+        body: Json<EnrollTotpRequest>,
     ) -> ApiResult<Json<TotpEnrollmentResponse>> {
         let principal = Self::principal(&latch, &tenant, &auth).await?;
-        let enrollment = latch.enroll_totp(&principal).await?;
+        let enrollment = latch.enroll_totp(&principal, &body.password, &client_info(req)).await?;
         Ok(Json(TotpEnrollmentResponse {
             secret: enrollment.secret.expose_secret().to_owned(),
             otpauth_uri: enrollment.otpauth_uri.expose_secret().to_owned(),
         }))
     }
 
-    /// Confirm TOTP enrollment with a first code; answers the ten recovery codes, shown this once.
+    /// Confirm TOTP enrollment with the password and a first code; answers the ten recovery codes, shown this once.
     #[oai(
         path = "/t/:tenant/users/me/mfa/totp/confirm",
         method = "post",
@@ -112,10 +126,10 @@ impl MfaApi {
         req: &Request,
         tenant: Path<String>,
         auth: UserAuth,
-        body: Json<TotpCode>,
+        body: Json<ConfirmTotpRequest>,
     ) -> ApiResult<Json<RecoveryCodes>> {
         let principal = Self::principal(&latch, &tenant, &auth).await?;
-        let codes = latch.confirm_totp(&principal, &body.code, &client_info(req)).await?;
+        let codes = latch.confirm_totp(&principal, &body.password, &body.code, &client_info(req)).await?;
         Ok(Json(RecoveryCodes { recovery_codes: codes.iter().map(|c| c.expose_secret().to_owned()).collect() }))
     }
 

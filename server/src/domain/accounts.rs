@@ -231,6 +231,30 @@ impl Latch {
         }
     }
 
+    /// Checks the current password that a change to the account's security
+    /// takes (a password change, TOTP on or off): one attempt, taken before
+    /// the check (refused while locked), within the account's hashing share.
+    /// A wrong password is reported and answered `CurrentPasswordWrong`; a
+    /// right one returns the counted user and the time, and the caller's
+    /// change clears the count.
+    pub(super) async fn check_current_password(
+        &self,
+        runtime: &TenantRuntime,
+        user: &UserRecord,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<(UserRecord, i64)> {
+        let presented = Password::presented(password).map_err(|_| Error::CurrentPasswordWrong)?;
+        let (counted, now) = self.take_attempt(runtime, user).await?;
+        let account = account_key(&user.tenant, Email::parse(&user.email)?.key());
+        let verdict = self.passwords.verify_for(&account, presented, Some(counted.password_hash.clone())).await?;
+        if !verdict.matches {
+            self.report_failure(runtime, &counted, client).await;
+            return Err(Error::CurrentPasswordWrong);
+        }
+        Ok((counted, now))
+    }
+
     /// Logs and records a counted failure, and the lock if it started one.
     pub(super) async fn report_failure(&self, runtime: &TenantRuntime, user: &UserRecord, client: &ClientInfo) {
         self.report_failure_at(&LockoutRule::of(runtime), user, client, self.now()).await;
@@ -263,17 +287,8 @@ impl Latch {
         let runtime = self.runtime(tenant).await?;
         let email = Email::parse(&principal.user.email)?;
         let new = Password::parse(&change.new, runtime.tenant.settings.password_min_length, &email)?;
-        let current = Password::presented(&change.current).map_err(|_| Error::CurrentPasswordWrong)?;
-        // The current password is a password check like a login's: refused
-        // while locked, counted, and within the account's hashing share.
-        let (counted, now) = self.take_attempt(&runtime, &principal.user).await?;
+        let (counted, now) = self.check_current_password(&runtime, &principal.user, &change.current, client).await?;
         let checked = counted.password_hash.clone();
-        let verdict =
-            self.passwords.verify_for(&account_key(tenant, email.key()), current, Some(checked.clone())).await?;
-        if !verdict.matches {
-            self.report_failure(&runtime, &counted, client).await;
-            return Err(Error::CurrentPasswordWrong);
-        }
         let hash = self.passwords.hash(new).await?;
         let keep = principal.session.id;
         let (_, decided) = self

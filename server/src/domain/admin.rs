@@ -228,6 +228,26 @@ impl Latch {
         Ok(user)
     }
 
+    /// Removes a user's second factor (TOTP, pending or confirmed, with its
+    /// recovery codes), for an owner who lost their authenticator and their
+    /// codes. Their next login needs the password only; they can enroll again.
+    pub async fn reset_mfa(&self, actor: &Actor, tenant: &TenantId, id: Uuid) -> Result<UserRecord> {
+        self.runtime(tenant).await?;
+        let now = self.now();
+        let (user, _) = self
+            .change_user(tenant, id, move |user| {
+                if user.totp.is_none() {
+                    return Change::Keep;
+                }
+                user.totp = None;
+                user.updated_at = now;
+                Change::Write
+            })
+            .await?;
+        self.record(tenant, Event::new(EventKind::MfaReset).actor(actor.name()).subject(id)).await;
+        Ok(user)
+    }
+
     /// Replaces a user's roles; each must be defined by the tenant. Live
     /// sessions keep working with their scopes narrowed to what the new roles
     /// allow; the server checks the stored roles at once.

@@ -44,6 +44,8 @@ pub enum EventKind {
     MfaEnabled,
     /// A user turned TOTP off.
     MfaDisabled,
+    /// An administrator removed a user's second factor.
+    MfaReset,
     /// A wrong or reused second factor was presented at login.
     MfaFailed,
     /// A recovery code completed a login.
@@ -74,6 +76,7 @@ impl EventKind {
             EventKind::SessionsEnded => "sessions_ended",
             EventKind::MfaEnabled => "mfa_enabled",
             EventKind::MfaDisabled => "mfa_disabled",
+            EventKind::MfaReset => "mfa_reset",
             EventKind::MfaFailed => "mfa_failed",
             EventKind::RecoveryCodeUsed => "recovery_code_used",
             EventKind::EmailVerified => "email_verified",

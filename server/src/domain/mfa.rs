@@ -8,9 +8,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
-use super::accounts::account_key;
 use super::events::{Event, EventKind};
-use super::{ClientInfo, Email, Error, Latch, Password, Principal, Result, TenantId, TokenPair};
+use super::{ClientInfo, Error, Latch, Principal, Result, TenantId, TokenPair};
 use crate::crypto::{random_token, token_hash};
 use crate::store::{Change, OneTimeRecord, TotpRecord, UserRecord};
 
@@ -20,6 +19,9 @@ pub const CHALLENGE_TTL_SECONDS: i64 = 300;
 const CHALLENGE_ATTEMPTS: u32 = 5;
 const CHALLENGE_PURPOSE: &str = "mfa";
 const CHALLENGE_PREFIX: &str = "latch_mfa_";
+/// Stored recovery codes with this prefix are keyed hashes; without, SHA-256.
+const KEYED: &str = "k1:";
+const RECOVERY_CODE_CONTEXT: &str = "latch/recovery-code/v1";
 /// Recovery codes handed out at confirmation.
 pub const RECOVERY_CODES: usize = 10;
 /// 160-bit secrets, as RFC 4226 recommends.
@@ -69,11 +71,19 @@ impl Latch {
     }
 
     /// Starts (or restarts) enrollment: a new secret, unconfirmed until
-    /// [`Latch::confirm_totp`]. Refused while a confirmed factor exists.
-    pub async fn enroll_totp(&self, principal: &Principal) -> Result<TotpEnrollment> {
+    /// [`Latch::confirm_totp`]. Needs the current password (an access token
+    /// alone must not be able to put a second factor on the account);
+    /// refused while a confirmed factor exists.
+    pub async fn enroll_totp(
+        &self,
+        principal: &Principal,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<TotpEnrollment> {
         let user = &principal.user;
+        let runtime = self.runtime(&user.tenant).await?;
+        let (_, now) = self.check_current_password(&runtime, user, password, client).await?;
         let secret: [u8; SECRET_BYTES] = rand::thread_rng().r#gen();
-        let now = self.now();
         let record = TotpRecord {
             sealed_secret: self.master.seal(&totp_context(&user.tenant, user.id), &secret),
             confirmed: false,
@@ -88,6 +98,8 @@ impl Latch {
                 return Change::Keep;
             }
             user.totp = Some(record.clone());
+            user.failed_logins = 0;
+            user.locked_until = None;
             user.updated_at = now;
             Change::Write
         })
@@ -100,6 +112,7 @@ impl Latch {
     pub async fn confirm_totp(
         &self,
         principal: &Principal,
+        password: &str,
         code: &str,
         client: &ClientInfo,
     ) -> Result<Vec<SecretString>> {
@@ -108,14 +121,17 @@ impl Latch {
             return Err(Error::MfaNotPending);
         };
         let runtime = self.runtime(&user.tenant).await?;
-        let (counted, _) = self.take_attempt(&runtime, user).await?;
+        // Password and code together are one attempt.
+        let (counted, _) = self.check_current_password(&runtime, user, password, client).await?;
         let Some(step) = self.accepted_step(user, &pending, code)? else {
             self.report_failure(&runtime, &counted, client).await;
             return Err(Error::InvalidMfaCode);
         };
         let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
-        let hashes: Vec<String> =
-            codes.iter().map(|code| hex::encode(token_hash(&normalize(code.expose_secret())))).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|code| format!("{KEYED}{}", hex::encode(self.recovery_code_hash(user, code.expose_secret()))))
+            .collect();
         let now = self.now();
         self.change_user_or(&user.tenant, user.id, Error::MfaNotPending, move |user| {
             // Only the enrollment the code was checked against, still pending.
@@ -152,15 +168,9 @@ impl Latch {
         if !Self::needs_mfa(user) {
             return Err(Error::MfaNotEnabled);
         }
-        let presented = Password::presented(password).map_err(|_| Error::CurrentPasswordWrong)?;
         let runtime = self.runtime(&user.tenant).await?;
-        // Password and code together are one attempt: refused while locked, counted.
-        let (counted, now) = self.take_attempt(&runtime, user).await?;
-        let account = account_key(&user.tenant, Email::parse(&user.email)?.key());
-        if !self.passwords.verify_for(&account, presented, Some(counted.password_hash.clone())).await?.matches {
-            self.report_failure(&runtime, &counted, client).await;
-            return Err(Error::CurrentPasswordWrong);
-        }
+        // Password and code together are one attempt.
+        let (counted, now) = self.check_current_password(&runtime, user, password, client).await?;
         let Some(proof) = self.second_factor_proof(&counted, &factor)? else {
             self.report_failure(&runtime, &counted, client).await;
             return Err(Error::InvalidMfaCode);
@@ -287,8 +297,19 @@ impl Latch {
             SecondFactor::Code(code) => self
                 .accepted_step(user, record, code)?
                 .map(|step| Proof::Step { sealed_secret: record.sealed_secret.clone(), step }),
-            SecondFactor::RecoveryCode(code) => Some(Proof::RecoveryCode(token_hash(&normalize(code)))),
+            SecondFactor::RecoveryCode(code) => Some(Proof::RecoveryCode {
+                keyed: self.recovery_code_hash(user, code),
+                legacy: token_hash(&normalize(code)),
+            }),
         })
+    }
+
+    /// A recovery code as stored: HMAC-SHA256 under a key derived from the
+    /// master key, bound to the user. (Codes have about 49 bits; a bare
+    /// SHA-256 in a stolen copy of the store could be searched offline.)
+    fn recovery_code_hash(&self, user: &UserRecord, code: &str) -> [u8; 32] {
+        let message = format!("{}\0{}\0{}", user.tenant, user.id, normalize(code));
+        self.master.keyed_hash(RECOVERY_CODE_CONTEXT, message.as_bytes())
     }
 
     /// The time step a code belongs to (current, previous or next), if it is
@@ -323,8 +344,14 @@ enum Proof {
         /// Its time step.
         step: u64,
     },
-    /// The hash of a presented recovery code.
-    RecoveryCode([u8; 32]),
+    /// A presented recovery code, as the keyed hash stored since and as
+    /// the bare SHA-256 stored before (codes handed out then still work).
+    RecoveryCode {
+        /// See [`Latch::recovery_code_hash`].
+        keyed: [u8; 32],
+        /// SHA-256 of the normalised code.
+        legacy: [u8; 32],
+    },
 }
 
 impl Proof {
@@ -344,8 +371,12 @@ impl Proof {
                 totp.last_step = *step;
                 true
             }
-            Proof::RecoveryCode(presented) => {
+            Proof::RecoveryCode { keyed, legacy } => {
                 let position = totp.recovery_codes.iter().position(|stored| {
+                    let (presented, stored) = match stored.strip_prefix(KEYED) {
+                        Some(keyed_hex) => (keyed, keyed_hex),
+                        None => (legacy, stored.as_str()),
+                    };
                     hex::decode(stored)
                         .ok()
                         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
@@ -378,4 +409,33 @@ fn normalize(code: &str) -> String {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_stored_before_keyed_hashes_still_work_once() {
+        let tenant = TenantId::parse("legacy").expect("slug");
+        let mut user =
+            UserRecord::new(tenant, "old@example.com".into(), "old@example.com".into(), String::new(), vec![], 0);
+        let (old, new) = ("abcde-fghjk", "mnpqr-stuvw");
+        user.totp = Some(TotpRecord {
+            sealed_secret: vec![1],
+            confirmed: true,
+            last_step: 0,
+            recovery_codes: vec![
+                hex::encode(token_hash(&normalize(old))),
+                format!("{KEYED}{}", hex::encode([9u8; 32])),
+            ],
+            created_at: 0,
+        });
+        let legacy = Proof::RecoveryCode { keyed: [0; 32], legacy: token_hash(&normalize("ABCDE FGHJK")) };
+        assert!(legacy.use_up(&mut user), "a code stored as SHA-256 before keyed hashes");
+        assert!(!legacy.use_up(&mut user), "once");
+        let keyed = Proof::RecoveryCode { keyed: [9; 32], legacy: token_hash(&normalize(new)) };
+        assert!(keyed.use_up(&mut user), "a keyed hash matches only its keyed form");
+        assert_eq!(user.totp.expect("totp").recovery_codes, Vec::<String>::new());
+    }
 }
