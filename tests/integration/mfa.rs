@@ -124,8 +124,62 @@ async fn wrong_codes_count_toward_lockout_and_use_up_the_challenge() {
     let code = totp.generate(clock.now() as u64);
     let used_up = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
     assert_problem(used_up, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
-    let locked = app.login("demo", "guess@example.com", PASSWORD).await;
-    assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
+    let refresh_login = app.post_form(
+        "/t/demo/oauth/token",
+        &[("grant_type", "password"), ("username", "guess@example.com"), ("password", "still wrong!")],
+    );
+    assert_eq!(refresh_login.await.status(), StatusCode::FORBIDDEN, "locked: every password gets a challenge");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lock_set_off_by_someone_else_does_not_keep_an_owner_with_a_second_factor_out() {
+    let (app, clock) = app_at_start().await;
+    let (totp, _, _) = enrolled(&app, &clock, "demo", "victim@example.com").await;
+    clock.advance(30);
+    // An attacker without the password locks the account.
+    for _ in 0..5 {
+        let wrong = app.login("demo", "victim@example.com", "guessing badly").await;
+        assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    // During the lock every password gets a challenge, so the answer says
+    // nothing about the password; a wrong password's challenge never completes.
+    let decoy = app.login("demo", "victim@example.com", "guessing again").await;
+    let decoy = assert_problem(decoy, StatusCode::FORBIDDEN, "mfa_required").await;
+    let code = totp.generate(clock.now() as u64);
+    let refused = complete(&app, "demo", json!({"mfa_token": decoy["mfa_token"], "code": code})).await;
+    assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+    // The owner's right password and a valid code get in, and lift the lock.
+    let owner = challenge(&app, "demo", "victim@example.com").await;
+    let tokens = complete(&app, "demo", json!({"mfa_token": owner, "code": code})).await;
+    assert_eq!(tokens.status(), StatusCode::OK, "before, 429 account_locked until the lock ended");
+    clock.advance(30);
+    let next = challenge(&app, "demo", "victim@example.com").await;
+    let again = complete(&app, "demo", json!({"mfa_token": next, "code": totp.generate(clock.now() as u64)})).await;
+    assert_eq!(again.status(), StatusCode::OK, "unlocked");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn codes_during_a_lock_are_bounded_by_the_threshold_per_lock() {
+    let (app, clock) = app_at_start().await;
+    let (totp, _, _) = enrolled(&app, &clock, "demo", "known-pw@example.com").await;
+    clock.advance(30);
+    for _ in 0..5 {
+        app.login("demo", "known-pw@example.com", "guessing badly").await;
+    }
+    // Someone who has the password but not the second factor, during the lock.
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        let mfa_token = challenge(&app, "demo", "known-pw@example.com").await;
+        let wrong = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": "000000"})).await;
+        answers.push(wrong.json::<Value>().await.expect("problem")["code"].as_str().expect("code").to_owned());
+    }
+    assert_eq!(answers.iter().filter(|code| *code == "invalid_mfa_code").count(), 5, "{answers:?}");
+    assert_eq!(answers.iter().filter(|code| *code == "account_locked").count(), 2, "{answers:?}");
+    // The budget is used up: even the right code waits for the lock to end.
+    let mfa_token = challenge(&app, "demo", "known-pw@example.com").await;
+    let right =
+        complete(&app, "demo", json!({"mfa_token": mfa_token, "code": totp.generate(clock.now() as u64)})).await;
+    assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
 }
 
 #[tokio::test(flavor = "current_thread")]

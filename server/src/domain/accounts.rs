@@ -5,6 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::events::{Event, EventKind};
+use super::mfa::Challenge;
 use super::sessions::grant_scope;
 use super::{
     ClientInfo, DisplayName, Email, Error, Latch, Password, Principal, Result, TenantId, TenantRuntime, TokenPair,
@@ -124,8 +125,12 @@ impl Latch {
             self.record(tenant, Event::new(EventKind::LoginFailed).ip(client.ip.clone())).await;
             return Err(Error::InvalidCredentials);
         };
-        // A locked account refuses even the right password until the lock ends.
+        // A locked account refuses even the right password until the lock
+        // ends, except with a second factor: see `locked_challenge`.
         if let Some(until) = user.locked_until.filter(|until| *until > now) {
+            if Self::needs_mfa(&user) {
+                return Err(self.locked_challenge(&runtime, &user, verdict.matches, scope).await);
+            }
             let event = Event::new(EventKind::LoginFailed).subject(user.id).ip(client.ip.clone());
             self.record(tenant, event.detail("account locked")).await;
             return Err(Error::AccountLocked { retry_after: (until - now) as u64 });
@@ -142,7 +147,7 @@ impl Latch {
         }
         let scope = grant_scope(&runtime, &user, scope)?;
         if Self::needs_mfa(&user) {
-            return Err(self.mfa_challenge(&user, scope).await);
+            return Err(self.mfa_challenge(&user, scope, Challenge::Normal).await);
         }
         let mut user = user;
         if user.failed_logins > 0 || user.locked_until.is_some() || verdict.outdated {
@@ -153,6 +158,29 @@ impl Latch {
             }
         }
         self.start_session(&runtime, user, scope, client).await
+    }
+
+    /// During a lock, an account with a second factor answers every password
+    /// with an MFA challenge, so a lock set off by someone guessing does not
+    /// keep the owner out: their right password and a valid code still get
+    /// in (the codes count against the lock, [`Latch::take_code_attempt`]).
+    /// A wrong password gets a decoy challenge that no code completes, so
+    /// the answer does not say whether the password was right; the wrong
+    /// password is not counted, as no attempt during a lock is.
+    async fn locked_challenge(
+        &self,
+        runtime: &TenantRuntime,
+        user: &UserRecord,
+        password_matches: bool,
+        scope: Option<&str>,
+    ) -> Error {
+        let verification_missing =
+            runtime.tenant.settings.email_verification == EmailVerification::Required && !user.email_verified;
+        let granted = grant_scope(runtime, user, scope).ok();
+        match granted.filter(|_| password_matches && !user.disabled && !verification_missing) {
+            Some(scope) => self.mfa_challenge(user, scope, Challenge::InLock).await,
+            None => self.mfa_challenge(user, String::new(), Challenge::Decoy).await,
+        }
     }
 
     /// After a successful check of `verified`'s password: resets the failure
@@ -253,6 +281,38 @@ impl Latch {
             return Err(Error::CurrentPasswordWrong);
         }
         Ok((counted, now))
+    }
+
+    /// [`Latch::take_attempt`] for a second-factor code that completes a
+    /// login. A challenge handed out during the lock (`in_lock`, for a right
+    /// password) is still taken during it, up to the lockout threshold per
+    /// lock, so the owner's right password and code get in (see
+    /// `locked_challenge`); each one counts and lengthens the lock like any
+    /// failure until a right one clears it. Challenges from before the lock
+    /// are refused like every other attempt.
+    pub(super) async fn take_code_attempt(
+        &self,
+        runtime: &TenantRuntime,
+        user: &UserRecord,
+        in_lock: bool,
+    ) -> Result<(UserRecord, i64)> {
+        let (rule, now) = (LockoutRule::of(runtime), self.now());
+        let (user, decided) = self
+            .change_user(&user.tenant, user.id, move |user| {
+                if user.locked_until.is_some_and(|until| until > now) {
+                    if !in_lock || user.locked_code_attempts >= rule.threshold {
+                        return Change::Keep;
+                    }
+                    user.locked_code_attempts += 1;
+                }
+                rule.count(user, now);
+                Change::Write
+            })
+            .await?;
+        match (decided, user.locked_until) {
+            (Change::Keep, Some(until)) => Err(Error::AccountLocked { retry_after: (until - now).max(1) as u64 }),
+            _ => Ok((user, now)),
+        }
     }
 
     /// Logs and records a counted failure, and the lock if it started one.
@@ -362,11 +422,16 @@ impl LockoutRule {
     /// One more failure on the stored record; at the threshold and beyond,
     /// a lock of `base` seconds doubling per failure, at most `max`.
     fn count(&self, user: &mut UserRecord, now: i64) {
+        let was_locked = user.locked_until.is_some_and(|until| until > now);
         user.failed_logins = user.failed_logins.saturating_add(1);
         let beyond = user.failed_logins.checked_sub(self.threshold).filter(|_| self.threshold > 0);
         if let Some(beyond) = beyond {
             let delay = self.base.saturating_mul(1u64 << beyond.min(32)).min(self.max);
             user.locked_until = Some(now + delay as i64);
+            if !was_locked {
+                // A new lock: the owner's code attempts during it start afresh.
+                user.locked_code_attempts = 0;
+            }
         }
     }
 }

@@ -198,7 +198,9 @@ impl Latch {
 
     /// After a right password for a user with TOTP: a challenge to complete
     /// with [`Latch::complete_mfa`], as the error the login answers.
-    pub(super) async fn mfa_challenge(&self, user: &UserRecord, scope: String) -> Error {
+    /// A decoy challenge (see `Latch::locked_challenge`) is stored like any
+    /// other, so nothing tells it apart, but no code completes it.
+    pub(super) async fn mfa_challenge(&self, user: &UserRecord, scope: String, kind: Challenge) -> Error {
         let token = random_token(CHALLENGE_PREFIX);
         let record = OneTimeRecord {
             purpose: CHALLENGE_PURPOSE.to_owned(),
@@ -207,6 +209,8 @@ impl Latch {
             scope: Some(scope),
             attempts: 0,
             generation: 0,
+            decoy: kind == Challenge::Decoy,
+            in_lock: kind == Challenge::InLock,
         };
         let (tenant, hash) = (user.tenant.clone(), token_hash(token.expose_secret()));
         match self.store.write(move |store| store.put_one_time(&tenant, &hash, &record)).await {
@@ -235,10 +239,21 @@ impl Latch {
         if user.disabled {
             return Err(Error::UserDisabled);
         }
-        // Counted before the code is checked (refused while locked), so no
-        // more codes than the lockout threshold are ever checked, however
-        // many challenges and requests run at once.
-        let user = match self.take_attempt(&runtime, &user).await {
+        if challenge.decoy {
+            // A wrong password's challenge during a lock: every code is
+            // wrong, nothing is counted (the password was not either), and
+            // the answer costs the same writes as a genuine wrong code.
+            challenge.attempts += 1;
+            if challenge.attempts < CHALLENGE_ATTEMPTS {
+                self.keep_challenge(tenant, hash, challenge).await?;
+            }
+            self.store.durable().await?;
+            return Err(Error::InvalidMfaCode);
+        }
+        // Counted before the code is checked (during a lock, up to the
+        // threshold), so no more codes than the lockout threshold are
+        // checked per lock, however many challenges and requests run at once.
+        let user = match self.take_code_attempt(&runtime, &user, challenge.in_lock).await {
             Ok((counted, _)) => counted,
             Err(locked) => {
                 self.keep_challenge(tenant, hash, challenge).await?;
@@ -254,6 +269,7 @@ impl Latch {
                         }
                         user.failed_logins = 0;
                         user.locked_until = None;
+                        user.locked_code_attempts = 0;
                         user.updated_at = now;
                         Change::Write
                     })
@@ -333,6 +349,18 @@ impl Latch {
         }
         Ok(matched)
     }
+}
+
+/// What a login's MFA challenge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Challenge {
+    /// For a right password of an account that is not locked.
+    Normal,
+    /// For a right password during a lock: its codes are checked during the
+    /// lock, up to the lockout threshold.
+    InLock,
+    /// For a wrong password during a lock: no code completes it.
+    Decoy,
 }
 
 /// A second factor that matched, to be used up on the stored record.

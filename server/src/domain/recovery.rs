@@ -55,6 +55,8 @@ impl Latch {
             scope: None,
             attempts: 0,
             generation: 0,
+            decoy: false,
+            in_lock: false,
         };
         // Decided on the fresh record, so concurrent requests send one mail.
         let (user, decided) = self

@@ -89,6 +89,8 @@ impl Latch {
             scope: None,
             attempts: 0,
             generation: 0,
+            decoy: false,
+            in_lock: false,
         };
         let (user, decided) = self
             .change_user_then(

@@ -131,6 +131,8 @@ fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
         scope: None,
         attempts: 0,
         generation: 0,
+        decoy: false,
+        in_lock: false,
     };
     store.put_one_time(&a.id, &[3; 32], &one_time).expect("put");
     assert!(store.delete_tenant(&a.id).expect("delete"));
@@ -413,6 +415,8 @@ fn one_time_tokens_are_taken_once(store: &dyn Store) {
         scope: Some("openid".into()),
         attempts: 2,
         generation: 3,
+        decoy: false,
+        in_lock: false,
     };
     store.put_one_time(&tenant, &[7; 32], &record).expect("put");
     let other = TenantId::parse("conf-o-2").expect("slug");
@@ -445,6 +449,8 @@ fn expired_one_time_tokens_are_purged(store: &dyn Store) {
         scope: None,
         attempts: 0,
         generation: 0,
+        decoy: false,
+        in_lock: false,
     };
     store.put_one_time(&a, &[1; 32], &record(100)).expect("put");
     store.put_one_time(&b, &[2; 32], &record(100)).expect("put");

@@ -187,6 +187,11 @@ pub struct UserRecord {
     /// links made before stop working.
     #[serde(default)]
     pub reset_generation: u32,
+    /// Second-factor codes checked during the current lock (a right password
+    /// and a valid code still get the owner in while locked, up to the
+    /// lockout threshold per lock).
+    #[serde(default)]
+    pub locked_code_attempts: u32,
 }
 
 impl UserRecord {
@@ -218,6 +223,7 @@ impl UserRecord {
             verification_sent_at: None,
             reset_sent_at: None,
             reset_generation: 0,
+            locked_code_attempts: 0,
         }
     }
 }
@@ -351,4 +357,12 @@ pub struct OneTimeRecord {
     /// link works only while the user's is still the same.
     #[serde(default)]
     pub generation: u32,
+    /// For an MFA challenge: handed out for a wrong password during a lock,
+    /// so it looks like any other but no code completes it.
+    #[serde(default)]
+    pub decoy: bool,
+    /// For an MFA challenge: handed out for the right password during a
+    /// lock; its codes are checked during the lock (up to the threshold).
+    #[serde(default)]
+    pub in_lock: bool,
 }
