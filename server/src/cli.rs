@@ -14,7 +14,7 @@ use crate::clock::SystemClock;
 use crate::config::{ConfigArgs, Settings};
 use crate::domain::{Actor, Latch, NewTenant, NewUser, TenantChanges, TenantId};
 use crate::store::sled::SledStore;
-use crate::store::{EmailVerification, Store as _, StoreError};
+use crate::store::{EmailVerification, Registration, Store as _, StoreError};
 
 /// latch: a single-binary, multi-tenant authentication server.
 #[derive(Debug, Parser)]
@@ -173,6 +173,9 @@ struct TenantSettingsArgs {
     /// The app's email-verification page for mailed links (empty: latch's demo page).
     #[arg(long)]
     verify_email_url: Option<String>,
+    /// Self-registration: open, or closed (users come from the admin API or CLI).
+    #[arg(long)]
+    registration: Option<Registration>,
 }
 
 impl TenantSettingsArgs {
@@ -201,6 +204,7 @@ impl TenantSettingsArgs {
             email_verification: self.email_verification,
             reset_password_url: self.reset_password_url,
             verify_email_url: self.verify_email_url,
+            registration: self.registration,
         })
     }
 }
@@ -209,6 +213,17 @@ impl TenantSettingsArgs {
 enum UserCommand {
     /// Create a user; the password is read from standard input.
     Create {
+        #[command(flatten)]
+        who: UserArgs,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Roles (comma-separated) [default: the tenant's default roles].
+        #[arg(long, value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+    },
+    /// Create a user without a password and mail them a link to choose one.
+    Invite {
         #[command(flatten)]
         who: UserArgs,
         /// Display name.
@@ -381,9 +396,15 @@ async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result
         UserCommand::Create { who, name, roles } => {
             let password = password_from_stdin()?;
             let tenant = TenantId::parse(&who.tenant)?;
-            let new = NewUser { email: who.email, password, name, roles };
+            let new = NewUser { email: who.email, password: Some(password), name, roles };
             let user = latch.create_user(&operator, &tenant, new).await?;
             println!("created user {} <{}> in {tenant} with roles [{}]", user.id, user.email, user.roles.join(", "));
+        }
+        UserCommand::Invite { who, name, roles } => {
+            let tenant = TenantId::parse(&who.tenant)?;
+            let new = NewUser { email: who.email, password: None, name, roles };
+            let user = latch.create_user(&operator, &tenant, new).await?;
+            println!("invited {} <{}> to {tenant}; the invitation link was mailed", user.id, user.email);
         }
         UserCommand::SetPassword { who } => {
             let password = password_from_stdin()?;

@@ -22,6 +22,7 @@ mod oauth;
 mod openapi;
 mod persistence;
 mod recovery;
+mod registration;
 mod sessions;
 mod tenants;
 mod verification;

@@ -37,9 +37,10 @@ pub struct UserList {
 pub struct CreateUserRequest {
     /// Email, unique in the tenant (case-insensitive).
     pub email: String,
-    /// Password (the tenant's policy applies).
+    /// Password (the tenant's policy applies). Left out, the user is invited:
+    /// a link to choose a password is mailed (valid 7 days).
     #[oai(write_only)]
-    pub password: String,
+    pub password: Option<String>,
     /// Display name.
     pub name: Option<String>,
     /// Roles (default: the tenant's default roles); each must be defined by the tenant.

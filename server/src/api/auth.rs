@@ -123,6 +123,11 @@ pub(super) const NO_STORE: &str = "no-store";
 impl AuthApi {
     /// Create an account and log in (or, when the tenant requires verified
     /// emails, 202 without tokens until the mailed link is opened).
+    ///
+    /// A tenant whose `registration` is `closed` answers 403
+    /// `registration_closed`: its users are created or invited by an
+    /// administrator (`POST /t/{tenant}/admin/users` without a password mails
+    /// an invitation). Discovery says which: `latch_registration`.
     #[oai(path = "/t/:tenant/auth/register", method = "post", operation_id = "register")]
     async fn register(
         &self,

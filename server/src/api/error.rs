@@ -94,6 +94,7 @@ impl ApiError {
             Error::WeakPassword(PasswordRule::Common) => (S::BAD_REQUEST, "password_too_common", "Password too common"),
             Error::InvalidName => (S::BAD_REQUEST, "invalid_name", "Invalid name"),
             Error::EmailTaken => (S::CONFLICT, "email_taken", "Email already registered"),
+            Error::RegistrationClosed => (S::FORBIDDEN, "registration_closed", "Registration closed"),
             Error::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             Error::UserDisabled => (S::FORBIDDEN, "user_disabled", "Account disabled"),
             Error::AccountLocked { .. } => (S::TOO_MANY_REQUESTS, "account_locked", "Account locked"),

@@ -12,7 +12,7 @@ use super::models::SigningAlgorithm;
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
 use crate::domain::{DEFAULT_PUBLISH_DELAY_SECONDS, Latch, NewTenant, TenantChanges, TenantId};
-use crate::store::{EmailVerification, TenantRecord};
+use crate::store::{EmailVerification, Registration, TenantRecord};
 
 /// Tenant management for the operator.
 pub struct TenantsApi;
@@ -68,6 +68,9 @@ macro_rules! tenant_request {
             /// The app's page that email-verification links open, likewise
             /// (default empty: latch's `/demo/verify-email`).
             pub verify_email_url: Option<String>,
+            /// `open` (default): anyone may register; `closed`: registration answers
+            /// 403 `registration_closed` and users come from the admin API or CLI.
+            pub registration: Option<RegistrationMode>,
         }
 
         impl $name {
@@ -92,6 +95,7 @@ macro_rules! tenant_request {
                     email_verification: self.email_verification.take().map(Into::into),
                     reset_password_url: self.reset_password_url.take(),
                     verify_email_url: self.verify_email_url.take(),
+                    registration: self.registration.take().map(Into::into),
                 }
             }
         }
@@ -146,6 +150,34 @@ impl From<EmailVerification> for EmailVerificationMode {
     }
 }
 
+/// Who creates accounts.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone may register.
+    Open,
+    /// Registration answers 403 `registration_closed`; admins create or invite users.
+    Closed,
+}
+
+impl From<RegistrationMode> for Registration {
+    fn from(mode: RegistrationMode) -> Registration {
+        match mode {
+            RegistrationMode::Open => Registration::Open,
+            RegistrationMode::Closed => Registration::Closed,
+        }
+    }
+}
+
+impl From<Registration> for RegistrationMode {
+    fn from(mode: Registration) -> RegistrationMode {
+        match mode {
+            Registration::Open => RegistrationMode::Open,
+            Registration::Closed => RegistrationMode::Closed,
+        }
+    }
+}
+
 /// A tenant's settings.
 #[derive(Debug, Object)]
 pub struct TenantSettingsView {
@@ -183,6 +215,8 @@ pub struct TenantSettingsView {
     pub reset_password_url: String,
     /// The app's email-verification page (empty: latch's demo page).
     pub verify_email_url: String,
+    /// Open or closed self-registration.
+    pub registration: RegistrationMode,
 }
 
 /// A tenant.
@@ -327,6 +361,7 @@ fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
             email_verification: settings.email_verification.into(),
             reset_password_url: settings.reset_password_url,
             verify_email_url: settings.verify_email_url,
+            registration: settings.registration.into(),
         },
     }
 }

@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{ApiResult, ApiTags, tenant_id};
 use crate::domain::Latch;
+use crate::store::Registration;
 
 /// OIDC discovery and JWKS.
 pub struct WellKnownApi;
@@ -95,6 +96,12 @@ pub struct Discovery {
     pub claims_supported: Vec<String>,
     /// The API documentation.
     pub service_documentation: String,
+    /// latch's own member: `open` when anyone may register at
+    /// `{issuer}/auth/register`, `closed` when only administrators create
+    /// (or invite) users. Not OIDC's `registration_endpoint`, which is for clients.
+    pub latch_registration: String,
+    /// latch's own member: where people register, present while registration is open.
+    pub latch_registration_endpoint: Option<String>,
 }
 
 /// How long clients may cache the JWKS. Short enough that a key published
@@ -126,6 +133,7 @@ impl WellKnownApi {
             "email_verified",
         ];
         let issuer = &runtime.issuer;
+        let registration = runtime.tenant.settings.registration;
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Ok(Json(Discovery {
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
@@ -143,6 +151,12 @@ impl WellKnownApi {
             scopes_supported: scopes,
             claims_supported: claims.iter().map(|c| c.to_string()).collect(),
             service_documentation: format!("{}/docs", latch.public_url()),
+            latch_registration: match registration {
+                Registration::Open => "open".into(),
+                Registration::Closed => "closed".into(),
+            },
+            latch_registration_endpoint: (registration == Registration::Open)
+                .then(|| format!("{issuer}/auth/register")),
         }))
     }
 

@@ -55,8 +55,14 @@ impl Latch {
         client: ClientInfo,
     ) -> Result<Registered> {
         let runtime = self.runtime(tenant).await?;
+        if runtime.tenant.settings.registration == crate::store::Registration::Closed {
+            return Err(Error::RegistrationClosed);
+        }
         let roles = runtime.tenant.settings.default_roles.clone();
-        let user = self.add_user(&runtime, registration, roles).await?;
+        let email = Email::parse(&registration.email)?;
+        let password = Password::parse(&registration.password, runtime.tenant.settings.password_min_length, &email)?;
+        let hash = self.passwords.hash(password).await?;
+        let user = self.add_user(&runtime, &email, hash, registration.name, roles).await?;
         tracing::info!(tenant = %tenant, user = %user.id, "user registered");
         self.start_verification(&runtime, &user);
         if runtime.tenant.settings.email_verification == EmailVerification::Required {
@@ -68,16 +74,17 @@ impl Latch {
 
     /// Validates a new account against the tenant's rules, hashes its
     /// password and stores it; `EmailTaken` if the email is in use.
+    /// Stores a new user with `password_hash` (empty for an invited user:
+    /// no password matches it until they set one).
     pub(super) async fn add_user(
         &self,
         runtime: &TenantRuntime,
-        registration: Registration,
+        email: &Email,
+        password_hash: String,
+        name: Option<String>,
         roles: Vec<String>,
     ) -> Result<UserRecord> {
-        let email = Email::parse(&registration.email)?;
-        let password = Password::parse(&registration.password, runtime.tenant.settings.password_min_length, &email)?;
-        let name = registration.name.as_deref().map(DisplayName::parse).transpose()?.map(DisplayName::into_inner);
-        let password_hash = self.passwords.hash(password).await?;
+        let name = name.as_deref().map(DisplayName::parse).transpose()?.map(DisplayName::into_inner);
         let mut user = UserRecord::new(
             runtime.tenant.id.clone(),
             email.as_str().to_owned(),

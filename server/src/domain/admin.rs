@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::events::{Event, EventKind};
 use super::tenants::ADMIN_ROLE;
-use super::{Email, Error, Latch, Password, Principal, Registration, Result, TenantId};
+use super::{Email, Error, Latch, Password, Principal, Result, TenantId};
 use crate::store::{Change, EventRecord, UserRecord};
 
 /// Largest page of users or events.
@@ -37,8 +37,9 @@ impl Actor {
 pub struct NewUser {
     /// Email.
     pub email: String,
-    /// Password (the tenant's policy applies).
-    pub password: String,
+    /// Password (the tenant's policy applies); `None` invites the user: an
+    /// invitation link is mailed that lets them choose one.
+    pub password: Option<String>,
     /// Display name.
     pub name: Option<String>,
     /// Roles; the tenant's default roles when `None`.
@@ -166,9 +167,21 @@ impl Latch {
             Some(roles) => self.checked_roles(tenant, roles).await?,
             None => runtime.tenant.settings.default_roles.clone(),
         };
-        let registration = Registration { email: new.email, password: new.password, name: new.name };
-        let user = self.add_user(&runtime, registration, roles).await?;
-        self.record(tenant, Event::new(EventKind::UserCreated).actor(actor.name()).subject(user.id)).await;
+        let email = Email::parse(&new.email)?;
+        let hash = match &new.password {
+            Some(password) => {
+                let password = Password::parse(password, runtime.tenant.settings.password_min_length, &email)?;
+                self.passwords.hash(password).await?
+            }
+            None => String::new(),
+        };
+        let user = self.add_user(&runtime, &email, hash, new.name, roles).await?;
+        let event = Event::new(EventKind::UserCreated).actor(actor.name()).subject(user.id);
+        let invited = new.password.is_none();
+        self.record(tenant, if invited { event.detail("invited") } else { event }).await;
+        if invited {
+            self.send_invitation(&runtime, &user).await?;
+        }
         Ok(user)
     }
 

@@ -62,6 +62,9 @@ pub enum Error {
     /// The email is taken in this tenant.
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The tenant does not let people register themselves.
+    #[error("this tenant does not take registrations; an administrator creates or invites users")]
+    RegistrationClosed,
     /// Unknown email or wrong password (deliberately indistinguishable).
     #[error("the email or password is wrong")]
     InvalidCredentials,

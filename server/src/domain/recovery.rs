@@ -12,14 +12,18 @@ use secrecy::ExposeSecret as _;
 
 use super::events::{Event, EventKind};
 use super::verification::RESEND_INTERVAL_SECONDS;
-use super::{ClientInfo, Email, Error, Latch, Password, Result, TenantId};
+use super::{ClientInfo, Email, Error, Latch, Password, Result, TenantId, TenantRuntime};
 use crate::crypto::{random_token, token_hash};
-use crate::store::{Change, OneTimeRecord};
+use crate::store::{Change, OneTimeRecord, UserRecord};
 
 /// How long a reset link works.
 pub const RESET_TTL_SECONDS: i64 = 3600;
+/// How long an invitation link works.
+pub const INVITATION_TTL_SECONDS: i64 = 7 * 24 * 3600;
+const INVITATION_PURPOSE: &str = "invitation";
 const RESET_PURPOSE: &str = "password_reset";
 const RESET_TOKEN_PREFIX: &str = "latch_pr_";
+const INVITATION_TOKEN_PREFIX: &str = "latch_inv_";
 
 impl Latch {
     /// Starts a password reset. The answer never says whether the account
@@ -96,16 +100,60 @@ impl Latch {
         Ok(())
     }
 
+    /// Mails `user` (just created by an admin, without a password) a link to
+    /// choose their password, through the reset page and the reset
+    /// endpoint. A mail that cannot be sent is logged, not an error: the
+    /// user exists, and a password reset request mails them a link too.
+    pub(super) async fn send_invitation(&self, runtime: &TenantRuntime, user: &UserRecord) -> Result<()> {
+        let tenant = &runtime.tenant.id;
+        let token = random_token(INVITATION_TOKEN_PREFIX);
+        let record = OneTimeRecord {
+            purpose: INVITATION_PURPOSE.to_owned(),
+            user_id: user.id,
+            expires_at: self.now() + INVITATION_TTL_SECONDS,
+            scope: None,
+            attempts: 0,
+            generation: user.reset_generation,
+            decoy: false,
+            in_lock: false,
+        };
+        let (owned, hash) = (tenant.clone(), token_hash(token.expose_secret()));
+        self.store.write(move |store| store.put_one_time(&owned, &hash, &record)).await?;
+        let page = &runtime.tenant.settings.reset_password_url;
+        let link = self.mail_link(page, "/demo/reset-password", tenant, token.expose_secret());
+        let body = format!(
+            "You have been given an account at {name} for {email}.\n\n\
+             Open this link within {days} days to choose your password:\n\n{link}\n\n\
+             If you did not expect this, ignore this message.\n",
+            name = runtime.tenant.name,
+            email = user.email,
+            days = INVITATION_TTL_SECONDS / 86_400,
+        );
+        let subject = format!("Your account at {}", runtime.tenant.name);
+        if let Err(e) = self.mailer.send(&user.email, &subject, body).await {
+            tracing::error!(tenant = %tenant, user = %user.id, error = %e, "invitation mail not sent");
+        }
+        Ok(())
+    }
+
     /// Completes a reset: the token is used up, the new password (the
     /// tenant's policy applies) replaces the old one, every session ends and
     /// any lockout is lifted.
     pub async fn confirm_password_reset(&self, tenant: &TenantId, token: &str, new_password: &str) -> Result<()> {
         let runtime = self.runtime(tenant).await?;
         let (hash, owned, now) = (token_hash(token), tenant.clone(), self.now());
-        let taken = self.store.write(move |store| store.take_one_time(&owned, &hash, RESET_PURPOSE, now)).await?;
+        // A reset link, or an invitation (which also shows the address is theirs).
+        let taken = self
+            .store
+            .write(move |store| match store.take_one_time(&owned, &hash, RESET_PURPOSE, now)? {
+                Some(record) => Ok(Some(record)),
+                None => store.take_one_time(&owned, &hash, INVITATION_PURPOSE, now),
+            })
+            .await?;
         let Some(record) = taken else {
             return Err(Error::InvalidResetToken);
         };
+        let invited = record.purpose == INVITATION_PURPOSE;
         let user = self.user(tenant, record.user_id).await.map_err(|_| Error::InvalidResetToken)?;
         if record.generation != user.reset_generation {
             // A later reset, a password change or a disable voided it.
@@ -136,6 +184,9 @@ impl Latch {
                     user.failed_logins = 0;
                     user.locked_until = None;
                     user.reset_generation = user.reset_generation.wrapping_add(1);
+                    if invited {
+                        user.email_verified = true;
+                    }
                     user.updated_at = now;
                     Change::Write
                 },

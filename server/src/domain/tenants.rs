@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::events::{Event, EventKind};
 use super::{Error, Latch, Result, TenantId};
-use crate::store::{Change, EmailVerification, KeyRecord, StoreError, TenantRecord, TenantSettings};
+use crate::store::{Change, EmailVerification, KeyRecord, Registration, StoreError, TenantRecord, TenantSettings};
 
 /// A tenant to create.
 #[derive(Debug, Clone)]
@@ -65,6 +65,8 @@ pub struct TenantChanges {
     pub reset_password_url: Option<String>,
     /// The app's email-verification page (empty: latch's demo page).
     pub verify_email_url: Option<String>,
+    /// Open or closed self-registration.
+    pub registration: Option<Registration>,
 }
 
 impl TenantChanges {
@@ -106,6 +108,9 @@ impl TenantChanges {
         }
         if let Some(mode) = self.email_verification {
             settings.email_verification = mode;
+        }
+        if let Some(registration) = self.registration {
+            settings.registration = registration;
         }
         if let Some(url) = self.reset_password_url {
             settings.reset_password_url = url;

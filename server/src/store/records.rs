@@ -67,6 +67,31 @@ pub struct TenantSettings {
     pub reset_password_url: String,
     /// The app's page that verification links open; empty: latch's `/demo/verify-email`.
     pub verify_email_url: String,
+    /// Whether anyone may register, or only the admin API and CLI create users.
+    pub registration: Registration,
+}
+
+/// Who creates accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may register.
+    #[default]
+    Open,
+    /// Self-registration is refused; admins create or invite users.
+    Closed,
+}
+
+impl std::str::FromStr for Registration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Registration, String> {
+        match text {
+            "open" => Ok(Registration::Open),
+            "closed" => Ok(Registration::Closed),
+            other => Err(format!("`{other}` is not one of open, closed")),
+        }
+    }
 }
 
 /// Email verification for new accounts.
@@ -106,6 +131,7 @@ impl Default for TenantSettings {
             email_verification: EmailVerification::Off,
             reset_password_url: String::new(),
             verify_email_url: String::new(),
+            registration: Registration::Open,
         }
     }
 }
