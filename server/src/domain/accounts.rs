@@ -130,6 +130,10 @@ impl Latch {
         let Some(user) = user else {
             tracing::info!(tenant = %tenant, "login failed");
             self.record(tenant, Event::new(EventKind::LoginFailed).ip(client.ip.clone())).await;
+            // A known email's failure waits for its count to be durable; so
+            // does this one, for a flush, so the answer's timing does not
+            // say whether the email exists (`benches/login_timing.py`).
+            self.store.durable().await?;
             return Err(Error::InvalidCredentials);
         };
         // A locked account refuses even the right password until the lock
