@@ -254,20 +254,7 @@ impl Latch {
     /// before the lock, whatever the order they run in. A right answer then
     /// clears the count; a wrong one only needs [`Latch::report_failure`].
     pub(super) async fn take_attempt(&self, runtime: &TenantRuntime, user: &UserRecord) -> Result<(UserRecord, i64)> {
-        let (rule, now) = (LockoutRule::of(runtime), self.now());
-        let (user, decided) = self
-            .change_user(&user.tenant, user.id, move |user| {
-                if user.locked_until.is_some_and(|until| until > now) {
-                    return Change::Keep;
-                }
-                rule.count(user, now);
-                Change::Write
-            })
-            .await?;
-        match (decided, user.locked_until) {
-            (Change::Keep, Some(until)) => Err(Error::AccountLocked { retry_after: (until - now).max(1) as u64 }),
-            _ => Ok((user, now)),
-        }
+        self.take_code_attempt(runtime, user, false).await
     }
 
     /// Checks the current password that a change to the account's security

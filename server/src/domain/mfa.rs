@@ -203,14 +203,10 @@ impl Latch {
     pub(super) async fn mfa_challenge(&self, user: &UserRecord, scope: String, kind: Challenge) -> Error {
         let token = random_token(CHALLENGE_PREFIX);
         let record = OneTimeRecord {
-            purpose: CHALLENGE_PURPOSE.to_owned(),
-            user_id: user.id,
-            expires_at: self.now() + CHALLENGE_TTL_SECONDS,
             scope: Some(scope),
-            attempts: 0,
-            generation: 0,
             decoy: kind == Challenge::Decoy,
             in_lock: kind == Challenge::InLock,
+            ..OneTimeRecord::new(CHALLENGE_PURPOSE, user.id, self.now() + CHALLENGE_TTL_SECONDS)
         };
         let (tenant, hash) = (user.tenant.clone(), token_hash(token.expose_secret()));
         match self.store.write(move |store| store.put_one_time(&tenant, &hash, &record)).await {

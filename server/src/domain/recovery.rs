@@ -52,16 +52,7 @@ impl Latch {
         let token = random_token(RESET_TOKEN_PREFIX);
         let hash = token_hash(token.expose_secret());
         let now = self.now();
-        let mut record = OneTimeRecord {
-            purpose: RESET_PURPOSE.to_owned(),
-            user_id: user.id,
-            expires_at: now + RESET_TTL_SECONDS,
-            scope: None,
-            attempts: 0,
-            generation: 0,
-            decoy: false,
-            in_lock: false,
-        };
+        let mut record = OneTimeRecord::new(RESET_PURPOSE, user.id, now + RESET_TTL_SECONDS);
         // Decided on the fresh record, so concurrent requests send one mail.
         let (user, decided) = self
             .change_user_then(
@@ -108,14 +99,8 @@ impl Latch {
         let tenant = &runtime.tenant.id;
         let token = random_token(INVITATION_TOKEN_PREFIX);
         let record = OneTimeRecord {
-            purpose: INVITATION_PURPOSE.to_owned(),
-            user_id: user.id,
-            expires_at: self.now() + INVITATION_TTL_SECONDS,
-            scope: None,
-            attempts: 0,
             generation: user.reset_generation,
-            decoy: false,
-            in_lock: false,
+            ..OneTimeRecord::new(INVITATION_PURPOSE, user.id, self.now() + INVITATION_TTL_SECONDS)
         };
         let (owned, hash) = (tenant.clone(), token_hash(token.expose_secret()));
         self.store.write(move |store| store.put_one_time(&owned, &hash, &record)).await?;

@@ -82,16 +82,7 @@ impl Latch {
         let token = random_token(VERIFY_TOKEN_PREFIX);
         let hash = token_hash(token.expose_secret());
         let now = self.now();
-        let record = OneTimeRecord {
-            purpose: VERIFY_PURPOSE.to_owned(),
-            user_id: user.id,
-            expires_at: now + VERIFY_TTL_SECONDS,
-            scope: None,
-            attempts: 0,
-            generation: 0,
-            decoy: false,
-            in_lock: false,
-        };
+        let record = OneTimeRecord::new(VERIFY_PURPOSE, user.id, now + VERIFY_TTL_SECONDS);
         let (user, decided) = self
             .change_user_then(
                 tenant,

@@ -149,6 +149,23 @@ impl std::str::FromStr for EmailVerification {
     }
 }
 
+impl OneTimeRecord {
+    /// A record for `purpose`, of `user_id`, working until `expires_at`,
+    /// with nothing else set.
+    pub fn new(purpose: &str, user_id: Uuid, expires_at: i64) -> OneTimeRecord {
+        OneTimeRecord {
+            purpose: purpose.to_owned(),
+            user_id,
+            expires_at,
+            scope: None,
+            attempts: 0,
+            generation: 0,
+            decoy: false,
+            in_lock: false,
+        }
+    }
+}
+
 /// A signing key. The private half is sealed with the master key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
