@@ -189,6 +189,8 @@ pub struct Latch {
     mailer: Mailer,
     public_url: String,
     runtimes: RwLock<HashMap<TenantId, Arc<TenantRuntime>>>,
+    /// Moved by every `forget_runtime` (see there).
+    runtime_epoch: std::sync::atomic::AtomicU64,
     operator_token_hash: [u8; 32],
     /// Work that runs after its request was answered (mail).
     background: tokio_util::task::TaskTracker,
@@ -206,6 +208,7 @@ impl Latch {
             mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
             runtimes: RwLock::new(HashMap::new()),
+            runtime_epoch: std::sync::atomic::AtomicU64::new(0),
             operator_token_hash,
             background: tokio_util::task::TaskTracker::new(),
         }

@@ -392,8 +392,12 @@ impl Latch {
         }
     }
 
+    /// Drops a tenant's cached runtime after its record or keys changed.
+    /// The epoch moves too, under the same lock: a runtime built from a read
+    /// that began before the change must not be put back into the cache.
     pub(crate) fn forget_runtime(&self, id: &TenantId) {
         if let Ok(mut runtimes) = self.runtimes.write() {
+            self.runtime_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             runtimes.remove(id);
         }
     }
@@ -406,12 +410,17 @@ impl Latch {
         {
             return Ok(runtime);
         }
+        let epoch = self.runtime_epoch.load(std::sync::atomic::Ordering::Acquire);
         let owned = id.clone();
         let (tenant, keys) =
             self.store.run(move |store| Ok((store.get_tenant(&owned)?, store.list_keys(&owned)?))).await?;
         let tenant = tenant.ok_or(Error::TenantNotFound)?;
         let runtime = Arc::new(self.build_runtime(tenant, keys, now)?);
-        if let Ok(mut runtimes) = self.runtimes.write() {
+        if let Ok(mut runtimes) = self.runtimes.write()
+            // A tenant changed since the read began: this runtime may predate
+            // the change, so it serves this request but is not cached.
+            && self.runtime_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch
+        {
             runtimes.insert(id.clone(), runtime.clone());
         }
         Ok(runtime)
