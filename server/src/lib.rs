@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod ids;
 pub mod mail;
 pub mod private;
 pub mod serve;

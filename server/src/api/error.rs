@@ -73,6 +73,12 @@ impl Problem {
 #[error(transparent)]
 pub struct ApiError(#[from] pub Error);
 
+impl From<crate::ids::InvalidTenantId> for ApiError {
+    fn from(invalid: crate::ids::InvalidTenantId) -> ApiError {
+        ApiError(invalid.into())
+    }
+}
+
 impl ApiError {
     /// The problem document for this error: one exhaustive match from domain errors to HTTP.
     pub fn problem(&self) -> Problem {

@@ -15,6 +15,7 @@ mod tenants;
 mod types;
 mod verification;
 
+pub use crate::ids::TenantId;
 pub use accounts::{PasswordChange, Profile, Registered, Registration};
 pub use admin::{Actor, NewUser, Page};
 pub use events::{Event, EventKind};
@@ -22,7 +23,7 @@ pub use mfa::{SecondFactor, TotpEnrollment};
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
 pub use tenants::{ADMIN_ROLE, DEFAULT_PUBLISH_DELAY_SECONDS, NewTenant, TenantChanges, TenantRuntime};
-pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule, TenantId};
+pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -161,6 +162,12 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::ids::InvalidTenantId> for Error {
+    fn from(_: crate::ids::InvalidTenantId) -> Error {
+        Error::InvalidTenantId
+    }
 }
 
 /// Result of a domain operation.

@@ -6,47 +6,8 @@ use std::io::Read as _;
 use std::sync::LazyLock;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
 use super::Error;
-
-/// A tenant id: a slug of 1–63 characters from `[a-z0-9-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// Parses a tenant id.
-    pub fn parse(raw: &str) -> Result<TenantId, Error> {
-        let valid = (1..=63).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if valid { Ok(TenantId(raw.to_owned())) } else { Err(Error::InvalidTenantId) }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TenantId {
-    type Error = Error;
-    fn try_from(raw: String) -> Result<TenantId, Error> {
-        TenantId::parse(&raw)
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(id: TenantId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// An email address as given (trimmed), with its case-folded form for uniqueness.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,16 +178,6 @@ impl DisplayName {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tenant_ids_are_slugs() {
-        for ok in ["a", "demo", "acme-1", &"a".repeat(63)] {
-            assert!(TenantId::parse(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "Acme", "a_b", "a b", "ä", "a/b", &"a".repeat(64)] {
-            assert!(TenantId::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn emails_fold_case_for_uniqueness() {

@@ -18,7 +18,7 @@ pub use records::*;
 
 use uuid::Uuid;
 
-use crate::domain::TenantId;
+use crate::ids::TenantId;
 
 /// A store failure.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -7,7 +7,7 @@ use latch_shared::Algorithm;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::TenantId;
+use crate::ids::TenantId;
 
 /// A tenant and its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
