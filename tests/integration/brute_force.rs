@@ -149,3 +149,31 @@ async fn the_callers_password_and_second_factor_endpoints_share_the_per_ip_limit
     // The caller's other endpoints take no secret and are not limited.
     assert_eq!(app.get_with("/t/demo/users/me", token).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_password_set_by_the_operator_lifts_the_lock_like_a_reset() {
+    let mut app = spawn_app().await;
+    app.register("demo", EMAIL).await;
+    for _ in 0..5 {
+        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    locked(&app, PASSWORD).await;
+    app.stop().await;
+    let mut set = tokio::process::Command::new(latch_binary())
+        .args(["user", "set-password", "--tenant", "demo", "--email", EMAIL, "--data-dir"])
+        .arg(app.data_dir())
+        .env("LATCH_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = set.stdin.take().expect("stdin");
+        stdin.write_all(b"an operator's new passphrase\n").await.expect("write");
+    }
+    assert!(set.wait().await.expect("exit").success());
+    app.restart().await;
+    let login = app.login("demo", EMAIL, "an operator's new passphrase").await;
+    assert_eq!(login.status(), StatusCode::OK, "the new password works at once, not after the lock");
+}

@@ -206,8 +206,7 @@ impl Latch {
                 if user.password_hash != checked_hash || user.locked_until.is_some_and(|until| until > now) {
                     return Change::Keep;
                 }
-                user.failed_logins = 0;
-                user.locked_until = None;
+                user.clear_failures();
                 if let Some(upgraded) = &upgraded {
                     user.password_hash = upgraded.clone();
                 }
@@ -358,11 +357,7 @@ impl Latch {
                     if user.password_hash != checked {
                         return Change::Keep;
                     }
-                    user.password_hash = hash.clone();
-                    user.failed_logins = 0;
-                    user.locked_until = None;
-                    // Reset links sent before are void.
-                    user.reset_generation = user.reset_generation.wrapping_add(1);
+                    user.set_password_hash(hash.clone());
                     user.updated_at = now;
                     Change::Write
                 },

@@ -197,9 +197,7 @@ impl Latch {
             tenant,
             id,
             move |user| {
-                user.password_hash = hash.clone();
-                // Reset links sent before are void.
-                user.reset_generation = user.reset_generation.wrapping_add(1);
+                user.set_password_hash(hash.clone());
                 user.updated_at = now;
                 Change::Write
             },
@@ -223,7 +221,7 @@ impl Latch {
                     user.disabled = disabled;
                     if disabled {
                         // Reset links sent before stay void after an enable.
-                        user.reset_generation = user.reset_generation.wrapping_add(1);
+                        user.void_reset_links();
                     }
                     user.updated_at = now;
                     Change::Write

@@ -98,8 +98,7 @@ impl Latch {
                 return Change::Keep;
             }
             user.totp = Some(record.clone());
-            user.failed_logins = 0;
-            user.locked_until = None;
+            user.clear_failures();
             user.updated_at = now;
             Change::Write
         })
@@ -145,8 +144,7 @@ impl Latch {
             totp.last_step = step;
             totp.recovery_codes = hashes.clone();
             totp.confirmed = true;
-            user.failed_logins = 0;
-            user.locked_until = None;
+            user.clear_failures();
             user.updated_at = now;
             Change::Write
         })
@@ -180,8 +178,7 @@ impl Latch {
                 return Change::Keep;
             }
             user.totp = None;
-            user.failed_logins = 0;
-            user.locked_until = None;
+            user.clear_failures();
             user.updated_at = now;
             Change::Write
         })
@@ -263,9 +260,7 @@ impl Latch {
                         if !proof.use_up(user) {
                             return Change::Keep;
                         }
-                        user.failed_logins = 0;
-                        user.locked_until = None;
-                        user.locked_code_attempts = 0;
+                        user.clear_failures();
                         user.updated_at = now;
                         Change::Write
                     })

@@ -165,10 +165,7 @@ impl Latch {
                     if user.reset_generation != generation {
                         return Change::Keep;
                     }
-                    user.password_hash = hash.clone();
-                    user.failed_logins = 0;
-                    user.locked_until = None;
-                    user.reset_generation = user.reset_generation.wrapping_add(1);
+                    user.set_password_hash(hash.clone());
                     if invited {
                         user.email_verified = true;
                     }

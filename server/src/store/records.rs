@@ -238,6 +238,28 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// A right password or code: the failure count, any lock and the code
+    /// attempts taken during it are cleared.
+    pub fn clear_failures(&mut self) {
+        self.failed_logins = 0;
+        self.locked_until = None;
+        self.locked_code_attempts = 0;
+    }
+
+    /// Makes every reset link sent so far stop working.
+    pub fn void_reset_links(&mut self) {
+        self.reset_generation = self.reset_generation.wrapping_add(1);
+    }
+
+    /// A new password (the owner's change, a completed reset or invitation,
+    /// an admin's): failures and any lock are cleared, and reset links sent
+    /// before stop working.
+    pub fn set_password_hash(&mut self, hash: String) {
+        self.password_hash = hash;
+        self.clear_failures();
+        self.void_reset_links();
+    }
+
     /// A new, enabled, unverified user with no second factor and a fresh
     /// UUID v7, created at `now`.
     pub fn new(
