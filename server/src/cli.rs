@@ -214,24 +214,12 @@ enum UserCommand {
     /// Create a user; the password is read from standard input.
     Create {
         #[command(flatten)]
-        who: UserArgs,
-        /// Display name.
-        #[arg(long)]
-        name: Option<String>,
-        /// Roles (comma-separated) [default: the tenant's default roles].
-        #[arg(long, value_delimiter = ',')]
-        roles: Option<Vec<String>>,
+        new: NewUserArgs,
     },
     /// Create a user without a password and mail them a link to choose one.
     Invite {
         #[command(flatten)]
-        who: UserArgs,
-        /// Display name.
-        #[arg(long)]
-        name: Option<String>,
-        /// Roles (comma-separated) [default: the tenant's default roles].
-        #[arg(long, value_delimiter = ',')]
-        roles: Option<Vec<String>>,
+        new: NewUserArgs,
     },
     /// Set a user's password, read from standard input; their sessions end.
     SetPassword {
@@ -270,6 +258,27 @@ enum UserCommand {
         #[arg(long)]
         email_prefix: Option<String>,
     },
+}
+
+/// A user to create: who, and their name and roles.
+#[derive(Debug, clap::Args)]
+struct NewUserArgs {
+    #[command(flatten)]
+    who: UserArgs,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Roles (comma-separated) [default: the tenant's default roles].
+    #[arg(long, value_delimiter = ',')]
+    roles: Option<Vec<String>>,
+}
+
+impl NewUserArgs {
+    /// The tenant and the user to create, with `password` (`None`: invited).
+    fn user(self, password: Option<String>) -> anyhow::Result<(TenantId, NewUser)> {
+        let NewUserArgs { who, name, roles } = self;
+        Ok((TenantId::parse(&who.tenant)?, NewUser { email: who.email, password, name, roles }))
+    }
 }
 
 /// Which user.
@@ -393,16 +402,13 @@ async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result
         }
     };
     match command {
-        UserCommand::Create { who, name, roles } => {
-            let password = password_from_stdin()?;
-            let tenant = TenantId::parse(&who.tenant)?;
-            let new = NewUser { email: who.email, password: Some(password), name, roles };
+        UserCommand::Create { new } => {
+            let (tenant, new) = new.user(Some(password_from_stdin()?))?;
             let user = latch.create_user(&operator, &tenant, new).await?;
             println!("created user {} <{}> in {tenant} with roles [{}]", user.id, user.email, user.roles.join(", "));
         }
-        UserCommand::Invite { who, name, roles } => {
-            let tenant = TenantId::parse(&who.tenant)?;
-            let new = NewUser { email: who.email, password: None, name, roles };
+        UserCommand::Invite { new } => {
+            let (tenant, new) = new.user(None)?;
             let user = latch.create_user(&operator, &tenant, new).await?;
             println!("invited {} <{}> to {tenant}; the invitation link was mailed", user.id, user.email);
         }

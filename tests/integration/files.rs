@@ -31,19 +31,7 @@ fn modes(dir: &Path) -> Vec<(String, u32)> {
 async fn the_data_directory_its_files_mail_and_backups_are_private_even_with_umask_000() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(r#"umask 000; exec "$0" serve --listen 127.0.0.1:0 --data-dir "$1""#)
-        .arg(latch_binary())
-        .arg(&data)
-        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("LATCH_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("latch starts");
-    let base = banner_address(&mut child).await;
+    let (mut child, base) = spawn_binary_with_umask(dir.path(), "000").await;
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await;
     let registered = http

@@ -267,7 +267,19 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
 /// in `dir/data` and the test's operator token; killed when dropped. Returns
 /// the child and its base URL.
 pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(latch_binary())
+    spawn_serving(tokio::process::Command::new(latch_binary()), dir).await
+}
+
+/// [`spawn_binary`] with the process's file-creation mask set to `umask`.
+pub async fn spawn_binary_with_umask(dir: &std::path::Path, umask: &str) -> (tokio::process::Child, String) {
+    let mut shell = tokio::process::Command::new("sh");
+    shell.arg("-c").arg(format!(r#"umask {umask}; exec "$0" "$@""#)).arg(latch_binary());
+    spawn_serving(shell, dir).await
+}
+
+/// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
+async fn spawn_serving(mut command: tokio::process::Command, dir: &std::path::Path) -> (tokio::process::Child, String) {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
         .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)

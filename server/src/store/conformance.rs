@@ -442,16 +442,7 @@ fn one_time_tokens_are_taken_once(store: &dyn Store) {
 
 fn expired_one_time_tokens_are_purged(store: &dyn Store) {
     let (a, b) = (TenantId::parse("conf-p").expect("slug"), TenantId::parse("conf-p-2").expect("slug"));
-    let record = |expires_at| OneTimeRecord {
-        purpose: "mfa".into(),
-        user_id: Uuid::now_v7(),
-        expires_at,
-        scope: None,
-        attempts: 0,
-        generation: 0,
-        decoy: false,
-        in_lock: false,
-    };
+    let record = |expires_at| OneTimeRecord::new("mfa", Uuid::now_v7(), expires_at);
     store.put_one_time(&a, &[1; 32], &record(100)).expect("put");
     store.put_one_time(&b, &[2; 32], &record(100)).expect("put");
     store.put_one_time(&a, &[3; 32], &record(200)).expect("put");
