@@ -112,11 +112,8 @@ async fn assemble(
     let latch = Arc::new(Latch::new(services, public_url, operator_token_hash));
     if first_start {
         if settings.demo_tenant {
-            let demo = NewTenant {
-                id: TenantId::parse("demo")?,
-                algorithm: None,
-                settings: TenantChanges { name: Some("Demo".into()), ..TenantChanges::default() },
-            };
+            let demo =
+                NewTenant { id: TenantId::parse("demo")?, algorithm: None, settings: TenantChanges::name("Demo") };
             startup.demo_created = latch.ensure_tenant(demo).await?;
         }
         let now = clock.now().to_string();

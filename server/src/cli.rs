@@ -14,7 +14,7 @@ use crate::clock::SystemClock;
 use crate::config::{ConfigArgs, Settings};
 use crate::domain::{Actor, Latch, NewTenant, NewUser, TenantChanges, TenantId};
 use crate::store::sled::SledStore;
-use crate::store::{EmailVerification, Registration, Store as _, StoreError};
+use crate::store::{Store as _, StoreError};
 
 /// latch: a single-binary, multi-tenant authentication server.
 #[derive(Debug, Parser)]
@@ -116,96 +116,28 @@ enum TenantCommand {
     },
 }
 
-/// Tenant settings as flags; those left out keep their value (or default).
+/// A tenant's name and settings; those left out keep their value (or default).
 #[derive(Debug, clap::Args)]
 struct TenantSettingsArgs {
     /// Display name.
     #[arg(long)]
     name: Option<String>,
-    /// Access-token lifetime in seconds.
-    #[arg(long)]
-    access_token_ttl: Option<u32>,
-    /// Refresh-token lifetime in seconds.
-    #[arg(long)]
-    refresh_token_ttl: Option<u32>,
-    /// The `aud` of access tokens.
-    #[arg(long)]
-    audience: Option<String>,
-    /// Minimum password length.
-    #[arg(long)]
-    password_min_length: Option<u32>,
-    /// Put the user's email into access tokens.
-    #[arg(long)]
-    email_claim: Option<bool>,
-    /// Refresh grace window in seconds.
-    #[arg(long)]
-    refresh_grace_seconds: Option<u32>,
-    /// Automatic key rotation interval in days (0: never).
-    #[arg(long)]
-    key_rotation_days: Option<u32>,
-    /// Browser origins allowed by CORS (repeat, or comma-separated; replaces the list).
-    #[arg(long, value_delimiter = ',')]
-    cors_origin: Option<Vec<String>>,
-    /// Roles and their scopes as JSON, e.g. '{"user":["openid"],"admin":["openid","admin"]}'.
-    #[arg(long)]
-    roles: Option<String>,
-    /// Roles new users get (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    default_roles: Option<Vec<String>>,
-    /// Audit events kept.
-    #[arg(long)]
-    audit_retention: Option<u32>,
-    /// Failed logins in a row that lock an account (0: never).
-    #[arg(long)]
-    lockout_threshold: Option<u32>,
-    /// First lock length in seconds.
-    #[arg(long)]
-    lockout_base_seconds: Option<u32>,
-    /// Longest lock in seconds.
-    #[arg(long)]
-    lockout_max_seconds: Option<u32>,
-    /// Email verification of new accounts: off, optional or required.
-    #[arg(long)]
-    email_verification: Option<EmailVerification>,
-    /// The app's password-reset page for mailed links (empty: latch's demo page).
-    #[arg(long)]
-    reset_password_url: Option<String>,
-    /// The app's email-verification page for mailed links (empty: latch's demo page).
-    #[arg(long)]
-    verify_email_url: Option<String>,
-    /// Self-registration: open, or closed (users come from the admin API or CLI).
-    #[arg(long)]
-    registration: Option<Registration>,
+    /// A setting as `key=value`, repeatable: any key of `latch tenant show`'s
+    /// `settings` (e.g. `access_token_ttl=600`, `registration=closed`,
+    /// `cors_allowed_origins=https://a.example,https://b.example`,
+    /// `roles={"user":["openid"],"admin":["openid","admin"]}`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 impl TenantSettingsArgs {
+    /// The changes, read through the same serde names as the API's.
     fn changes(self) -> anyhow::Result<TenantChanges> {
-        let roles = self
-            .roles
-            .map(|json| serde_json::from_str(&json))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--roles must be a JSON object of role -> [scopes]: {e}"))?;
-        Ok(TenantChanges {
-            name: self.name,
-            access_token_ttl: self.access_token_ttl,
-            refresh_token_ttl: self.refresh_token_ttl,
-            audience: self.audience,
-            password_min_length: self.password_min_length,
-            email_claim: self.email_claim,
-            refresh_grace_seconds: self.refresh_grace_seconds,
-            key_rotation_days: self.key_rotation_days,
-            cors_allowed_origins: self.cors_origin,
-            roles,
-            default_roles: self.default_roles,
-            audit_retention: self.audit_retention,
-            lockout_threshold: self.lockout_threshold,
-            lockout_base_seconds: self.lockout_base_seconds,
-            lockout_max_seconds: self.lockout_max_seconds,
-            email_verification: self.email_verification,
-            reset_password_url: self.reset_password_url,
-            verify_email_url: self.verify_email_url,
-            registration: self.registration,
-        })
+        let mut changes = self.name.map(TenantChanges::name).unwrap_or_default();
+        for assignment in &self.set {
+            changes.set_text(assignment)?;
+        }
+        Ok(changes)
     }
 }
 

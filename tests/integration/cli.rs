@@ -24,20 +24,20 @@ async fn the_cli_manages_tenants_and_users_on_a_stopped_data_dir() {
 
     let created = latch_ok(&app, &["tenant", "create", "acme", "--algorithm", "ES256", "--name", "Acme"], "").await;
     assert!(created.contains("tenant acme (ES256), issuer http://") && created.contains("/t/acme"), "{created}");
-    let update = ["tenant", "update", "acme", "--access-token-ttl", "600", "--email-verification", "optional"];
+    let update = ["tenant", "update", "acme", "--set", "access_token_ttl=600", "--set", "email_verification=optional"];
     let updated = latch_ok(&app, &update, "").await;
     let shown: Value = serde_json::from_str(&updated).expect("tenant JSON");
     assert_eq!(shown["settings"]["access_token_ttl"], 600);
     assert_eq!(shown["settings"]["email_verification"], "optional");
     let (ok, _, stderr) = run_latch(
-        ["tenant", "update", "acme", "--email-verification", "sometimes"]
+        ["tenant", "update", "acme", "--set", "email_verification=sometimes"]
             .into_iter()
             .map(String::from)
             .chain(data_dir_args(&app)),
         "",
     )
     .await;
-    assert!(!ok && stderr.contains("off, optional, required"), "{stderr}");
+    assert!(!ok && stderr.contains("`email_verification`: expected off, optional or required"), "{stderr}");
     assert_eq!(shown["algorithm"], "ES256");
     let listed = latch_ok(&app, &["tenant", "list"], "").await;
     assert!(listed.lines().any(|l| l.starts_with("acme\tES256\tAcme")), "{listed}");

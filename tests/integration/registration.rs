@@ -88,7 +88,7 @@ async fn the_cli_closes_registration_and_invites_on_a_stopped_data_directory() {
         command.args(args).arg("--data-dir").arg(app.data_dir()).env("LATCH_LOG", "warn");
         command.output().expect("runs")
     };
-    let closed = run(&["tenant", "update", "cli-staff", "--registration", "closed"]);
+    let closed = run(&["tenant", "update", "cli-staff", "--set", "registration=closed"]);
     assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
     let invited = run(&["user", "invite", "--tenant", "cli-staff", "--email", "cli-hire@example.com"]);
     assert!(invited.status.success(), "{}", String::from_utf8_lossy(&invited.stderr));

@@ -11,23 +11,27 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::models::SigningAlgorithm;
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
-use crate::domain::{DEFAULT_PUBLISH_DELAY_SECONDS, Latch, NewTenant, TenantChanges, TenantId};
-use crate::store::{EmailVerification, Registration, TenantRecord};
+use crate::domain::{
+    DEFAULT_PUBLISH_DELAY_SECONDS, Error, Latch, NewTenant, TenantChanges, TenantId, effective_audience,
+};
+use crate::store::TenantRecord;
 
 /// Tenant management for the operator.
 pub struct TenantsApi;
 
 /// Declares a tenant request body: its own leading fields, then every tenant
-/// setting as an optional field, and `take_changes` turning those into
-/// [`TenantChanges`]. One list for creation and updates, so they cannot drift
-/// apart (poem-openapi cannot flatten into a body that refuses unknown fields).
+/// setting as an optional field. One list for creation and updates, so they
+/// cannot drift apart (poem-openapi cannot flatten into a body that refuses
+/// unknown fields). The settings reach the domain through their serde names
+/// (`changes`), the same path the CLI's `--set` takes; a test checks that
+/// every stored setting is listed here.
 macro_rules! tenant_request {
     ($(#[$attr:meta])* $name:ident { $($(#[$field_attr:meta])* $field:ident: $ty:ty,)* }) => {
         $(#[$attr])*
-        #[derive(Debug, Object)]
+        #[derive(Debug, Object, serde::Serialize)]
         #[oai(deny_unknown_fields)]
         pub struct $name {
-            $($(#[$field_attr])* pub $field: $ty,)*
+            $($(#[$field_attr])* #[serde(skip)] pub $field: $ty,)*
             /// Display name (on creation, defaults to the id).
             pub name: Option<String>,
             /// Access-token lifetime in seconds (60-86400, default 900); changes apply to new tokens.
@@ -56,9 +60,9 @@ macro_rules! tenant_request {
             pub audit_retention: Option<u32>,
             /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
             pub lockout_threshold: Option<u32>,
-            /// First lock length in seconds (default 30); each further failure doubles it.
+            /// First lock length in seconds (1-86400, default 30); each further failure doubles it.
             pub lockout_base_seconds: Option<u32>,
-            /// Longest lock in seconds (default 3600).
+            /// Longest lock in seconds (up to 604800, default 3600).
             pub lockout_max_seconds: Option<u32>,
             /// Email verification of new accounts (default `off`).
             pub email_verification: Option<EmailVerificationMode>,
@@ -74,29 +78,13 @@ macro_rules! tenant_request {
         }
 
         impl $name {
-            /// Moves the settings out into domain changes.
-            fn take_changes(&mut self) -> TenantChanges {
-                TenantChanges {
-                    name: self.name.take(),
-                    access_token_ttl: self.access_token_ttl.take(),
-                    refresh_token_ttl: self.refresh_token_ttl.take(),
-                    audience: self.audience.take(),
-                    password_min_length: self.password_min_length.take(),
-                    email_claim: self.email_claim.take(),
-                    refresh_grace_seconds: self.refresh_grace_seconds.take(),
-                    key_rotation_days: self.key_rotation_days.take(),
-                    cors_allowed_origins: self.cors_allowed_origins.take(),
-                    roles: self.roles.take(),
-                    default_roles: self.default_roles.take(),
-                    audit_retention: self.audit_retention.take(),
-                    lockout_threshold: self.lockout_threshold.take(),
-                    lockout_base_seconds: self.lockout_base_seconds.take(),
-                    lockout_max_seconds: self.lockout_max_seconds.take(),
-                    email_verification: self.email_verification.take().map(Into::into),
-                    reset_password_url: self.reset_password_url.take(),
-                    verify_email_url: self.verify_email_url.take(),
-                    registration: self.registration.take().map(Into::into),
-                }
+            /// The name and settings as domain changes, through their serde names.
+            fn changes(&self) -> ApiResult<TenantChanges> {
+                let object = match serde_json::to_value(self) {
+                    Ok(serde_json::Value::Object(object)) => object,
+                    _ => return Err(Error::Internal("a tenant request does not serialize".into()).into()),
+                };
+                Ok(TenantChanges::from_json(object)?)
             }
         }
     };
@@ -117,9 +105,11 @@ tenant_request! {
     UpdateTenantRequest {}
 }
 
+// Spelled as the stored setting serializes: requests and views convert through serde.
 /// Email verification of new accounts.
-#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[derive(Debug, Clone, Copy, poem_openapi::Enum, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum EmailVerificationMode {
     /// No verification mail.
     Off,
@@ -130,29 +120,11 @@ pub enum EmailVerificationMode {
     Required,
 }
 
-impl From<EmailVerificationMode> for EmailVerification {
-    fn from(mode: EmailVerificationMode) -> EmailVerification {
-        match mode {
-            EmailVerificationMode::Off => EmailVerification::Off,
-            EmailVerificationMode::Optional => EmailVerification::Optional,
-            EmailVerificationMode::Required => EmailVerification::Required,
-        }
-    }
-}
-
-impl From<EmailVerification> for EmailVerificationMode {
-    fn from(mode: EmailVerification) -> EmailVerificationMode {
-        match mode {
-            EmailVerification::Off => EmailVerificationMode::Off,
-            EmailVerification::Optional => EmailVerificationMode::Optional,
-            EmailVerification::Required => EmailVerificationMode::Required,
-        }
-    }
-}
-
+// Spelled as the stored setting serializes: requests and views convert through serde.
 /// Who creates accounts.
-#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[derive(Debug, Clone, Copy, poem_openapi::Enum, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
     /// Anyone may register.
     Open,
@@ -160,26 +132,9 @@ pub enum RegistrationMode {
     Closed,
 }
 
-impl From<RegistrationMode> for Registration {
-    fn from(mode: RegistrationMode) -> Registration {
-        match mode {
-            RegistrationMode::Open => Registration::Open,
-            RegistrationMode::Closed => Registration::Closed,
-        }
-    }
-}
-
-impl From<Registration> for RegistrationMode {
-    fn from(mode: Registration) -> RegistrationMode {
-        match mode {
-            Registration::Open => RegistrationMode::Open,
-            Registration::Closed => RegistrationMode::Closed,
-        }
-    }
-}
-
+// Read from the stored settings through their serde names (`view`).
 /// A tenant's settings.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct TenantSettingsView {
     /// Access-token lifetime in seconds.
     pub access_token_ttl: u32,
@@ -334,36 +289,19 @@ pub enum Created {
     Created(Json<Tenant>),
 }
 
-fn view(latch: &Latch, tenant: TenantRecord) -> Tenant {
-    let settings = tenant.settings;
-    let audience = if settings.audience.is_empty() { tenant.id.to_string() } else { settings.audience };
-    Tenant {
+fn view(latch: &Latch, tenant: TenantRecord) -> ApiResult<Tenant> {
+    let unreadable = |e: serde_json::Error| Error::Internal(format!("tenant settings do not fit the view: {e}"));
+    let mut settings: TenantSettingsView =
+        serde_json::to_value(&tenant.settings).and_then(serde_json::from_value).map_err(unreadable)?;
+    settings.audience = effective_audience(&tenant.id, &tenant.settings);
+    Ok(Tenant {
         issuer: latch.issuer(&tenant.id),
         id: tenant.id.to_string(),
         name: tenant.name,
         algorithm: tenant.algorithm.into(),
         created_at: rfc3339(tenant.created_at),
-        settings: TenantSettingsView {
-            access_token_ttl: settings.access_token_ttl,
-            refresh_token_ttl: settings.refresh_token_ttl,
-            audience,
-            password_min_length: settings.password_min_length,
-            default_roles: settings.default_roles,
-            roles: settings.roles,
-            audit_retention: settings.audit_retention,
-            lockout_threshold: settings.lockout_threshold,
-            lockout_base_seconds: settings.lockout_base_seconds,
-            lockout_max_seconds: settings.lockout_max_seconds,
-            email_claim: settings.email_claim,
-            cors_allowed_origins: settings.cors_allowed_origins,
-            refresh_grace_seconds: settings.refresh_grace_seconds,
-            key_rotation_days: settings.key_rotation_days,
-            email_verification: settings.email_verification.into(),
-            reset_password_url: settings.reset_password_url,
-            verify_email_url: settings.verify_email_url,
-            registration: settings.registration.into(),
-        },
-    }
+        settings,
+    })
 }
 
 #[OpenApi(tag = "ApiTags::Tenants")]
@@ -377,21 +315,20 @@ impl TenantsApi {
         body: Json<CreateTenantRequest>,
     ) -> ApiResult<Created> {
         latch.check_operator(&auth.0.token)?;
-        let Json(mut body) = body;
         let new = NewTenant {
             id: TenantId::parse(&body.id)?,
             algorithm: body.algorithm.map(Into::into),
-            settings: body.take_changes(),
+            settings: body.changes()?,
         };
         let tenant = latch.create_tenant(new).await?;
-        Ok(Created::Created(Json(view(&latch, tenant))))
+        Ok(Created::Created(Json(view(&latch, tenant)?)))
     }
 
     /// List tenants.
     #[oai(path = "/admin/tenants", method = "get", operation_id = "listTenants")]
     async fn list(&self, latch: Data<&Arc<Latch>>, auth: OperatorToken) -> ApiResult<Json<TenantList>> {
         latch.check_operator(&auth.0.token)?;
-        let tenants = latch.list_tenants().await?.into_iter().map(|t| view(&latch, t)).collect();
+        let tenants = latch.list_tenants().await?.into_iter().map(|t| view(&latch, t)).collect::<ApiResult<_>>()?;
         Ok(Json(TenantList { tenants }))
     }
 
@@ -405,7 +342,7 @@ impl TenantsApi {
     ) -> ApiResult<Json<Tenant>> {
         latch.check_operator(&auth.0.token)?;
         let tenant = latch.tenant(&tenant_id(&tenant)?).await?;
-        Ok(Json(view(&latch, tenant)))
+        Ok(Json(view(&latch, tenant)?))
     }
 
     /// Change a tenant's name or settings.
@@ -418,10 +355,8 @@ impl TenantsApi {
         body: Json<UpdateTenantRequest>,
     ) -> ApiResult<Json<Tenant>> {
         latch.check_operator(&auth.0.token)?;
-        let Json(mut body) = body;
-        let changes = body.take_changes();
-        let tenant = latch.update_tenant(&tenant_id(&tenant)?, changes).await?;
-        Ok(Json(view(&latch, tenant)))
+        let tenant = latch.update_tenant(&tenant_id(&tenant)?, body.changes()?).await?;
+        Ok(Json(view(&latch, tenant)?))
     }
 
     /// Rotate the tenant's signing key.
@@ -494,5 +429,62 @@ impl TenantsApi {
         latch.check_operator(&auth.0.token)?;
         latch.delete_tenant(&tenant_id(&tenant)?).await?;
         Ok(NoContent::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::registry::{MetaSchemaRef, Registry};
+    use poem_openapi::types::Type;
+
+    use super::*;
+    use crate::domain::setting_names;
+
+    fn properties<T: Type>() -> Vec<String> {
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        let MetaSchemaRef::Reference(name) = T::schema_ref() else { panic!("not a named schema") };
+        registry.schemas[&name].properties.iter().map(|(property, _)| (*property).to_owned()).collect()
+    }
+
+    /// A setting added to the stored record but not to the request bodies or
+    /// the view would be settable nowhere, or invisible.
+    #[test]
+    fn every_stored_setting_is_in_the_request_and_view_schemas() {
+        for (schema, properties) in [
+            ("CreateTenantRequest", properties::<CreateTenantRequest>()),
+            ("UpdateTenantRequest", properties::<UpdateTenantRequest>()),
+            ("TenantSettingsView", properties::<TenantSettingsView>()),
+        ] {
+            for setting in setting_names() {
+                assert!(properties.contains(&setting), "{schema} lacks the setting `{setting}`");
+            }
+        }
+    }
+
+    /// The request's fields reach the domain by name: each one set in a body
+    /// appears in the changes the domain applies.
+    #[test]
+    fn a_request_body_becomes_changes_through_serde_names() {
+        let body: UpdateTenantRequest = poem_openapi::types::ParseFromJSON::parse_from_json(Some(serde_json::json!({
+            "name": "Acme",
+            "access_token_ttl": 600,
+            "registration": "closed",
+            "email_verification": "optional",
+        })))
+        .expect("valid body");
+        let mut tenant = TenantRecord {
+            id: TenantId::parse("acme").expect("valid id"),
+            name: "acme".into(),
+            algorithm: latch_shared::Algorithm::EdDSA,
+            created_at: 0,
+            settings: crate::store::TenantSettings::default(),
+            introspection_secret_sha256: None,
+        };
+        body.changes().expect("changes").apply_for_test(&mut tenant).expect("valid");
+        assert_eq!(tenant.name, "Acme");
+        assert_eq!(tenant.settings.access_token_ttl, 600);
+        assert_eq!(tenant.settings.registration, crate::store::Registration::Closed);
+        assert_eq!(tenant.settings.email_verification, crate::store::EmailVerification::Optional);
     }
 }

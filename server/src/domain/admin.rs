@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
 use super::events::{Event, EventKind};
-use super::tenants::ADMIN_ROLE;
+use super::settings::ADMIN_ROLE;
 use super::{Email, Error, Latch, Password, Principal, Result, TenantId};
 use crate::store::{Change, EventRecord, UserRecord};
 

@@ -7,10 +7,13 @@
 mod accounts;
 mod admin;
 mod events;
+mod keys;
 mod mfa;
 mod passwords;
 mod recovery;
+mod runtime;
 mod sessions;
+mod settings;
 mod tenants;
 mod types;
 mod verification;
@@ -19,10 +22,13 @@ pub use crate::ids::TenantId;
 pub use accounts::{PasswordChange, Profile, Registered, Registration};
 pub use admin::{Actor, NewUser, Page};
 pub use events::{Event, EventKind};
+pub use keys::DEFAULT_PUBLISH_DELAY_SECONDS;
 pub use mfa::{SecondFactor, TotpEnrollment};
 pub use passwords::{PasswordHasher, Verdict, default_params};
+pub use runtime::TenantRuntime;
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
-pub use tenants::{ADMIN_ROLE, DEFAULT_PUBLISH_DELAY_SECONDS, NewTenant, TenantChanges, TenantRuntime};
+pub use settings::{ADMIN_ROLE, InvalidSetting, TenantChanges, effective_audience, setting_names};
+pub use tenants::NewTenant;
 pub use types::{DisplayName, Email, MAX_PASSWORD_BYTES, Password, PasswordRule};
 
 use std::collections::HashMap;
@@ -48,9 +54,9 @@ pub enum Error {
     /// The tenant id is taken.
     #[error("a tenant with this id already exists")]
     TenantExists,
-    /// A tenant setting is out of range.
-    #[error("invalid tenant setting `{0}`")]
-    InvalidSetting(&'static str),
+    /// A tenant setting is unknown, of the wrong type or out of range.
+    #[error(transparent)]
+    InvalidSetting(#[from] InvalidSetting),
     /// The email address is malformed.
     #[error("the email address is not valid")]
     InvalidEmail,

@@ -236,55 +236,86 @@ impl Latch {
             }
             let scope = self.session_scope(&runtime, &user, &session);
             if refresh.generation != session.generation {
-                let window = runtime.tenant.settings.refresh_grace_seconds as i64;
-                if let Some(grace) = &session.grace
-                    && grace.from_generation == refresh.generation
-                    && grace.from_generation + 1 == session.generation
-                    && now - grace.rotated_at < window
-                {
-                    let successor = self
-                        .master
-                        .open(&grace_context(&session, session.generation), &grace.sealed_successor)
-                        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-                        .ok_or(Error::KeyUnavailable)?;
-                    // The rotation that made this successor may not be
-                    // flushed yet (its own request is still waiting for it):
-                    // hand it out only once it is durable, or a crash could
-                    // bring back the old token and lose the one answered here.
-                    self.store.durable().await?;
-                    return self.token_pair(&runtime, user, &session, scope, SecretString::from(successor), now);
-                }
-                self.revoke_for_reuse(&session, client).await?;
-                return Err(Error::RefreshTokenReused);
+                // An older generation: the grace window's successor, or reuse.
+                let successor = self.grace_successor(&runtime, &session, refresh.generation, now)?;
+                let Some(successor) = successor else {
+                    self.revoke_for_reuse(&session, client).await?;
+                    return Err(Error::RefreshTokenReused);
+                };
+                // The rotation that made this successor may not be flushed
+                // yet (its own request is still waiting for it): hand it out
+                // only once it is durable, or a crash could bring back the
+                // old token and lose the one answered here.
+                self.store.durable().await?;
+                return self.token_pair(&runtime, user, &session, scope, successor, now);
             }
-            let next_token = random_token(REFRESH_TOKEN_PREFIX);
-            let next_hash = token_hash(next_token.expose_secret());
-            let next_generation = session.generation + 1;
-            let sealed_successor =
-                self.master.seal(&grace_context(&session, next_generation), next_token.expose_secret().as_bytes());
-            let expires_at = now + runtime.tenant.settings.refresh_token_ttl as i64;
-            let (owned, id, expected) = (tenant.clone(), session.id, session.generation);
-            let rotated = self
-                .store
-                .write(move |store| {
-                    store.rotate_session(&owned, id, expected, &next_hash, &mut |session| {
-                        session.last_used_at = now;
-                        session.expires_at = expires_at;
-                        session.grace = Some(Grace {
-                            from_generation: expected,
-                            rotated_at: now,
-                            sealed_successor: sealed_successor.clone(),
-                        });
-                    })
-                })
-                .await;
-            match rotated {
-                Ok(next) => return self.token_pair(&runtime, user, &next, scope, next_token, now),
+            match self.rotate_to_next_generation(&runtime, &session, now).await {
+                Ok((next, next_token)) => return self.token_pair(&runtime, user, &next, scope, next_token, now),
                 // Another request rotated or revoked it first: decide again on fresh state.
-                Err(StoreError::Stale | StoreError::NotFound) => continue,
-                Err(e) => return Err(e.into()),
+                Err(Error::Store(StoreError::Stale | StoreError::NotFound)) => continue,
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The token that replaced generation `presented` of `session`, if it was
+    /// the generation just before the current one and the grace window is
+    /// still open; `None` means the presented token is a reuse.
+    fn grace_successor(
+        &self,
+        runtime: &TenantRuntime,
+        session: &SessionRecord,
+        presented: u64,
+        now: i64,
+    ) -> Result<Option<SecretString>> {
+        let window = runtime.tenant.settings.refresh_grace_seconds as i64;
+        let Some(grace) = &session.grace else { return Ok(None) };
+        if grace.from_generation != presented || grace.from_generation + 1 != session.generation {
+            return Ok(None);
+        }
+        if now - grace.rotated_at >= window {
+            return Ok(None);
+        }
+        let successor = self
+            .master
+            .open(&grace_context(session, session.generation), &grace.sealed_successor)
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+            .ok_or(Error::KeyUnavailable)?;
+        Ok(Some(SecretString::from(successor)))
+    }
+
+    /// Moves `session` to its next generation with a new refresh token, if it
+    /// is still at the generation read: the store's compare-and-swap answers
+    /// `Stale` (or `NotFound`) when another request rotated or revoked it first.
+    /// The new token is sealed into the session as the grace successor.
+    async fn rotate_to_next_generation(
+        &self,
+        runtime: &TenantRuntime,
+        session: &SessionRecord,
+        now: i64,
+    ) -> Result<(SessionRecord, SecretString)> {
+        let next_token = random_token(REFRESH_TOKEN_PREFIX);
+        let next_hash = token_hash(next_token.expose_secret());
+        let next_generation = session.generation + 1;
+        let sealed_successor =
+            self.master.seal(&grace_context(session, next_generation), next_token.expose_secret().as_bytes());
+        let expires_at = now + runtime.tenant.settings.refresh_token_ttl as i64;
+        let (tenant, id, expected) = (session.tenant.clone(), session.id, session.generation);
+        let next = self
+            .store
+            .write(move |store| {
+                store.rotate_session(&tenant, id, expected, &next_hash, &mut |session| {
+                    session.last_used_at = now;
+                    session.expires_at = expires_at;
+                    session.grace = Some(Grace {
+                        from_generation: expected,
+                        rotated_at: now,
+                        sealed_successor: sealed_successor.clone(),
+                    });
+                })
+            })
+            .await?;
+        Ok((next, next_token))
     }
 
     async fn revoke_for_reuse(&self, session: &SessionRecord, client: &ClientInfo) -> Result<()> {

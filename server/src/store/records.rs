@@ -82,18 +82,6 @@ pub enum Registration {
     Closed,
 }
 
-impl std::str::FromStr for Registration {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Registration, String> {
-        match text {
-            "open" => Ok(Registration::Open),
-            "closed" => Ok(Registration::Closed),
-            other => Err(format!("`{other}` is not one of open, closed")),
-        }
-    }
-}
-
 /// Email verification for new accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,19 +120,6 @@ impl Default for TenantSettings {
             reset_password_url: String::new(),
             verify_email_url: String::new(),
             registration: Registration::Open,
-        }
-    }
-}
-
-impl std::str::FromStr for EmailVerification {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<EmailVerification, String> {
-        match text {
-            "off" => Ok(EmailVerification::Off),
-            "optional" => Ok(EmailVerification::Optional),
-            "required" => Ok(EmailVerification::Required),
-            other => Err(format!("`{other}` is not one of off, optional, required")),
         }
     }
 }

@@ -1,0 +1,469 @@
+//! Tenant settings: how a change is applied and what a valid setting is.
+//!
+//! The stored [`TenantSettings`] is the one definition of what a tenant can
+//! set. Everything else reaches its fields through their serde names: a
+//! change is a JSON object merged into the stored settings and read back
+//! (so the API body, the CLI's `--set key=value` and the demo tenant share one
+//! path), and [`RULES`] holds one rule per setting. Tests fail when a stored
+//! setting has no rule, or is missing from the API schema or the CLI.
+//!
+//! Pure: nothing here reads the store or the clock.
+
+use serde_json::{Map, Value};
+
+use super::{DisplayName, Error, Result};
+use crate::ids::TenantId;
+use crate::store::{TenantRecord, TenantSettings};
+
+/// A tenant setting that is unknown, of the wrong type or out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tenant setting `{setting}`: expected {expected}")]
+pub struct InvalidSetting {
+    /// The setting's name, as the API and the CLI spell it.
+    pub setting: String,
+    /// What a valid value looks like (the range, or the choices).
+    pub expected: String,
+}
+
+impl InvalidSetting {
+    fn new(setting: &str, expected: impl Into<String>) -> InvalidSetting {
+        InvalidSetting { setting: setting.to_owned(), expected: expected.into() }
+    }
+}
+
+/// Changes to a tenant: its display name, and settings by name, each
+/// replacing the current value.
+#[derive(Debug, Clone, Default)]
+pub struct TenantChanges {
+    name: Option<String>,
+    settings: Map<String, Value>,
+}
+
+impl TenantChanges {
+    /// Changes that set the display name.
+    pub fn name(name: impl Into<String>) -> TenantChanges {
+        TenantChanges { name: Some(name.into()), settings: Map::new() }
+    }
+
+    /// Changes from a JSON object of `name` and settings; `null` means "leave
+    /// as is", as a left-out field does. Unknown keys are refused.
+    pub fn from_json(object: Map<String, Value>) -> Result<TenantChanges> {
+        let mut changes = TenantChanges::default();
+        for (key, value) in object {
+            match (key.as_str(), value) {
+                (_, Value::Null) => {}
+                ("name", Value::String(name)) => changes.name = Some(name),
+                ("name", _) => return Err(InvalidSetting::new("name", "a string").into()),
+                (_, value) => changes.set(&key, value)?,
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Sets one setting to a JSON value (checked when applied).
+    pub fn set(&mut self, setting: &str, value: Value) -> Result<()> {
+        rule(setting)?;
+        self.settings.insert(setting.to_owned(), value);
+        Ok(())
+    }
+
+    /// Sets one setting from the CLI's `key=value`: the text is read by the
+    /// setting's JSON type (a number, `true`/`false`, a string, a
+    /// comma-separated list, or a JSON object).
+    pub fn set_text(&mut self, assignment: &str) -> Result<()> {
+        let (setting, text) = assignment
+            .split_once('=')
+            .ok_or_else(|| InvalidSetting::new(assignment, "`key=value`, with one of the setting names"))?;
+        let rule = rule(setting)?;
+        let invalid = || invalid(rule);
+        let value = match default_value(setting) {
+            Value::Number(_) => Value::Number(text.trim().parse::<u64>().map_err(|_| invalid())?.into()),
+            Value::Bool(_) => Value::Bool(text.trim().parse().map_err(|_| invalid())?),
+            Value::Array(_) if text.trim_start().starts_with('[') => {
+                serde_json::from_str(text).map_err(|_| invalid())?
+            }
+            Value::Array(_) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect(),
+            Value::Object(_) => serde_json::from_str(text).map_err(|_| invalid())?,
+            Value::String(_) | Value::Null => Value::String(text.to_owned()),
+        };
+        self.set(setting, value)
+    }
+
+    /// Applies the changes to `tenant` and validates the result; the one place
+    /// both tenant creation (over the defaults) and updates go through.
+    pub(super) fn apply(&self, tenant: &mut TenantRecord) -> Result<()> {
+        if let Some(name) = &self.name {
+            tenant.name = DisplayName::parse(name)?.into_inner();
+        }
+        let Value::Object(mut merged) = to_json(&tenant.settings)? else {
+            return Err(Error::Internal("tenant settings are not a JSON object".into()));
+        };
+        for (setting, value) in &self.settings {
+            merged.insert(setting.clone(), value.clone());
+            // Read back after each key, so a value of the wrong type is named.
+            serde_json::from_value::<TenantSettings>(Value::Object(merged.clone()))
+                .map_err(|_| rule(setting).map_or_else(|unknown| unknown, invalid))?;
+        }
+        let mut settings: TenantSettings = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| Error::Internal(format!("merged tenant settings do not read back: {e}")))?;
+        normalize(&mut settings);
+        validate(&settings)?;
+        tenant.settings = settings;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl TenantChanges {
+    /// [`TenantChanges::apply`], for tests of the layers that build changes.
+    pub(crate) fn apply_for_test(&self, tenant: &mut TenantRecord) -> Result<()> {
+        self.apply(tenant)
+    }
+}
+
+/// The `aud` of the tenant's access tokens: the setting, or the tenant id when it is empty.
+pub fn effective_audience(tenant: &TenantId, settings: &TenantSettings) -> String {
+    if settings.audience.is_empty() { tenant.to_string() } else { settings.audience.clone() }
+}
+
+/// The names of every stored setting, as the API and the CLI spell them.
+pub fn setting_names() -> Vec<String> {
+    match to_json(&TenantSettings::default()) {
+        Ok(Value::Object(defaults)) => defaults.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn to_json(settings: &TenantSettings) -> Result<Value> {
+    serde_json::to_value(settings).map_err(|e| Error::Internal(format!("tenant settings do not serialize: {e}")))
+}
+
+fn default_value(setting: &str) -> Value {
+    to_json(&TenantSettings::default()).ok().and_then(|defaults| defaults.get(setting).cloned()).unwrap_or(Value::Null)
+}
+
+/// Sorted, duplicate-free lists, so equal settings compare and store equal.
+fn normalize(settings: &mut TenantSettings) {
+    for scopes in settings.roles.values_mut() {
+        sort_dedup(scopes);
+    }
+    sort_dedup(&mut settings.default_roles);
+}
+
+fn sort_dedup(values: &mut Vec<String>) {
+    values.sort_unstable();
+    values.dedup();
+}
+
+/// What one setting must satisfy.
+pub struct Rule {
+    /// The setting's name.
+    pub setting: &'static str,
+    /// What a valid value looks like, for error messages and the CLI's help.
+    pub expected: &'static str,
+    /// Whether the settings satisfy the rule (a rule may look at other settings).
+    pub holds: fn(&TenantSettings) -> bool,
+}
+
+/// One rule per stored setting (a test checks that none is missing).
+pub const RULES: &[Rule] = &[
+    Rule {
+        setting: "access_token_ttl",
+        expected: "60-86400 seconds",
+        holds: |s| (60..=86_400).contains(&s.access_token_ttl),
+    },
+    Rule {
+        setting: "refresh_token_ttl",
+        expected: "300-31622400 seconds",
+        holds: |s| (300..=366 * 86_400).contains(&s.refresh_token_ttl),
+    },
+    Rule {
+        setting: "password_min_length",
+        expected: "8-256 characters",
+        holds: |s| (8..=256).contains(&s.password_min_length),
+    },
+    Rule {
+        setting: "audience",
+        expected: "a string of at most 512 bytes without control characters (empty: the tenant id)",
+        holds: |s| s.audience.len() <= 512 && !s.audience.chars().any(char::is_control),
+    },
+    Rule {
+        setting: "roles",
+        expected: "an object of at most 64 roles (a-z, 0-9, '-', '_', ':', '.') to at most 64 scopes each, \
+                   defining `admin`",
+        holds: |s| {
+            s.roles.len() <= MAX_ROLES
+                && s.roles.contains_key(ADMIN_ROLE)
+                && s.roles.iter().all(|(role, scopes)| {
+                    is_role_name(role)
+                        && scopes.len() <= MAX_SCOPES_PER_ROLE
+                        && scopes.iter().all(|s| is_scope_token(s))
+                })
+        },
+    },
+    Rule {
+        setting: "default_roles",
+        expected: "a list of roles the tenant defines",
+        holds: |s| s.default_roles.iter().all(|role| s.roles.contains_key(role)),
+    },
+    Rule { setting: "email_claim", expected: "true or false", holds: |_| true },
+    Rule {
+        setting: "cors_allowed_origins",
+        expected: "at most 100 origins such as `https://app.example` or `http://localhost:5173`",
+        holds: |s| s.cors_allowed_origins.len() <= 100 && s.cors_allowed_origins.iter().all(|o| is_origin(o)),
+    },
+    Rule { setting: "refresh_grace_seconds", expected: "0-300 seconds", holds: |s| s.refresh_grace_seconds <= 300 },
+    Rule { setting: "key_rotation_days", expected: "a number of days (0: never)", holds: |_| true },
+    Rule {
+        setting: "audit_retention",
+        expected: "10-1000000 events",
+        holds: |s| (10..=1_000_000).contains(&s.audit_retention),
+    },
+    Rule { setting: "lockout_threshold", expected: "0-100 failures (0: never)", holds: |s| s.lockout_threshold <= 100 },
+    Rule {
+        setting: "lockout_base_seconds",
+        expected: "1-86400 seconds",
+        holds: |s| (1..=86_400).contains(&s.lockout_base_seconds),
+    },
+    Rule {
+        setting: "lockout_max_seconds",
+        expected: "lockout_base_seconds to 604800 seconds",
+        holds: |s| (s.lockout_base_seconds..=7 * 86_400).contains(&s.lockout_max_seconds),
+    },
+    Rule { setting: "email_verification", expected: "off, optional or required", holds: |_| true },
+    Rule {
+        setting: "reset_password_url",
+        expected: "empty, or an http(s) URL of at most 2048 bytes without a fragment",
+        holds: |s| is_page_url(&s.reset_password_url),
+    },
+    Rule {
+        setting: "verify_email_url",
+        expected: "empty, or an http(s) URL of at most 2048 bytes without a fragment",
+        holds: |s| is_page_url(&s.verify_email_url),
+    },
+    Rule { setting: "registration", expected: "open or closed", holds: |_| true },
+];
+
+fn invalid(rule: &Rule) -> InvalidSetting {
+    InvalidSetting::new(rule.setting, rule.expected)
+}
+
+fn rule(setting: &str) -> Result<&'static Rule, InvalidSetting> {
+    RULES.iter().find(|rule| rule.setting == setting).ok_or_else(|| {
+        let names: Vec<&str> = RULES.iter().map(|rule| rule.setting).collect();
+        InvalidSetting::new(setting, format!("one of the settings {}", names.join(", ")))
+    })
+}
+
+/// Checks every rule; the first broken one is the error.
+pub fn validate(settings: &TenantSettings) -> Result<(), InvalidSetting> {
+    match RULES.iter().find(|rule| !(rule.holds)(settings)) {
+        Some(rule) => Err(invalid(rule)),
+        None => Ok(()),
+    }
+}
+
+/// Empty, or an http(s) URL of at most 2048 bytes without spaces, controls
+/// or a fragment (mail links append `tenant` and `token` to its query).
+fn is_page_url(url: &str) -> bool {
+    url.is_empty()
+        || ((url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && !url.contains('#')
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control()))
+}
+
+/// The role that grants the tenant admin API; every tenant keeps it.
+pub const ADMIN_ROLE: &str = "admin";
+const MAX_ROLES: usize = 64;
+const MAX_SCOPES_PER_ROLE: usize = 64;
+
+/// A role name: 1-64 characters of a-z, 0-9, '-', '_', ':' and '.'.
+pub fn is_role_name(role: &str) -> bool {
+    (1..=64).contains(&role.len())
+        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_:.".contains(&b))
+}
+
+/// An RFC 6749 §3.3 scope token (printable ASCII but space, `"` and `\`), at most 128 bytes.
+fn is_scope_token(scope: &str) -> bool {
+    (1..=128).contains(&scope.len())
+        && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// A browser origin: `http(s)://host[:port]`, nothing after it.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    let host = rest.rsplit_once(':').map_or(rest, |(host, port)| if port.parse::<u16>().is_ok() { host } else { "" });
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '[' || c == ']' || c == ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenant() -> TenantRecord {
+        TenantRecord {
+            id: TenantId::parse("acme").expect("valid id"),
+            name: "acme".into(),
+            algorithm: latch_shared::Algorithm::EdDSA,
+            created_at: 0,
+            settings: TenantSettings::default(),
+            introspection_secret_sha256: None,
+        }
+    }
+
+    fn changes(object: Value) -> TenantChanges {
+        let Value::Object(object) = object else { panic!("not an object") };
+        TenantChanges::from_json(object).expect("known settings")
+    }
+
+    /// The error a change gets, as (setting, accepted).
+    fn outcome(object: Value) -> std::result::Result<(), String> {
+        match changes(object).apply(&mut tenant()) {
+            Ok(()) => Ok(()),
+            Err(Error::InvalidSetting(invalid)) => Err(invalid.setting),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn every_stored_setting_has_exactly_one_rule() {
+        let mut ruled: Vec<&str> = RULES.iter().map(|rule| rule.setting).collect();
+        ruled.sort_unstable();
+        let before = ruled.len();
+        ruled.dedup();
+        assert_eq!(before, ruled.len(), "a setting has two rules");
+        let mut stored = setting_names();
+        stored.sort_unstable();
+        assert_eq!(stored, ruled);
+    }
+
+    #[test]
+    fn the_defaults_satisfy_every_rule() {
+        assert_eq!(validate(&TenantSettings::default()), Ok(()));
+    }
+
+    #[test]
+    fn each_setting_refuses_values_out_of_range_and_names_itself() {
+        let table = [
+            (json!({"access_token_ttl": 59}), Err("access_token_ttl")),
+            (json!({"access_token_ttl": 60}), Ok(())),
+            (json!({"access_token_ttl": 86_401}), Err("access_token_ttl")),
+            (json!({"refresh_token_ttl": 299}), Err("refresh_token_ttl")),
+            (json!({"refresh_token_ttl": 366 * 86_400}), Ok(())),
+            (json!({"audience": "a\u{7}b"}), Err("audience")),
+            (json!({"audience": "x".repeat(513)}), Err("audience")),
+            (json!({"password_min_length": 7}), Err("password_min_length")),
+            (json!({"password_min_length": 256}), Ok(())),
+            (json!({"default_roles": ["nobody"]}), Err("default_roles")),
+            (json!({"roles": {"user": ["openid"]}}), Err("roles")),
+            (json!({"roles": {"admin": ["a b"]}}), Err("roles")),
+            (json!({"roles": {"Admin": [], "admin": []}, "default_roles": []}), Err("roles")),
+            (json!({"roles": {"admin": ["admin"]}, "default_roles": ["admin"]}), Ok(())),
+            (json!({"email_claim": "yes"}), Err("email_claim")),
+            (json!({"cors_allowed_origins": ["https://app.example/"]}), Err("cors_allowed_origins")),
+            (json!({"refresh_grace_seconds": 301}), Err("refresh_grace_seconds")),
+            (json!({"key_rotation_days": -1}), Err("key_rotation_days")),
+            (json!({"audit_retention": 9}), Err("audit_retention")),
+            (json!({"lockout_threshold": 101}), Err("lockout_threshold")),
+            (json!({"lockout_base_seconds": 0}), Err("lockout_base_seconds")),
+            (json!({"lockout_base_seconds": 600, "lockout_max_seconds": 599}), Err("lockout_max_seconds")),
+            (json!({"email_verification": "sometimes"}), Err("email_verification")),
+            (json!({"email_verification": "required"}), Ok(())),
+            (json!({"reset_password_url": "https://app.example/reset#x"}), Err("reset_password_url")),
+            (json!({"verify_email_url": "ftp://app.example/verify"}), Err("verify_email_url")),
+            (json!({"registration": "invite-only"}), Err("registration")),
+            (json!({"registration": "closed"}), Ok(())),
+        ];
+        for (change, expected) in table {
+            assert_eq!(outcome(change.clone()), expected.map_err(str::to_owned), "{change}");
+        }
+    }
+
+    #[test]
+    fn the_error_states_the_range() {
+        let err = changes(json!({"access_token_ttl": 5})).apply(&mut tenant()).expect_err("out of range");
+        assert_eq!(err.to_string(), "invalid tenant setting `access_token_ttl`: expected 60-86400 seconds");
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_with_the_known_names() {
+        let Value::Object(object) = json!({"acess_token_ttl": 600}) else { unreachable!() };
+        let Err(Error::InvalidSetting(invalid)) = TenantChanges::from_json(object) else { panic!("accepted") };
+        assert_eq!(invalid.setting, "acess_token_ttl");
+        assert!(invalid.expected.contains("access_token_ttl"), "{}", invalid.expected);
+    }
+
+    #[test]
+    fn null_leaves_a_setting_as_it_is_and_lists_are_sorted() {
+        let mut record = tenant();
+        changes(json!({"audience": null, "default_roles": ["user", "admin", "user"]}))
+            .apply(&mut record)
+            .expect("valid");
+        assert_eq!(record.settings.audience, "");
+        assert_eq!(record.settings.default_roles, ["admin", "user"]);
+    }
+
+    #[test]
+    fn a_refused_change_leaves_the_record_untouched() {
+        let mut record = tenant();
+        let before = record.clone();
+        assert!(changes(json!({"name": "Acme", "access_token_ttl": 1})).apply(&mut record).is_err());
+        assert_eq!(record.settings, before.settings);
+    }
+
+    /// The CLI path: every stored setting, written as the CLI text of its
+    /// default value, reads back to that value.
+    #[test]
+    fn every_setting_can_be_set_from_cli_text() {
+        let defaults = to_json(&TenantSettings::default()).expect("serializes");
+        for setting in setting_names() {
+            let value = &defaults[&setting];
+            let text = match value {
+                Value::String(text) => text.clone(),
+                Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                other => other.to_string(),
+            };
+            let mut changes = TenantChanges::default();
+            changes.set_text(&format!("{setting}={text}")).unwrap_or_else(|e| panic!("{setting}: {e}"));
+            assert_eq!(&changes.settings[&setting], value, "{setting}");
+        }
+        let mut changes = TenantChanges::default();
+        changes.set_text("access_token_ttl=600").expect("number");
+        changes.set_text("cors_allowed_origins=https://a.example, http://localhost:5173").expect("list");
+        changes.set_text("roles={\"admin\":[\"admin\"]}").expect("object");
+        changes.set_text("email_claim=true").expect("bool");
+        changes.set_text("default_roles=").expect("empty list");
+        let mut record = tenant();
+        changes.apply(&mut record).expect("valid");
+        assert_eq!(record.settings.access_token_ttl, 600);
+        assert_eq!(record.settings.cors_allowed_origins, ["https://a.example", "http://localhost:5173"]);
+        assert!(record.settings.email_claim && record.settings.default_roles.is_empty());
+        assert!(TenantChanges::default().set_text("access_token_ttl=ten").is_err());
+        assert!(TenantChanges::default().set_text("access_token_ttl").is_err());
+    }
+
+    #[test]
+    fn the_audience_defaults_to_the_tenant_id() {
+        let mut record = tenant();
+        assert_eq!(effective_audience(&record.id, &record.settings), "acme");
+        record.settings.audience = "api.acme.example".into();
+        assert_eq!(effective_audience(&record.id, &record.settings), "api.acme.example");
+    }
+
+    #[test]
+    fn cors_origins_are_scheme_host_and_optional_port_only() {
+        for ok in ["https://app.example", "http://localhost:5173", "https://[::1]:8443", "https://a-b.example.org"] {
+            assert!(is_origin(ok), "{ok}");
+        }
+        for bad in
+            ["app.example", "ftp://x", "https://", "https://app.example/", "https://a.example/path", "https://a:b", "*"]
+        {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
+}
