@@ -84,6 +84,10 @@ async fn auth_endpoints_answer_429_with_retry_after_beyond_the_per_ip_limit() {
     let form = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().expect("rt"))];
     let token = app.post_form("/t/demo/oauth/token", &form).await;
     assert_eq!(token.status(), StatusCode::TOO_MANY_REQUESTS, "the token endpoint shares the budget");
+    assert!(retry_after(&token) >= 1);
+    assert!(token.headers()["content-type"].to_str().expect("ascii").starts_with("application/json"));
+    let body: serde_json::Value = token.json().await.expect("an OAuth error body");
+    assert_eq!(body["error"], "rate_limited", "OAuth endpoints answer in the RFC 6749 format: {body}");
     let refresh = app.refresh("demo", tokens["refresh_token"].as_str().expect("rt")).await;
     assert_eq!(refresh.status(), StatusCode::TOO_MANY_REQUESTS);
 

@@ -75,6 +75,14 @@ fn is_limited(req: &Request) -> bool {
     )
 }
 
+fn is_token_endpoint(req: &Request) -> bool {
+    let mut segments = req.uri().path().trim_start_matches('/').split('/');
+    matches!(
+        (segments.next(), segments.next(), segments.next(), segments.next()),
+        (Some("t"), Some(_), Some("oauth"), Some("token"))
+    )
+}
+
 /// The middleware: limited requests over their client's budget get 429.
 pub async fn limit_auth<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     if is_limited(&req)
@@ -83,7 +91,12 @@ pub async fn limit_auth<E: Endpoint>(next: E, req: Request) -> poem::Result<Resp
         && let Err(retry_after) = limits.check(client_key(addr.ip()))
     {
         tracing::info!(ip = %addr.ip(), path = req.uri().path(), "rate limited");
-        return Ok(ApiError(Error::RateLimited { retry_after }).into_response());
+        let error = Error::RateLimited { retry_after };
+        // The token endpoint answers in its own (RFC 6749 §5.2) format.
+        if is_token_endpoint(&req) {
+            return Ok(super::oauth::TokenResponse::from(super::oauth::OAuthFailure::from(error)).into_response());
+        }
+        return Ok(ApiError(error).into_response());
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

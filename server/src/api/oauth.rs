@@ -79,55 +79,41 @@ pub const MFA_GRANT: &str = "urn:latch:params:oauth:grant-type:mfa-otp";
 const NO_STORE: &str = "no-store";
 const NO_CACHE: &str = "no-cache";
 
-/// Token endpoint responses.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "token_bad_request")]
-pub enum TokenResponse {
-    /// Tokens issued.
-    #[oai(status = 200)]
-    Ok(Json<TokenSuccess>, #[oai(header = "Cache-Control")] String, #[oai(header = "Pragma")] String),
-    /// The request or grant is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
-    /// The password was right and the account has TOTP: `error` is
-    /// `mfa_required`; send `mfa_token` and a code with the MFA grant.
-    #[oai(status = 403)]
-    MfaRequired(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
-    /// No such tenant.
-    #[oai(status = 404)]
-    NotFound(Json<OAuthError>),
-    /// The server failed.
-    #[oai(status = 503)]
+/// Why an OAuth endpoint refuses a request: the status and RFC 6749 §5.2
+/// body. Every domain failure becomes one of these in `From<Error>`, the one
+/// mapping the token, revocation and introspection endpoints share.
+#[derive(Debug)]
+pub enum OAuthFailure {
+    /// 400: `invalid_request`, `invalid_grant`, `invalid_scope`, `unsupported_grant_type`.
+    BadRequest(Json<OAuthError>),
+    /// 401: `invalid_client`.
+    InvalidClient(Json<OAuthError>),
+    /// 403: `mfa_required`, with the challenge in the body.
+    MfaRequired(Json<OAuthError>),
+    /// 404: no such tenant.
+    TenantNotFound(Json<OAuthError>),
+    /// 429: too many attempts from this client; retry after the seconds given.
+    RateLimited(Json<OAuthError>, u64),
+    /// 503: the server failed (the log has the detail).
     Unavailable(Json<OAuthError>),
 }
 
-fn oauth_error(error: &str, description: impl Into<String>) -> Json<OAuthError> {
-    Json(OAuthError { error: error.to_owned(), error_description: Some(description.into()), mfa_token: None })
-}
-
-fn token_bad_request(err: poem::Error) -> TokenResponse {
-    TokenResponse::BadRequest(oauth_error("invalid_request", err.to_string()), NO_STORE.into())
-}
-
-impl TokenResponse {
-    fn from_pair(pair: TokenPair) -> TokenResponse {
-        use secrecy::ExposeSecret as _;
-        let body = TokenSuccess {
-            access_token: pair.access_token,
-            token_type: "Bearer".into(),
-            expires_in: pair.expires_in,
-            refresh_token: pair.refresh_token.expose_secret().to_owned(),
-            scope: pair.scope,
-        };
-        TokenResponse::Ok(Json(body), NO_STORE.into(), NO_CACHE.into())
+impl OAuthFailure {
+    /// A 400 with the given code.
+    pub fn bad(error: &str, description: impl Into<String>) -> OAuthFailure {
+        OAuthFailure::BadRequest(oauth_error(error, description))
     }
 
-    fn bad(error: &str, description: impl Into<String>) -> TokenResponse {
-        TokenResponse::BadRequest(oauth_error(error, description), NO_STORE.into())
+    /// A 400 `invalid_request` for a parameter the request lacks.
+    fn missing(description: &str) -> OAuthFailure {
+        OAuthFailure::bad("invalid_request", description)
     }
+}
 
-    /// RFC 6749 §5.2: each domain failure as an OAuth error.
-    fn from_error(error: Error) -> TokenResponse {
+impl From<Error> for OAuthFailure {
+    /// One exhaustive match, like `ApiError::problem`: a new domain error
+    /// does not compile until it has its OAuth answer.
+    fn from(error: Error) -> OAuthFailure {
         let description = error.to_string();
         match error {
             Error::InvalidCredentials
@@ -138,22 +124,143 @@ impl TokenResponse {
             | Error::SessionEnded
             | Error::InvalidMfaToken
             | Error::InvalidMfaCode
-            | Error::EmailNotVerified => TokenResponse::bad("invalid_grant", description),
+            | Error::EmailNotVerified => OAuthFailure::bad("invalid_grant", description),
             Error::MfaRequired { mfa_token } => {
                 use secrecy::ExposeSecret as _;
                 let mut body = oauth_error("mfa_required", description);
                 body.mfa_token = Some(mfa_token.expose_secret().to_owned());
-                TokenResponse::MfaRequired(body, NO_STORE.into())
+                OAuthFailure::MfaRequired(body)
             }
-            Error::InvalidScope(_) => TokenResponse::bad("invalid_scope", description),
-            Error::InvalidTenantId | Error::InvalidEmail => TokenResponse::bad("invalid_request", description),
-            Error::TenantNotFound => TokenResponse::NotFound(oauth_error("invalid_request", description)),
-            other => {
-                tracing::error!(error = %other, "token endpoint failed");
-                TokenResponse::Unavailable(oauth_error("server_error", "the server failed; see its log"))
+            Error::InvalidScope(_) => OAuthFailure::bad("invalid_scope", description),
+            Error::NotIntrospector | Error::NotOperator => {
+                OAuthFailure::InvalidClient(oauth_error("invalid_client", description))
+            }
+            Error::TenantNotFound => OAuthFailure::TenantNotFound(oauth_error("invalid_request", description)),
+            Error::RateLimited { retry_after } => {
+                OAuthFailure::RateLimited(oauth_error("rate_limited", description), retry_after)
+            }
+            // Input these endpoints take, or failures of operations they do
+            // not call: all a malformed request as far as OAuth is concerned.
+            Error::InvalidTenantId
+            | Error::InvalidEmail
+            | Error::InvalidToken(_)
+            | Error::InvalidSetting(_)
+            | Error::InvalidName
+            | Error::WeakPassword(_)
+            | Error::TenantExists
+            | Error::EmailTaken
+            | Error::RegistrationClosed
+            | Error::Forbidden(_)
+            | Error::UserNotFound
+            | Error::UnknownRole(_)
+            | Error::SessionNotFound
+            | Error::InvalidResetToken
+            | Error::InvalidVerificationToken
+            | Error::InvalidCursor
+            | Error::MfaAlreadyEnabled
+            | Error::MfaNotPending
+            | Error::MfaNotEnabled
+            | Error::CurrentPasswordWrong => OAuthFailure::bad("invalid_request", description),
+            Error::KeyUnavailable | Error::Internal(_) | Error::Store(_) => {
+                tracing::error!(error = %description, "OAuth endpoint failed");
+                OAuthFailure::Unavailable(oauth_error("server_error", "the server failed; see its log"))
             }
         }
     }
+}
+
+impl From<crate::ids::InvalidTenantId> for OAuthFailure {
+    fn from(invalid: crate::ids::InvalidTenantId) -> OAuthFailure {
+        Error::from(invalid).into()
+    }
+}
+
+/// Declares an OAuth endpoint's responses: its success variant, then the
+/// failures of [`OAuthFailure`], each a variant with its status, and the
+/// conversion from a failure. Parse failures of the form are `invalid_request`.
+macro_rules! oauth_response {
+    ($(#[$attr:meta])* $name:ident { $(#[$ok_attr:meta])* $ok:ident $(($($(#[$field_attr:meta])* $ok_field:ty),* $(,)?))?, }) => {
+        $(#[$attr])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "bad_request")]
+        pub enum $name {
+            $(#[$ok_attr])*
+            #[oai(status = 200)]
+            $ok $(($($(#[$field_attr])* $ok_field),*))?,
+            /// The request or grant is invalid: `invalid_request`, `invalid_grant`,
+            /// `invalid_scope` or `unsupported_grant_type`.
+            #[oai(status = 400)]
+            BadRequest(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
+            /// Missing or wrong client credential: `invalid_client`.
+            #[oai(status = 401)]
+            Unauthorized(Json<OAuthError>, #[oai(header = "WWW-Authenticate")] String),
+            /// Token endpoint: the password was right and the account has TOTP:
+            /// `error` is `mfa_required`; send `mfa_token` and a code with the MFA grant.
+            #[oai(status = 403)]
+            MfaRequired(Json<OAuthError>, #[oai(header = "Cache-Control")] String),
+            /// No such tenant.
+            #[oai(status = 404)]
+            NotFound(Json<OAuthError>),
+            /// Too many attempts from this client: `rate_limited`.
+            #[oai(status = 429)]
+            TooManyRequests(Json<OAuthError>, #[oai(header = "Retry-After")] u64),
+            /// The server failed: `server_error`.
+            #[oai(status = 503)]
+            Unavailable(Json<OAuthError>),
+        }
+
+        impl From<OAuthFailure> for $name {
+            fn from(failure: OAuthFailure) -> $name {
+                match failure {
+                    OAuthFailure::BadRequest(body) => $name::BadRequest(body, NO_STORE.into()),
+                    OAuthFailure::InvalidClient(body) => $name::Unauthorized(body, BASIC_CHALLENGE.into()),
+                    OAuthFailure::MfaRequired(body) => $name::MfaRequired(body, NO_STORE.into()),
+                    OAuthFailure::TenantNotFound(body) => $name::NotFound(body),
+                    OAuthFailure::RateLimited(body, retry_after) => $name::TooManyRequests(body, retry_after.max(1)),
+                    OAuthFailure::Unavailable(body) => $name::Unavailable(body),
+                }
+            }
+        }
+    };
+}
+
+/// A form that does not parse: `invalid_request`, for every OAuth endpoint.
+fn bad_request<R: From<OAuthFailure>>(err: poem::Error) -> R {
+    OAuthFailure::bad("invalid_request", err.to_string()).into()
+}
+
+/// How a client authenticates to the OAuth endpoints that want it.
+const BASIC_CHALLENGE: &str = "Basic realm=\"latch\"";
+
+oauth_response! {
+    /// Token endpoint responses.
+    TokenResponse {
+        /// Tokens issued.
+        Ok(Json<TokenSuccess>, #[oai(header = "Cache-Control")] String, #[oai(header = "Pragma")] String),
+    }
+}
+
+fn oauth_error(error: &str, description: impl Into<String>) -> Json<OAuthError> {
+    Json(OAuthError { error: error.to_owned(), error_description: Some(description.into()), mfa_token: None })
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(pair: TokenPair) -> TokenResponse {
+        use secrecy::ExposeSecret as _;
+        let body = TokenSuccess {
+            access_token: pair.access_token,
+            token_type: "Bearer".into(),
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token.expose_secret().to_owned(),
+            scope: pair.scope,
+        };
+        TokenResponse::Ok(Json(body), NO_STORE.into(), NO_CACHE.into())
+    }
+}
+
+/// The answer of an OAuth endpoint: its success, or the failure's variant.
+fn answer<T, R: From<T> + From<OAuthFailure>>(result: Result<T, OAuthFailure>) -> R {
+    result.map_or_else(R::from, R::from)
 }
 
 /// A revocation request (RFC 7009 §2.1).
@@ -166,26 +273,12 @@ pub struct RevokeRequest {
     pub token_type_hint: Option<String>,
 }
 
-/// Revocation responses.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "revoke_bad_request")]
-pub enum RevokeResponse {
-    /// Revoked, or the token was unknown (RFC 7009 answers 200 either way).
-    #[oai(status = 200)]
-    Ok,
-    /// The request is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<OAuthError>),
-    /// No such tenant.
-    #[oai(status = 404)]
-    NotFound(Json<OAuthError>),
-    /// The server failed.
-    #[oai(status = 503)]
-    Unavailable(Json<OAuthError>),
-}
-
-fn revoke_bad_request(err: poem::Error) -> RevokeResponse {
-    RevokeResponse::BadRequest(oauth_error("invalid_request", err.to_string()))
+oauth_response! {
+    /// Revocation responses.
+    RevokeResponse {
+        /// Revoked, or the token was unknown (RFC 7009 answers 200 either way).
+        Ok,
+    }
 }
 
 /// An introspection request (RFC 7662 §2.1).
@@ -266,159 +359,29 @@ pub enum IntrospectionAuth {
     Missing,
 }
 
-/// Introspection responses.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "introspect_bad_request")]
-pub enum IntrospectResponse {
-    /// The result.
-    #[oai(status = 200)]
-    Ok(Json<Box<IntrospectionResult>>, #[oai(header = "Cache-Control")] String),
-    /// The request is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<OAuthError>),
-    /// Missing or wrong credential.
-    #[oai(status = 401)]
-    Unauthorized(Json<OAuthError>, #[oai(header = "WWW-Authenticate")] String),
-    /// No such tenant.
-    #[oai(status = 404)]
-    NotFound(Json<OAuthError>),
-    /// The server failed.
-    #[oai(status = 503)]
-    Unavailable(Json<OAuthError>),
-}
-
-fn introspect_bad_request(err: poem::Error) -> IntrospectResponse {
-    IntrospectResponse::BadRequest(oauth_error("invalid_request", err.to_string()))
-}
-
-fn parse_tenant(raw: &str) -> Result<TenantId, Json<OAuthError>> {
-    TenantId::parse(raw).map_err(|e| oauth_error("invalid_request", e.to_string()))
-}
-
-#[OpenApi(tag = "ApiTags::OAuth")]
-impl OAuthApi {
-    /// Token endpoint: `grant_type=password` (username = email), `refresh_token`,
-    /// or `urn:latch:params:oauth:grant-type:mfa-otp` (`mfa_token` from a 403
-    /// `mfa_required` answer, with `otp` or `recovery_code`).
-    #[oai(path = "/t/:tenant/oauth/token", method = "post", operation_id = "oauthToken")]
-    async fn token(
-        &self,
-        latch: Data<&Arc<Latch>>,
-        req: &Request,
-        tenant: Path<String>,
-        body: Form<TokenRequest>,
-    ) -> TokenResponse {
-        let tenant = match parse_tenant(&tenant) {
-            Ok(tenant) => tenant,
-            Err(error) => return TokenResponse::BadRequest(error, NO_STORE.into()),
-        };
-        let Form(body) = body;
-        let client = client_info(req);
-        let result = match body.grant_type.as_deref() {
-            Some("password") => {
-                let (Some(username), Some(password)) = (body.username, body.password) else {
-                    return TokenResponse::bad("invalid_request", "the password grant needs username and password");
-                };
-                latch.login(&tenant, &username, &password, body.scope.as_deref(), client).await
-            }
-            Some("refresh_token") => {
-                let Some(refresh_token) = body.refresh_token else {
-                    return TokenResponse::bad("invalid_request", "the refresh_token grant needs refresh_token");
-                };
-                if body.scope.is_some() {
-                    return TokenResponse::bad("invalid_scope", "a refresh keeps the scopes granted at login");
-                }
-                latch.refresh(&tenant, &refresh_token, &client).await
-            }
-            Some(MFA_GRANT) => {
-                let Some(mfa_token) = body.mfa_token else {
-                    return TokenResponse::bad(
-                        "invalid_request",
-                        "the MFA grant needs mfa_token and otp or recovery_code",
-                    );
-                };
-                let Some(factor) = SecondFactor::one_of(body.otp, body.recovery_code) else {
-                    return TokenResponse::bad("invalid_request", "give exactly one of otp and recovery_code");
-                };
-                latch.complete_mfa(&tenant, &mfa_token, factor, client).await
-            }
-            Some(other) => {
-                return TokenResponse::bad("unsupported_grant_type", format!("grant_type `{other}` is not supported"));
-            }
-            None => return TokenResponse::bad("invalid_request", "grant_type is required"),
-        };
-        match result {
-            Ok(pair) => TokenResponse::from_pair(pair),
-            Err(error) => TokenResponse::from_error(error),
-        }
+oauth_response! {
+    /// Introspection responses.
+    IntrospectResponse {
+        /// The result.
+        Ok(Json<Box<IntrospectionResult>>, #[oai(header = "Cache-Control")] String),
     }
+}
 
-    /// Revoke a refresh or access token (its whole session). Unknown tokens are not an error.
-    #[oai(path = "/t/:tenant/oauth/revoke", method = "post", operation_id = "oauthRevoke")]
-    async fn revoke(
-        &self,
-        latch: Data<&Arc<Latch>>,
-        tenant: Path<String>,
-        body: Form<RevokeRequest>,
-    ) -> RevokeResponse {
-        let tenant = match parse_tenant(&tenant) {
-            Ok(tenant) => tenant,
-            Err(error) => return RevokeResponse::BadRequest(error),
-        };
-        let Some(token) = body.0.token.filter(|t| !t.is_empty()) else {
-            return RevokeResponse::BadRequest(oauth_error("invalid_request", "token is required"));
-        };
-        match latch.revoke_token(&tenant, &token, body.0.token_type_hint.as_deref()).await {
-            Ok(()) => RevokeResponse::Ok,
-            Err(Error::TenantNotFound) => RevokeResponse::NotFound(oauth_error("invalid_request", "no such tenant")),
-            Err(error) => {
-                tracing::error!(error = %error, "revocation failed");
-                RevokeResponse::Unavailable(oauth_error("server_error", "the server failed; see its log"))
-            }
-        }
-    }
-
-    /// Introspect a token. Callers authenticate with the tenant's introspection
-    /// secret (bearer, or as the Basic password) or the operator token.
-    #[oai(path = "/t/:tenant/oauth/introspect", method = "post", operation_id = "oauthIntrospect")]
-    async fn introspect(
-        &self,
-        latch: Data<&Arc<Latch>>,
-        tenant: Path<String>,
-        auth: IntrospectionAuth,
-        body: Form<IntrospectRequest>,
-    ) -> IntrospectResponse {
-        let tenant = match parse_tenant(&tenant) {
-            Ok(tenant) => tenant,
-            Err(error) => return IntrospectResponse::BadRequest(error),
-        };
-        let credential = match &auth {
+impl IntrospectionAuth {
+    /// The credential presented, if any.
+    fn credential(&self) -> Option<&str> {
+        match self {
             IntrospectionAuth::Bearer(bearer) => Some(bearer.0.token.as_str()),
             IntrospectionAuth::Basic(basic) => Some(basic.0.password.as_str()),
             IntrospectionAuth::Missing => None,
-        };
-        let checked = match credential {
-            Some(credential) => latch.check_introspector(&tenant, credential).await,
-            None => Err(Error::NotIntrospector),
-        };
-        match checked {
-            Ok(()) => {}
-            Err(Error::TenantNotFound) => {
-                return IntrospectResponse::NotFound(oauth_error("invalid_request", "no such tenant"));
-            }
-            Err(_) => {
-                let challenge = format!("Basic realm=\"latch/{tenant}\"");
-                return IntrospectResponse::Unauthorized(
-                    oauth_error("invalid_client", Error::NotIntrospector.to_string()),
-                    challenge,
-                );
-            }
         }
-        let Some(token) = body.0.token.filter(|t| !t.is_empty()) else {
-            return IntrospectResponse::BadRequest(oauth_error("invalid_request", "token is required"));
-        };
-        let result = match latch.introspect(&tenant, &token).await {
-            Ok(Introspection::Access { principal, scope }) => {
+    }
+}
+
+impl From<Introspection> for IntrospectionResult {
+    fn from(introspection: Introspection) -> IntrospectionResult {
+        match introspection {
+            Introspection::Access { principal, scope } => {
                 let principal = *principal;
                 let claims = principal.claims;
                 let aud = match claims.aud {
@@ -444,26 +407,118 @@ impl OAuthApi {
                     roles: Some(principal.user.roles),
                 }
             }
-            Ok(Introspection::Refresh { session, user, scope }) => IntrospectionResult {
+            Introspection::Refresh { session, user, scope, issuer } => IntrospectionResult {
                 active: true,
                 token_type: Some("refresh_token".into()),
                 scope: Some(scope),
                 username: Some(user.email),
                 sub: Some(user.id.to_string()),
-                iss: Some(latch.issuer(&tenant)),
+                iss: Some(issuer),
                 exp: Some(session.expires_at),
                 iat: Some(session.last_used_at),
-                tid: Some(tenant.to_string()),
+                tid: Some(session.tenant.to_string()),
                 sid: Some(session.id.to_string()),
                 roles: Some(user.roles),
                 ..IntrospectionResult::default()
             },
-            Ok(Introspection::Inactive) => IntrospectionResult::default(),
-            Err(error) => {
-                tracing::error!(error = %error, "introspection failed");
-                return IntrospectResponse::Unavailable(oauth_error("server_error", "the server failed; see its log"));
-            }
+            Introspection::Inactive => IntrospectionResult::default(),
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::OAuth")]
+impl OAuthApi {
+    /// Token endpoint: `grant_type=password` (username = email), `refresh_token`,
+    /// or `urn:latch:params:oauth:grant-type:mfa-otp` (`mfa_token` from a 403
+    /// `mfa_required` answer, with `otp` or `recovery_code`).
+    #[oai(path = "/t/:tenant/oauth/token", method = "post", operation_id = "oauthToken")]
+    async fn token(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        req: &Request,
+        tenant: Path<String>,
+        body: Form<TokenRequest>,
+    ) -> TokenResponse {
+        let Form(body) = body;
+        let client = client_info(req);
+        let result = async {
+            let tenant = TenantId::parse(&tenant)?;
+            let pair = match body.grant_type.as_deref() {
+                Some("password") => {
+                    let (Some(username), Some(password)) = (body.username, body.password) else {
+                        return Err(OAuthFailure::missing("the password grant needs username and password"));
+                    };
+                    latch.login(&tenant, &username, &password, body.scope.as_deref(), client).await?
+                }
+                Some("refresh_token") => {
+                    let Some(refresh_token) = body.refresh_token else {
+                        return Err(OAuthFailure::missing("the refresh_token grant needs refresh_token"));
+                    };
+                    if body.scope.is_some() {
+                        return Err(OAuthFailure::bad("invalid_scope", "a refresh keeps the scopes granted at login"));
+                    }
+                    latch.refresh(&tenant, &refresh_token, &client).await?
+                }
+                Some(MFA_GRANT) => {
+                    let Some(mfa_token) = body.mfa_token else {
+                        return Err(OAuthFailure::missing("the MFA grant needs mfa_token and otp or recovery_code"));
+                    };
+                    let Some(factor) = SecondFactor::one_of(body.otp, body.recovery_code) else {
+                        return Err(OAuthFailure::missing("give exactly one of otp and recovery_code"));
+                    };
+                    latch.complete_mfa(&tenant, &mfa_token, factor, client).await?
+                }
+                Some(other) => {
+                    let description = format!("grant_type `{other}` is not supported");
+                    return Err(OAuthFailure::bad("unsupported_grant_type", description));
+                }
+                None => return Err(OAuthFailure::missing("grant_type is required")),
+            };
+            Ok(pair)
         };
-        IntrospectResponse::Ok(Json(Box::new(result)), NO_STORE.into())
+        answer(result.await)
+    }
+
+    /// Revoke a refresh or access token (its whole session). Unknown tokens are not an error.
+    #[oai(path = "/t/:tenant/oauth/revoke", method = "post", operation_id = "oauthRevoke")]
+    async fn revoke(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        body: Form<RevokeRequest>,
+    ) -> RevokeResponse {
+        let result = async {
+            let tenant = TenantId::parse(&tenant)?;
+            let token =
+                body.0.token.filter(|t| !t.is_empty()).ok_or_else(|| OAuthFailure::missing("token is required"))?;
+            Ok::<_, OAuthFailure>(latch.revoke_token(&tenant, &token, body.0.token_type_hint.as_deref()).await?)
+        };
+        match result.await {
+            Ok(()) => RevokeResponse::Ok,
+            Err(failure) => failure.into(),
+        }
+    }
+
+    /// Introspect a token. Callers authenticate with the tenant's introspection
+    /// secret (bearer, or as the Basic password) or the operator token.
+    #[oai(path = "/t/:tenant/oauth/introspect", method = "post", operation_id = "oauthIntrospect")]
+    async fn introspect(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: IntrospectionAuth,
+        body: Form<IntrospectRequest>,
+    ) -> IntrospectResponse {
+        let result = async {
+            let tenant = TenantId::parse(&tenant)?;
+            latch.check_introspector(&tenant, auth.credential()).await?;
+            let token =
+                body.0.token.filter(|t| !t.is_empty()).ok_or_else(|| OAuthFailure::missing("token is required"))?;
+            Ok::<_, OAuthFailure>(IntrospectionResult::from(latch.introspect(&tenant, &token).await?))
+        };
+        match result.await {
+            Ok(result) => IntrospectResponse::Ok(Json(Box::new(result)), NO_STORE.into()),
+            Err(failure) => failure.into(),
+        }
     }
 }

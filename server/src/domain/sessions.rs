@@ -72,6 +72,8 @@ pub enum Introspection {
         user: Box<UserRecord>,
         /// The session's scopes.
         scope: String,
+        /// The tenant's issuer.
+        issuer: String,
     },
     /// Anything else: expired, revoked, rotated, foreign, malformed.
     Inactive,
@@ -442,7 +444,8 @@ impl Latch {
                 if refresh.generation == session.generation && session.is_active(now) && !user.disabled =>
             {
                 let scope = self.session_scope(&runtime, &user, &session);
-                Ok(Introspection::Refresh { session: Box::new(session), user: Box::new(user), scope })
+                let issuer = runtime.issuer.clone();
+                Ok(Introspection::Refresh { session: Box::new(session), user: Box::new(user), scope, issuer })
             }
             _ => Ok(Introspection::Inactive),
         }

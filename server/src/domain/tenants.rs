@@ -130,7 +130,12 @@ impl Latch {
     }
 
     /// Accepts the tenant's introspection secret or the operator token.
-    pub async fn check_introspector(&self, tenant: &TenantId, presented: &str) -> Result<()> {
+    pub async fn check_introspector(&self, tenant: &TenantId, presented: Option<&str>) -> Result<()> {
+        let Some(presented) = presented else {
+            // The tenant is looked up first, so an unknown tenant answers 404 either way.
+            self.runtime(tenant).await?;
+            return Err(Error::NotIntrospector);
+        };
         if self.check_operator(presented).is_ok() {
             return Ok(());
         }
