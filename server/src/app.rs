@@ -14,7 +14,7 @@ use crate::api::AuthRateLimit;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{MasterKey, random_token, token_hash};
-use crate::domain::{Latch, NewTenant, PasswordHasher, Services, TenantChanges, TenantId};
+use crate::domain::{Latch, NewTenant, Operator, PasswordHasher, Services, TenantChanges, TenantId};
 use crate::mail::Mailer;
 use crate::serve::serve;
 use crate::store::sled::SledStore;
@@ -114,7 +114,7 @@ async fn assemble(
         if settings.demo_tenant {
             let demo =
                 NewTenant { id: TenantId::parse("demo")?, algorithm: None, settings: TenantChanges::name("Demo") };
-            startup.demo_created = latch.ensure_tenant(demo).await?;
+            startup.demo_created = latch.ensure_tenant(&Operator::local(), demo).await?;
         }
         let now = clock.now().to_string();
         store.write(move |s| s.put_meta(INITIALIZED_AT, now.as_bytes())).await?;

@@ -12,7 +12,7 @@ use latch_shared::Algorithm;
 
 use crate::clock::SystemClock;
 use crate::config::{ConfigArgs, Settings};
-use crate::domain::{Actor, Latch, NewTenant, NewUser, TenantChanges, TenantId};
+use crate::domain::{Actor, Latch, NewTenant, NewUser, Operator, TenantChanges, TenantId};
 use crate::store::sled::SledStore;
 use crate::store::{Store as _, StoreError};
 
@@ -234,7 +234,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Keys { command: KeysCommand::Rotate { tenant, publish_delay } }) => {
             with_data_dir(&settings()?, |latch| async move {
                 let tenant = crate::domain::TenantId::parse(&tenant)?;
-                let key = latch.rotate_signing_key(&tenant, publish_delay, "operator (cli)").await?;
+                let key = latch.rotate_signing_key(&Operator::local(), &tenant, publish_delay).await?;
                 println!(
                     "tenant {tenant}: new {} key {} published now, signs from {}",
                     key.algorithm.as_str(),
@@ -263,13 +263,14 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 async fn tenant_command(latch: Arc<Latch>, command: TenantCommand) -> anyhow::Result<()> {
+    let operator = Operator::local();
     match command {
         TenantCommand::Create { id, algorithm, settings } => {
             let algorithm = algorithm
                 .map(|a| Algorithm::parse(&a).ok_or_else(|| anyhow::anyhow!("unknown algorithm {a:?}")))
                 .transpose()?;
             let new = NewTenant { id: TenantId::parse(&id)?, algorithm, settings: settings.changes()? };
-            let tenant = latch.create_tenant(new).await?;
+            let tenant = latch.create_tenant(&operator, new).await?;
             println!(
                 "created tenant {} ({}), issuer {}",
                 tenant.id,
@@ -278,20 +279,20 @@ async fn tenant_command(latch: Arc<Latch>, command: TenantCommand) -> anyhow::Re
             );
         }
         TenantCommand::List => {
-            for tenant in latch.list_tenants().await? {
+            for tenant in latch.list_tenants(&operator).await? {
                 println!("{}\t{}\t{}\t{}", tenant.id, tenant.algorithm.as_str(), tenant.name, latch.issuer(&tenant.id));
             }
         }
-        TenantCommand::Show { id } => print_tenant(&latch, latch.tenant(&TenantId::parse(&id)?).await?)?,
+        TenantCommand::Show { id } => print_tenant(&latch, latch.tenant(&operator, &TenantId::parse(&id)?).await?)?,
         TenantCommand::Update { id, settings } => {
-            let tenant = latch.update_tenant(&TenantId::parse(&id)?, settings.changes()?).await?;
+            let tenant = latch.update_tenant(&operator, &TenantId::parse(&id)?, settings.changes()?).await?;
             print_tenant(&latch, tenant)?;
         }
         TenantCommand::Delete { id, yes } => {
             if !yes {
                 anyhow::bail!("deleting tenant {id} removes all its users, sessions and keys; add --yes to confirm");
             }
-            latch.delete_tenant(&TenantId::parse(&id)?).await?;
+            latch.delete_tenant(&operator, &TenantId::parse(&id)?).await?;
             println!("deleted tenant {id}");
         }
     }
@@ -323,58 +324,59 @@ fn password_from_stdin() -> anyhow::Result<String> {
 }
 
 async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result<()> {
-    let operator = Actor::Operator;
+    // The operator, in the tenant a command names.
+    let operator_in = |tenant: TenantId| Actor::operator(Operator::local(), tenant);
     let find = |who: &UserArgs| {
         let latch = latch.clone();
         let (tenant, email) = (who.tenant.clone(), who.email.clone());
         async move {
-            let tenant = TenantId::parse(&tenant)?;
-            let user = latch.user_by_email(&tenant, &email).await?;
-            anyhow::Ok((tenant, user.id))
+            let actor = operator_in(TenantId::parse(&tenant)?);
+            let user = latch.admin_user_by_email(&actor, &email).await?;
+            anyhow::Ok((actor, user.id))
         }
     };
     match command {
         UserCommand::Create { new } => {
             let (tenant, new) = new.user(Some(password_from_stdin()?))?;
-            let user = latch.create_user(&operator, &tenant, new).await?;
+            let user = latch.create_user(&operator_in(tenant.clone()), new).await?;
             println!("created user {} <{}> in {tenant} with roles [{}]", user.id, user.email, user.roles.join(", "));
         }
         UserCommand::Invite { new } => {
             let (tenant, new) = new.user(None)?;
-            let user = latch.create_user(&operator, &tenant, new).await?;
+            let user = latch.create_user(&operator_in(tenant.clone()), new).await?;
             println!("invited {} <{}> to {tenant}; the invitation link was mailed", user.id, user.email);
         }
         UserCommand::SetPassword { who } => {
             let password = password_from_stdin()?;
-            let (tenant, id) = find(&who).await?;
-            latch.set_password(&operator, &tenant, id, &password).await?;
+            let (actor, id) = find(&who).await?;
+            latch.set_password(&actor, id, &password).await?;
             println!("password set for {}; their sessions have ended", who.email);
         }
         UserCommand::Disable { who } => {
-            let (tenant, id) = find(&who).await?;
-            latch.set_disabled(&operator, &tenant, id, true).await?;
+            let (actor, id) = find(&who).await?;
+            latch.set_disabled(&actor, id, true).await?;
             println!("disabled {}; their sessions have ended", who.email);
         }
         UserCommand::Enable { who } => {
-            let (tenant, id) = find(&who).await?;
-            latch.set_disabled(&operator, &tenant, id, false).await?;
+            let (actor, id) = find(&who).await?;
+            latch.set_disabled(&actor, id, false).await?;
             println!("enabled {}", who.email);
         }
         UserCommand::ResetMfa { who } => {
-            let (tenant, id) = find(&who).await?;
-            latch.reset_mfa(&operator, &tenant, id).await?;
+            let (actor, id) = find(&who).await?;
+            latch.reset_mfa(&actor, id).await?;
             println!("removed the second factor of {}; they log in with their password", who.email);
         }
         UserCommand::SetRoles { who, roles } => {
-            let (tenant, id) = find(&who).await?;
-            let user = latch.set_roles(&operator, &tenant, id, roles).await?;
+            let (actor, id) = find(&who).await?;
+            let user = latch.set_roles(&actor, id, roles).await?;
             println!("{} now has roles [{}]", user.email, user.roles.join(", "));
         }
         UserCommand::List { tenant, email_prefix } => {
-            let tenant = TenantId::parse(&tenant)?;
+            let actor = operator_in(TenantId::parse(&tenant)?);
             let mut cursor = None;
             loop {
-                let page = latch.list_users(&tenant, email_prefix.as_deref(), cursor.as_deref(), 200).await?;
+                let page = latch.list_users(&actor, email_prefix.as_deref(), cursor.as_deref(), 200).await?;
                 for user in &page.items {
                     let state = if user.disabled { "disabled" } else { "active" };
                     println!("{}\t{}\t{}\t{}", user.id, user.email, user.roles.join(","), state);

@@ -160,6 +160,14 @@ impl TestApp {
         self.http.post(self.url(path)).bearer_auth(OPERATOR_TOKEN).json(body).send().await.expect("request")
     }
 
+    /// The tenant's newest audit events (up to 200), through the admin API.
+    pub async fn events(&self, tenant: &str) -> Vec<Value> {
+        let response = self.get_with(&format!("/t/{tenant}/admin/events?limit=200"), OPERATOR_TOKEN).await;
+        assert_eq!(response.status(), StatusCode::OK, "events of {tenant}");
+        let page: Value = response.json().await.expect("json");
+        page["events"].as_array().expect("events").clone()
+    }
+
     pub async fn jwks(&self, tenant: &str) -> Value {
         let response = self.http.get(self.url(&format!("/t/{tenant}/.well-known/jwks.json"))).send().await.expect("r");
         response.json().await.expect("json")

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::models::User;
 use super::{ApiResult, ApiTags, NoContent, UserAuth, tenant_id};
 use crate::clock::rfc3339;
-use crate::domain::{Actor, Error, Latch, NewUser, TenantId};
+use crate::domain::{Actor, Error, Latch, NewUser};
 use crate::store::EventRecord;
 
 /// Tenant administration.
@@ -109,10 +109,9 @@ pub enum UserCreated {
 }
 
 impl AdminApi {
-    async fn admin(latch: &Latch, tenant: &str, auth: &UserAuth) -> ApiResult<(TenantId, Actor)> {
-        let tenant = tenant_id(tenant)?;
-        let actor = latch.tenant_admin(&tenant, auth.token()).await?;
-        Ok((tenant, actor))
+    /// The caller's authority over the tenant in the path.
+    async fn admin(latch: &Latch, tenant: &str, auth: &UserAuth) -> ApiResult<Actor> {
+        Ok(latch.tenant_admin(&tenant_id(tenant)?, auth.token()).await?)
     }
 }
 
@@ -142,8 +141,8 @@ impl AdminApi {
         /// Only emails starting with this.
         email_prefix: Query<Option<String>>,
     ) -> ApiResult<Json<UserList>> {
-        let (tenant, _) = Self::admin(&latch, &tenant, &auth).await?;
-        let page = latch.list_users(&tenant, email_prefix.as_deref(), cursor.as_deref(), page_size(limit.0)).await?;
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        let page = latch.list_users(&actor, email_prefix.as_deref(), cursor.as_deref(), page_size(limit.0)).await?;
         Ok(Json(UserList { users: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
     }
 
@@ -156,10 +155,10 @@ impl AdminApi {
         auth: UserAuth,
         body: Json<CreateUserRequest>,
     ) -> ApiResult<UserCreated> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
         let Json(body) = body;
         let new = NewUser { email: body.email, password: body.password, name: body.name, roles: body.roles };
-        let user = latch.create_user(&actor, &tenant, new).await?;
+        let user = latch.create_user(&actor, new).await?;
         Ok(UserCreated::Created(Json(user.into())))
     }
 
@@ -172,8 +171,8 @@ impl AdminApi {
         user: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<Json<User>> {
-        let (tenant, _) = Self::admin(&latch, &tenant, &auth).await?;
-        Ok(Json(latch.user(&tenant, user_id(&user)?).await?.into()))
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.admin_user(&actor, user_id(&user)?).await?.into()))
     }
 
     /// Delete a user: their sessions end and the email is free again.
@@ -185,8 +184,8 @@ impl AdminApi {
         user: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<NoContent> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
-        latch.delete_user(&actor, &tenant, user_id(&user)?).await?;
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        latch.delete_user(&actor, user_id(&user)?).await?;
         Ok(NoContent::Done)
     }
 
@@ -199,8 +198,8 @@ impl AdminApi {
         user: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<Json<User>> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
-        Ok(Json(latch.set_disabled(&actor, &tenant, user_id(&user)?, true).await?.into()))
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.set_disabled(&actor, user_id(&user)?, true).await?.into()))
     }
 
     /// Remove a user's second factor (TOTP and its recovery codes), for an
@@ -213,8 +212,8 @@ impl AdminApi {
         user: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<Json<User>> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
-        Ok(Json(latch.reset_mfa(&actor, &tenant, user_id(&user)?).await?.into()))
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.reset_mfa(&actor, user_id(&user)?).await?.into()))
     }
 
     /// Enable a disabled user.
@@ -226,8 +225,8 @@ impl AdminApi {
         user: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<Json<User>> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
-        Ok(Json(latch.set_disabled(&actor, &tenant, user_id(&user)?, false).await?.into()))
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.set_disabled(&actor, user_id(&user)?, false).await?.into()))
     }
 
     /// Replace a user's roles. Live sessions' scopes narrow to what the new roles allow.
@@ -240,8 +239,8 @@ impl AdminApi {
         auth: UserAuth,
         body: Json<SetRolesRequest>,
     ) -> ApiResult<Json<User>> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
-        Ok(Json(latch.set_roles(&actor, &tenant, user_id(&user)?, body.0.roles).await?.into()))
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        Ok(Json(latch.set_roles(&actor, user_id(&user)?, body.0.roles).await?.into()))
     }
 
     /// End every session of a user.
@@ -253,8 +252,8 @@ impl AdminApi {
         user: Path<String>,
         auth: UserAuth,
     ) -> ApiResult<NoContent> {
-        let (tenant, actor) = Self::admin(&latch, &tenant, &auth).await?;
-        latch.end_user_sessions(&actor, &tenant, user_id(&user)?).await?;
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        latch.end_user_sessions(&actor, user_id(&user)?).await?;
         Ok(NoContent::Done)
     }
 
@@ -270,8 +269,8 @@ impl AdminApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<EventList>> {
-        let (tenant, _) = Self::admin(&latch, &tenant, &auth).await?;
-        let page = latch.event_page(&tenant, cursor.as_deref(), page_size(limit.0)).await?;
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        let page = latch.event_page(&actor, cursor.as_deref(), page_size(limit.0)).await?;
         Ok(Json(EventList { events: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
     }
 }

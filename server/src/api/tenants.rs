@@ -314,21 +314,22 @@ impl TenantsApi {
         auth: OperatorToken,
         body: Json<CreateTenantRequest>,
     ) -> ApiResult<Created> {
-        latch.check_operator(&auth.0.token)?;
+        let operator = latch.operator(&auth.0.token)?;
         let new = NewTenant {
             id: TenantId::parse(&body.id)?,
             algorithm: body.algorithm.map(Into::into),
             settings: body.changes()?,
         };
-        let tenant = latch.create_tenant(new).await?;
+        let tenant = latch.create_tenant(&operator, new).await?;
         Ok(Created::Created(Json(view(&latch, tenant)?)))
     }
 
     /// List tenants.
     #[oai(path = "/admin/tenants", method = "get", operation_id = "listTenants")]
     async fn list(&self, latch: Data<&Arc<Latch>>, auth: OperatorToken) -> ApiResult<Json<TenantList>> {
-        latch.check_operator(&auth.0.token)?;
-        let tenants = latch.list_tenants().await?.into_iter().map(|t| view(&latch, t)).collect::<ApiResult<_>>()?;
+        let operator = latch.operator(&auth.0.token)?;
+        let tenants =
+            latch.list_tenants(&operator).await?.into_iter().map(|t| view(&latch, t)).collect::<ApiResult<_>>()?;
         Ok(Json(TenantList { tenants }))
     }
 
@@ -340,8 +341,8 @@ impl TenantsApi {
         auth: OperatorToken,
         tenant: Path<String>,
     ) -> ApiResult<Json<Tenant>> {
-        latch.check_operator(&auth.0.token)?;
-        let tenant = latch.tenant(&tenant_id(&tenant)?).await?;
+        let operator = latch.operator(&auth.0.token)?;
+        let tenant = latch.tenant(&operator, &tenant_id(&tenant)?).await?;
         Ok(Json(view(&latch, tenant)?))
     }
 
@@ -354,8 +355,8 @@ impl TenantsApi {
         tenant: Path<String>,
         body: Json<UpdateTenantRequest>,
     ) -> ApiResult<Json<Tenant>> {
-        latch.check_operator(&auth.0.token)?;
-        let tenant = latch.update_tenant(&tenant_id(&tenant)?, body.changes()?).await?;
+        let operator = latch.operator(&auth.0.token)?;
+        let tenant = latch.update_tenant(&operator, &tenant_id(&tenant)?, body.changes()?).await?;
         Ok(Json(view(&latch, tenant)?))
     }
 
@@ -371,9 +372,9 @@ impl TenantsApi {
         tenant: Path<String>,
         body: Json<Option<RotateKeyRequest>>,
     ) -> ApiResult<Rotated> {
-        latch.check_operator(&auth.0.token)?;
+        let operator = latch.operator(&auth.0.token)?;
         let delay = body.0.and_then(|options| options.publish_delay_seconds).unwrap_or(DEFAULT_PUBLISH_DELAY_SECONDS);
-        let key = latch.rotate_signing_key(&tenant_id(&tenant)?, delay, "operator").await?;
+        let key = latch.rotate_signing_key(&operator, &tenant_id(&tenant)?, delay).await?;
         Ok(Rotated::Created(Json(key_info(key))))
     }
 
@@ -385,8 +386,8 @@ impl TenantsApi {
         auth: OperatorToken,
         tenant: Path<String>,
     ) -> ApiResult<Json<SigningKeyList>> {
-        latch.check_operator(&auth.0.token)?;
-        let keys = latch.keys(&tenant_id(&tenant)?).await?.into_iter().map(key_info).collect();
+        let operator = latch.operator(&auth.0.token)?;
+        let keys = latch.keys(&operator, &tenant_id(&tenant)?).await?.into_iter().map(key_info).collect();
         Ok(Json(SigningKeyList { keys }))
     }
 
@@ -403,8 +404,8 @@ impl TenantsApi {
         tenant: Path<String>,
     ) -> ApiResult<SecretCreated> {
         use secrecy::ExposeSecret as _;
-        latch.check_operator(&auth.0.token)?;
-        let secret = latch.new_introspection_secret(&tenant_id(&tenant)?).await?;
+        let operator = latch.operator(&auth.0.token)?;
+        let secret = latch.new_introspection_secret(&operator, &tenant_id(&tenant)?).await?;
         Ok(SecretCreated::Created(Json(IntrospectionSecret { secret: secret.expose_secret().to_owned() })))
     }
 
@@ -412,8 +413,8 @@ impl TenantsApi {
     /// calls wait while the records are copied).
     #[oai(path = "/admin/backup", method = "get", operation_id = "backup")]
     async fn backup(&self, latch: Data<&Arc<Latch>>, auth: OperatorToken) -> ApiResult<BackupFile> {
-        latch.check_operator(&auth.0.token)?;
-        let (file, records) = latch.backup().await?;
+        let operator = latch.operator(&auth.0.token)?;
+        let (file, records) = latch.backup(&operator).await?;
         let name = format!("attachment; filename=\"latch-backup-{}.ndjson\"", latch.now());
         Ok(BackupFile::Snapshot(Binary(file), name, records))
     }
@@ -426,8 +427,8 @@ impl TenantsApi {
         auth: OperatorToken,
         tenant: Path<String>,
     ) -> ApiResult<NoContent> {
-        latch.check_operator(&auth.0.token)?;
-        latch.delete_tenant(&tenant_id(&tenant)?).await?;
+        let operator = latch.operator(&auth.0.token)?;
+        latch.delete_tenant(&operator, &tenant_id(&tenant)?).await?;
         Ok(NoContent::Done)
     }
 }

@@ -8,30 +8,11 @@ use uuid::Uuid;
 
 use super::events::{Event, EventKind};
 use super::settings::ADMIN_ROLE;
-use super::{Email, Error, Latch, Password, Principal, Result, TenantId};
+use super::{Actor, Email, Error, Latch, Password, Principal, Result, TenantId};
 use crate::store::{Change, EventRecord, UserRecord};
 
 /// Largest page of users or events.
 const MAX_PAGE: usize = 200;
-
-/// Who administers a tenant in a call.
-#[derive(Debug, Clone)]
-pub enum Actor {
-    /// The operator (operator token, or the CLI on the data directory).
-    Operator,
-    /// A user of the tenant holding the `admin` role.
-    Admin(Box<Principal>),
-}
-
-impl Actor {
-    /// How audit events name the actor.
-    pub fn name(&self) -> String {
-        match self {
-            Actor::Operator => "operator".to_owned(),
-            Actor::Admin(principal) => principal.user.id.to_string(),
-        }
-    }
-}
 
 /// A user created by an admin or the operator.
 pub struct NewUser {
@@ -81,9 +62,9 @@ impl Latch {
     /// (the stored roles decide, not the token's claim). A valid token of
     /// another tenant of this server is 403: authenticated, not allowed here.
     pub async fn tenant_admin(&self, tenant: &TenantId, token: &str) -> Result<Actor> {
-        if self.check_operator(token).is_ok() {
+        if let Ok(operator) = self.operator(token) {
             self.runtime(tenant).await?;
-            return Ok(Actor::Operator);
+            return Ok(Actor::operator(operator, tenant.clone()));
         }
         let principal = match self.authenticate(tenant, token).await {
             Ok(principal) => principal,
@@ -96,7 +77,7 @@ impl Latch {
         if !is_admin(&principal.user) {
             return Err(Error::Forbidden("this needs the `admin` role in this tenant"));
         }
-        Ok(Actor::Admin(Box::new(principal)))
+        Ok(Actor::admin(principal))
     }
 
     /// The other tenant of this server whose live token `token` is, if any.
@@ -119,28 +100,39 @@ impl Latch {
         self.user(&principal.user.tenant, target).await
     }
 
-    /// One user of a tenant.
-    pub async fn user(&self, tenant: &TenantId, id: Uuid) -> Result<UserRecord> {
+    /// One user of a tenant, as stored.
+    pub(crate) async fn user(&self, tenant: &TenantId, id: Uuid) -> Result<UserRecord> {
         let owned = tenant.clone();
         self.store.run(move |store| store.get_user(&owned, id)).await?.ok_or(Error::UserNotFound)
     }
 
-    /// A user of a tenant by email.
-    pub async fn user_by_email(&self, tenant: &TenantId, email: &str) -> Result<UserRecord> {
+    /// A user of a tenant by email, as stored.
+    pub(crate) async fn user_by_email(&self, tenant: &TenantId, email: &str) -> Result<UserRecord> {
         let key = Email::parse(email)?.key().to_owned();
         let owned = tenant.clone();
         self.store.run(move |store| store.find_user_by_email(&owned, &key)).await?.ok_or(Error::UserNotFound)
+    }
+
+    /// One user of the actor's tenant.
+    pub async fn admin_user(&self, actor: &Actor, id: Uuid) -> Result<UserRecord> {
+        self.user(actor.tenant(), id).await
+    }
+
+    /// A user of the actor's tenant by email.
+    pub async fn admin_user_by_email(&self, actor: &Actor, email: &str) -> Result<UserRecord> {
+        self.user_by_email(actor.tenant(), email).await
     }
 
     /// A page of a tenant's users ordered by email, only those whose email
     /// starts with `email_prefix` (case-insensitive).
     pub async fn list_users(
         &self,
-        tenant: &TenantId,
+        actor: &Actor,
         email_prefix: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<UserRecord>> {
+        let tenant = actor.tenant();
         self.runtime(tenant).await?;
         let limit = limit.clamp(1, MAX_PAGE);
         let prefix = email_prefix.unwrap_or_default().trim().to_lowercase();
@@ -153,7 +145,8 @@ impl Latch {
     }
 
     /// A page of a tenant's audit events, newest first, older than the event `cursor`.
-    pub async fn event_page(&self, tenant: &TenantId, cursor: Option<&str>, limit: usize) -> Result<Page<EventRecord>> {
+    pub async fn event_page(&self, actor: &Actor, cursor: Option<&str>, limit: usize) -> Result<Page<EventRecord>> {
+        let tenant = actor.tenant();
         let before = cursor.map(|c| Uuid::parse_str(c).map_err(|_| Error::InvalidCursor)).transpose()?;
         let limit = limit.clamp(1, MAX_PAGE);
         let events = self.events(tenant, limit + 1, before).await?;
@@ -161,7 +154,8 @@ impl Latch {
     }
 
     /// Creates a user without logging them in (admin API, CLI).
-    pub async fn create_user(&self, actor: &Actor, tenant: &TenantId, new: NewUser) -> Result<UserRecord> {
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<UserRecord> {
+        let tenant = actor.tenant();
         let runtime = self.runtime(tenant).await?;
         let roles = match new.roles {
             Some(roles) => self.checked_roles(tenant, roles).await?,
@@ -186,7 +180,8 @@ impl Latch {
     }
 
     /// Sets a user's password (the tenant's policy applies) and ends their sessions.
-    pub async fn set_password(&self, actor: &Actor, tenant: &TenantId, id: Uuid, password: &str) -> Result<()> {
+    pub async fn set_password(&self, actor: &Actor, id: Uuid, password: &str) -> Result<()> {
+        let tenant = actor.tenant();
         let runtime = self.runtime(tenant).await?;
         let user = self.user(tenant, id).await?;
         let email = Email::parse(&user.email)?;
@@ -210,7 +205,8 @@ impl Latch {
 
     /// Disables a user (their sessions end and their tokens stop working on
     /// the server at once) or enables them again.
-    pub async fn set_disabled(&self, actor: &Actor, tenant: &TenantId, id: Uuid, disabled: bool) -> Result<UserRecord> {
+    pub async fn set_disabled(&self, actor: &Actor, id: Uuid, disabled: bool) -> Result<UserRecord> {
+        let tenant = actor.tenant();
         self.runtime(tenant).await?;
         let now = self.now();
         let (user, _) = self
@@ -242,7 +238,8 @@ impl Latch {
     /// Removes a user's second factor (TOTP, pending or confirmed, with its
     /// recovery codes), for an owner who lost their authenticator and their
     /// codes. Their next login needs the password only; they can enroll again.
-    pub async fn reset_mfa(&self, actor: &Actor, tenant: &TenantId, id: Uuid) -> Result<UserRecord> {
+    pub async fn reset_mfa(&self, actor: &Actor, id: Uuid) -> Result<UserRecord> {
+        let tenant = actor.tenant();
         self.runtime(tenant).await?;
         let now = self.now();
         let (user, _) = self
@@ -262,13 +259,8 @@ impl Latch {
     /// Replaces a user's roles; each must be defined by the tenant. Live
     /// sessions keep working with their scopes narrowed to what the new roles
     /// allow; the server checks the stored roles at once.
-    pub async fn set_roles(
-        &self,
-        actor: &Actor,
-        tenant: &TenantId,
-        id: Uuid,
-        roles: Vec<String>,
-    ) -> Result<UserRecord> {
+    pub async fn set_roles(&self, actor: &Actor, id: Uuid, roles: Vec<String>) -> Result<UserRecord> {
+        let tenant = actor.tenant();
         let roles = self.checked_roles(tenant, roles).await?;
         let (owned, now) = (tenant.clone(), self.now());
         let (before, user) = self
@@ -301,7 +293,8 @@ impl Latch {
     }
 
     /// Deletes a user with their sessions; the email is free again.
-    pub async fn delete_user(&self, actor: &Actor, tenant: &TenantId, id: Uuid) -> Result<()> {
+    pub async fn delete_user(&self, actor: &Actor, id: Uuid) -> Result<()> {
+        let tenant = actor.tenant();
         self.runtime(tenant).await?;
         let owned = tenant.clone();
         let deleted = self.store.write(move |store| store.delete_user(&owned, id)).await?;
@@ -313,7 +306,8 @@ impl Latch {
     }
 
     /// Ends every session of a user; returns how many were live.
-    pub async fn end_user_sessions(&self, actor: &Actor, tenant: &TenantId, id: Uuid) -> Result<usize> {
+    pub async fn end_user_sessions(&self, actor: &Actor, id: Uuid) -> Result<usize> {
+        let tenant = actor.tenant();
         let user = self.user(tenant, id).await?;
         let now = self.now();
         let ended = self.store.write(move |store| store.revoke_user_sessions(&user.tenant, user.id, None, now)).await?;

@@ -154,7 +154,7 @@ impl Latch {
     }
 
     /// Up to `limit` of a tenant's events older than the event `before`, newest first.
-    pub async fn events(
+    pub(crate) async fn events(
         &self,
         tenant: &TenantId,
         limit: usize,

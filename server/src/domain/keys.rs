@@ -6,7 +6,7 @@ use latch_shared::sign::SigningKey;
 use zeroize::Zeroizing;
 
 use super::events::{Event, EventKind};
-use super::{Error, Latch, Result, TenantId};
+use super::{Error, Latch, Operator, Result, TenantId};
 use crate::store::KeyRecord;
 
 /// How long a rotated key is published before it signs, unless a manual
@@ -42,7 +42,12 @@ impl Latch {
     /// Rotates a tenant's signing key: a new key is published at once and
     /// signs from `now + publish_delay`; the keys it replaces stop signing
     /// then and stay published until every token they signed has expired.
-    pub async fn rotate_signing_key(&self, tenant: &TenantId, publish_delay: u32, actor: &str) -> Result<KeyRecord> {
+    pub async fn rotate_signing_key(
+        &self,
+        operator: &Operator,
+        tenant: &TenantId,
+        publish_delay: u32,
+    ) -> Result<KeyRecord> {
         let record = self.runtime(tenant).await?.tenant.clone();
         let now = self.now();
         let mut key = self.new_key(tenant, record.algorithm, now).await?;
@@ -51,7 +56,7 @@ impl Latch {
         self.store.write(move |store| store.rotate_keys(&owned, &new_key)).await?;
         self.forget_runtime(tenant);
         tracing::info!(tenant = %tenant, kid = %key.kid, active_from = key.active_from, "signing key rotated");
-        let event = Event::new(EventKind::KeyRotated).actor(actor).subject(&key.kid);
+        let event = Event::new(EventKind::KeyRotated).actor(operator.name()).subject(&key.kid);
         self.record(tenant, event.detail(format!("signs from {}", crate::clock::rfc3339(key.active_from)))).await;
         Ok(key)
     }
@@ -61,7 +66,7 @@ impl Latch {
     pub async fn rotate_due_keys(&self) -> Result<Vec<TenantId>> {
         let now = self.now();
         let mut rotated = Vec::new();
-        for tenant in self.list_tenants().await? {
+        for tenant in self.all_tenants().await? {
             let days = tenant.settings.key_rotation_days as i64;
             if days == 0 {
                 continue;
@@ -70,7 +75,7 @@ impl Latch {
             let newest =
                 self.store.run(move |store| store.list_keys(&owned)).await?.into_iter().map(|k| k.created_at).max();
             if newest.is_some_and(|created| created + days * 86_400 <= now) {
-                self.rotate_signing_key(&tenant.id, DEFAULT_PUBLISH_DELAY_SECONDS, "system").await?;
+                self.rotate_signing_key(&Operator::system(), &tenant.id, DEFAULT_PUBLISH_DELAY_SECONDS).await?;
                 rotated.push(tenant.id);
             }
         }
@@ -78,7 +83,7 @@ impl Latch {
     }
 
     /// A tenant's keys (including retired ones still published), oldest first.
-    pub async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
+    pub async fn keys(&self, _: &Operator, tenant: &TenantId) -> Result<Vec<KeyRecord>> {
         self.runtime(tenant).await?;
         let owned = tenant.clone();
         Ok(self.store.run(move |store| store.list_keys(&owned)).await?)

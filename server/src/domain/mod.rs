@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod authority;
 mod events;
 mod keys;
 mod mfa;
@@ -20,7 +21,8 @@ mod verification;
 
 pub use crate::ids::TenantId;
 pub use accounts::{PasswordChange, Profile, Registered, Registration};
-pub use admin::{Actor, NewUser, Page};
+pub use admin::{NewUser, Page};
+pub use authority::{Actor, Operator};
 pub use events::{Event, EventKind};
 pub use keys::DEFAULT_PUBLISH_DELAY_SECONDS;
 pub use mfa::{SecondFactor, TotpEnrollment};
@@ -35,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
-use crate::crypto::{MasterKey, hashes_equal, token_hash};
+use crate::crypto::MasterKey;
 use crate::mail::Mailer;
 use uuid::Uuid;
 
@@ -242,11 +244,6 @@ impl Latch {
         self.clock.now()
     }
 
-    /// Checks a presented operator token (constant-time on its hash).
-    pub fn check_operator(&self, presented: &str) -> Result<()> {
-        if hashes_equal(&token_hash(presented), &self.operator_token_hash) { Ok(()) } else { Err(Error::NotOperator) }
-    }
-
     /// Whether latch can serve every request: the store answers reads and
     /// takes writes. `Err` says what is wrong (for `/readyz`).
     pub async fn ready(&self) -> Result<(), &'static str> {
@@ -326,7 +323,7 @@ impl Latch {
     }
 
     /// A consistent backup of the whole store: the file's bytes and its record count.
-    pub async fn backup(&self) -> Result<(Vec<u8>, u64)> {
+    pub async fn backup(&self, _: &Operator) -> Result<(Vec<u8>, u64)> {
         let (file, records) = self.store.snapshot().await?;
         tracing::info!(records, bytes = file.len(), "backup taken");
         Ok((file, records))

@@ -484,7 +484,7 @@ mod tests {
         let latch = Arc::new(Latch::new(services, "http://latch.test".into(), [0; 32]));
         let tenant = TenantId::parse("grace").expect("slug");
         let new = NewTenant { id: tenant.clone(), algorithm: None, settings: TenantChanges::default() };
-        latch.create_tenant(new).await.expect("tenant");
+        latch.create_tenant(&crate::domain::Operator::local(), new).await.expect("tenant");
         let registration =
             Registration { email: "tabs@example.com".into(), password: "correct horse battery".into(), name: None };
         let Registered::LoggedIn(first) =

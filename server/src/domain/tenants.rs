@@ -4,7 +4,7 @@
 use latch_shared::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Error, Latch, Result, TenantChanges, TenantId};
+use super::{Error, Latch, Operator, Result, TenantChanges, TenantId};
 use crate::store::{Change, StoreError, TenantRecord, TenantSettings};
 
 /// A tenant to create.
@@ -20,7 +20,7 @@ pub struct NewTenant {
 
 impl Latch {
     /// Creates a tenant with a fresh signing key of its algorithm.
-    pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantRecord> {
+    pub async fn create_tenant(&self, _: &Operator, new: NewTenant) -> Result<TenantRecord> {
         let now = self.now();
         let algorithm = new.algorithm.unwrap_or(Algorithm::EdDSA);
         let mut tenant = TenantRecord {
@@ -43,17 +43,21 @@ impl Latch {
     }
 
     /// One tenant.
-    pub async fn tenant(&self, id: &TenantId) -> Result<TenantRecord> {
+    pub async fn tenant(&self, _: &Operator, id: &TenantId) -> Result<TenantRecord> {
         Ok(self.runtime(id).await?.tenant.clone())
     }
 
     /// Every tenant.
-    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
+    pub async fn list_tenants(&self, _: &Operator) -> Result<Vec<TenantRecord>> {
+        self.all_tenants().await
+    }
+
+    pub(super) async fn all_tenants(&self) -> Result<Vec<TenantRecord>> {
         Ok(self.store.run(|store| store.list_tenants()).await?)
     }
 
     /// Changes a tenant's name or settings; new tokens follow at once.
-    pub async fn update_tenant(&self, id: &TenantId, changes: TenantChanges) -> Result<TenantRecord> {
+    pub async fn update_tenant(&self, _: &Operator, id: &TenantId, changes: TenantChanges) -> Result<TenantRecord> {
         self.runtime(id).await?;
         let owned = id.clone();
         let (tenant, refused) = self
@@ -89,7 +93,7 @@ impl Latch {
     }
 
     /// Deletes a tenant with all its users, sessions and keys.
-    pub async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
+    pub async fn delete_tenant(&self, _: &Operator, id: &TenantId) -> Result<()> {
         let owned = id.clone();
         let existed = self.store.write(move |store| store.delete_tenant(&owned)).await?;
         self.forget_runtime(id);
@@ -102,8 +106,8 @@ impl Latch {
     }
 
     /// Creates the tenant if it does not exist yet; true if it was created.
-    pub async fn ensure_tenant(&self, new: NewTenant) -> Result<bool> {
-        match self.create_tenant(new).await {
+    pub async fn ensure_tenant(&self, operator: &Operator, new: NewTenant) -> Result<bool> {
+        match self.create_tenant(operator, new).await {
             Ok(_) => Ok(true),
             Err(Error::TenantExists) => Ok(false),
             Err(e) => Err(e),
@@ -111,7 +115,7 @@ impl Latch {
     }
 
     /// Creates (or replaces) the tenant's introspection secret; shown once, stored as a hash.
-    pub async fn new_introspection_secret(&self, tenant: &TenantId) -> Result<SecretString> {
+    pub async fn new_introspection_secret(&self, _: &Operator, tenant: &TenantId) -> Result<SecretString> {
         self.runtime(tenant).await?;
         let secret = crate::crypto::random_token("latch_is_");
         let hash = hex::encode(crate::crypto::token_hash(secret.expose_secret()));
@@ -136,7 +140,7 @@ impl Latch {
             self.runtime(tenant).await?;
             return Err(Error::NotIntrospector);
         };
-        if self.check_operator(presented).is_ok() {
+        if self.operator(presented).is_ok() {
             return Ok(());
         }
         let runtime = self.runtime(tenant).await?;
