@@ -227,7 +227,7 @@ struct UserArgs {
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = || Settings::resolve(&cli.config, std::env::var("LATCH_OPERATOR_TOKEN").ok());
+    let settings = || Settings::resolve(&cli.config, &crate::config::process_environment());
     match cli.command {
         None => serve(&cli.config),
         Some(Command::Serve) => serve(&cli.config),
@@ -467,7 +467,7 @@ where
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(args, std::env::var("LATCH_OPERATOR_TOKEN").ok())?;
+    let settings = Settings::resolve(args, &crate::config::process_environment())?;
     crate::telemetry::init(&settings.log, settings.log_format);
     // Store calls are short and flushes run one at a time: a few blocking
     // threads keep up, and each thread glibc gives an arena of its own costs

@@ -1,17 +1,35 @@
 //! Configuration: defaults, then an optional TOML file, then `LATCH_*`
-//! environment variables, then flags (later wins). Secrets (the operator
-//! token) come only from the environment, never from a file or a flag.
+//! environment variables, then flags (later wins).
+//!
+//! Every non-secret key exists in all three layers under one name
+//! (`--hash-concurrency`, `LATCH_HASH_CONCURRENCY`, `hash_concurrency`):
+//! [`ConfigArgs`] is the one list, read by clap from the flags and by serde
+//! from the file and the environment, and the layers are merged key by key.
+//! Secrets (the operator token, the SMTP password) come only from the
+//! environment; in a file they are refused with the variable to use.
+//! [`Settings::resolve`] takes the environment as an argument, so tests
+//! inject it instead of changing the process's.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::mail::{SmtpSecurity, SmtpSettings};
 use crate::serve::ConnectionLimits;
 
+/// The environment as `resolve` reads it: variable name to value.
+pub type Environment = HashMap<String, String>;
+
+/// The process's environment, for the binary.
+pub fn process_environment() -> Environment {
+    std::env::vars().collect()
+}
+
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -21,50 +39,153 @@ pub enum LogFormat {
     Json,
 }
 
-/// Settings given on the command line or in the environment (flags win; clap reads `LATCH_*`).
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Every non-secret setting, as flags (clap), TOML keys and `LATCH_*`
+/// variables (serde) alike: `None` is "not given in this layer".
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConfigArgs {
     /// Address and port to listen on [default: 127.0.0.1:8080].
-    #[arg(long, global = true, env = "LATCH_LISTEN")]
+    #[arg(long, global = true)]
     pub listen: Option<String>,
     /// Data directory [default: ./latch-data].
-    #[arg(long, global = true, env = "LATCH_DATA_DIR")]
+    #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
     /// Public base URL, used in issuers and links [default: http://{listen}].
-    #[arg(long, global = true, env = "LATCH_PUBLIC_URL")]
+    #[arg(long, global = true)]
     pub public_url: Option<String>,
     /// Master key file, created 0600 on first start [default: latch-master.key beside the data directory].
-    #[arg(long, global = true, env = "LATCH_MASTER_KEY_FILE")]
+    #[arg(long, global = true)]
     pub master_key_file: Option<PathBuf>,
-    /// Optional TOML configuration file.
-    #[arg(long, global = true, env = "LATCH_CONFIG")]
+    /// Optional TOML configuration file (flag or `LATCH_CONFIG` only).
+    #[arg(long, global = true)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax) [default: info].
-    #[arg(long, global = true, env = "LATCH_LOG")]
+    #[arg(long, global = true)]
     pub log: Option<String>,
     /// Log format [default: text].
-    #[arg(long, global = true, env = "LATCH_LOG_FORMAT", value_enum)]
+    #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Password hashes computed at once [default: CPU count].
+    #[arg(long, global = true)]
+    pub hash_concurrency: Option<usize>,
+    /// sled page cache in MiB [default: 32].
+    #[arg(long, global = true)]
+    pub cache_mb: Option<u64>,
+    /// Create the `demo` tenant on first start [default: true].
+    #[arg(long, global = true)]
+    pub demo_tenant: Option<bool>,
+    /// Requests per minute per client IP to the auth and token endpoints, 0: off [default: 30].
+    #[arg(long, global = true)]
+    pub auth_rate_limit_per_minute: Option<u32>,
+    /// Open connections at most [default: 4096].
+    #[arg(long, global = true)]
+    pub max_connections: Option<usize>,
+    /// Seconds for a request head to arrive [default: 10].
+    #[arg(long, global = true)]
+    pub header_timeout_seconds: Option<u64>,
+    /// Seconds an idle connection stays open [default: 60].
+    #[arg(long, global = true)]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Seconds for a request body to arrive [default: 30].
+    #[arg(long, global = true)]
+    pub body_timeout_seconds: Option<u64>,
+    /// SMTP relay host [default: none, mail goes to the file outbox].
+    #[arg(long, global = true)]
+    pub smtp_host: Option<String>,
+    /// SMTP relay port [default: 587, or 465 with `tls`].
+    #[arg(long, global = true)]
+    pub smtp_port: Option<u16>,
+    /// SMTP transport security [default: starttls].
+    #[arg(long, global = true, value_enum)]
+    pub smtp_security: Option<SmtpSecurity>,
+    /// SMTP login (its password: `LATCH_SMTP_PASSWORD`).
+    #[arg(long, global = true)]
+    pub smtp_username: Option<String>,
+    /// The sender of latch's mail [default: latch <latch@localhost>].
+    #[arg(long, global = true)]
+    pub mail_from: Option<String>,
 }
 
-/// The TOML file: every key optional, unknown keys rejected.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    public_url: Option<String>,
-    master_key_file: Option<PathBuf>,
-    log: Option<String>,
-    log_format: Option<LogFormat>,
-    hash_concurrency: Option<usize>,
-    cache_mb: Option<u64>,
-    demo_tenant: Option<bool>,
-    auth_rate_limit_per_minute: Option<u32>,
-    max_connections: Option<usize>,
-    header_timeout_seconds: Option<u64>,
-    idle_timeout_seconds: Option<u64>,
-    body_timeout_seconds: Option<u64>,
+/// Secrets: environment only. A file naming one gets an error that says
+/// which variable to use.
+const SECRETS: &[(&str, &str)] = &[("operator_token", OPERATOR_TOKEN_VAR), ("smtp_password", SMTP_PASSWORD_VAR)];
+const OPERATOR_TOKEN_VAR: &str = "LATCH_OPERATOR_TOKEN";
+const SMTP_PASSWORD_VAR: &str = "LATCH_SMTP_PASSWORD";
+const CONFIG_VAR: &str = "LATCH_CONFIG";
+
+impl ConfigArgs {
+    /// The keys every layer knows, as the file spells them.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(ConfigArgs::default()) {
+            Ok(Value::Object(keys)) => keys.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The variable that sets `key`.
+    pub fn variable(key: &str) -> String {
+        format!("LATCH_{}", key.to_ascii_uppercase())
+    }
+
+    /// The layer the environment gives: `LATCH_{KEY}` for each key. A value
+    /// is read as a number or `true`/`false` when the key takes one, else as text.
+    fn from_environment(env: &Environment) -> Result<ConfigArgs, ConfigError> {
+        let mut layer = Map::new();
+        for key in ConfigArgs::keys() {
+            let variable = ConfigArgs::variable(&key);
+            let Some(text) = env.get(&variable).filter(|text| !text.is_empty()) else { continue };
+            let fits = |value: Value| {
+                let one = Map::from_iter([(key.clone(), value.clone())]);
+                serde_json::from_value::<ConfigArgs>(Value::Object(one)).map(|_| value)
+            };
+            let scalar = serde_json::from_str::<Value>(text).ok().filter(|v| v.is_number() || v.is_boolean());
+            let value = scalar
+                .and_then(|scalar| fits(scalar).ok())
+                .map_or_else(|| fits(Value::String(text.clone())), Ok)
+                .map_err(|e| ConfigError::Invalid(format!("{variable}: {e}")))?;
+            layer.insert(key, value);
+        }
+        serde_json::from_value(Value::Object(layer)).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The layer a TOML file gives; unknown keys and secrets are refused.
+    fn from_file(path: &Path) -> Result<ConfigArgs, ConfigError> {
+        let shown = path.display().to_string();
+        let error = |reason: String| ConfigError::File { path: shown.clone(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+        if let Some((key, variable)) = SECRETS.iter().find(|(key, _)| table.contains_key(*key)) {
+            return Err(error(format!("`{key}` is a secret and is not read from files; set {variable} instead")));
+        }
+        table.try_into().map_err(|e: toml::de::Error| error(e.to_string()))
+    }
+
+    /// `self` with the keys `over` gives replaced.
+    fn under(self, over: &ConfigArgs) -> Result<ConfigArgs, ConfigError> {
+        let as_map = |layer: &ConfigArgs| match serde_json::to_value(layer) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(ConfigError::Invalid("configuration does not serialize".into())),
+        };
+        let mut merged = as_map(&self)?;
+        merged.extend(as_map(over)?.into_iter().filter(|(_, value)| !value.is_null()));
+        let mut layer: ConfigArgs =
+            serde_json::from_value(Value::Object(merged)).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        layer.config = over.config.clone().or(self.config);
+        Ok(layer)
+    }
+
+    /// Every layer merged: the file (named by `--config` or `LATCH_CONFIG`),
+    /// then the environment, then `self` (the flags).
+    pub fn merged(&self, env: &Environment) -> Result<ConfigArgs, ConfigError> {
+        let file_path =
+            self.config.clone().or_else(|| env.get(CONFIG_VAR).filter(|p| !p.is_empty()).map(PathBuf::from));
+        let file = match &file_path {
+            Some(path) => ConfigArgs::from_file(path)?,
+            None => ConfigArgs::default(),
+        };
+        file.under(&ConfigArgs::from_environment(env)?)?.under(self)
+    }
 }
 
 /// Resolved settings.
@@ -92,9 +213,9 @@ pub struct Settings {
     pub demo_tenant: bool,
     /// Requests per minute per client IP to the auth and token endpoints (0: no limit).
     pub auth_rate_limit_per_minute: u32,
-    /// The SMTP relay (`LATCH_SMTP_HOST` and friends); `None`: the file outbox.
+    /// The SMTP relay; `None`: the file outbox.
     pub smtp: Option<SmtpSettings>,
-    /// The sender of latch's mail (`LATCH_MAIL_FROM`).
+    /// The sender of latch's mail.
     pub mail_from: String,
     /// Connection cap and timeouts.
     pub connections: ConnectionLimits,
@@ -119,38 +240,19 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The SMTP relay from `LATCH_SMTP_HOST`, `LATCH_SMTP_PORT` (default 587),
-/// `LATCH_SMTP_SECURITY` (`starttls` default, `tls`, `none`),
-/// `LATCH_SMTP_USERNAME` and `LATCH_SMTP_PASSWORD`.
-fn smtp_from_env() -> Result<Option<SmtpSettings>, ConfigError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(host) = var("LATCH_SMTP_HOST") else { return Ok(None) };
-    let security = match var("LATCH_SMTP_SECURITY").as_deref() {
-        None | Some("starttls") => SmtpSecurity::StartTls,
-        Some("tls") => SmtpSecurity::Tls,
-        Some("none") => SmtpSecurity::None,
-        Some(other) => {
-            return Err(ConfigError::Invalid(format!(
-                "LATCH_SMTP_SECURITY must be starttls, tls or none, not {other:?}"
-            )));
-        }
-    };
+/// The SMTP relay, if a host is configured; its password from the environment.
+fn smtp(config: &ConfigArgs, env: &Environment) -> Option<SmtpSettings> {
+    let host = config.smtp_host.clone().filter(|host| !host.is_empty())?;
+    let security = config.smtp_security.unwrap_or(SmtpSecurity::StartTls);
     let default_port = if security == SmtpSecurity::Tls { 465 } else { 587 };
-    let port = match var("LATCH_SMTP_PORT") {
-        Some(port) => {
-            port.parse().map_err(|_| ConfigError::Invalid(format!("LATCH_SMTP_PORT {port:?} is not a port")))?
-        }
-        None => default_port,
-    };
-    Ok(Some(SmtpSettings {
+    Some(SmtpSettings {
         host,
-        port,
+        port: config.smtp_port.unwrap_or(default_port),
         security,
-        username: var("LATCH_SMTP_USERNAME"),
-        password: var("LATCH_SMTP_PASSWORD").map(SecretString::from),
-    }))
+        username: config.smtp_username.clone().filter(|name| !name.is_empty()),
+        password: env.get(SMTP_PASSWORD_VAR).filter(|p| !p.is_empty()).cloned().map(SecretString::from),
+    })
 }
-
 /// `path` as the file system will resolve it: absolute, with symlinks of
 /// its existing part followed and `.` and `..` applied, so two spellings of
 /// one place compare equal. Nothing is created.
@@ -177,7 +279,7 @@ fn resolved(path: &Path) -> PathBuf {
 }
 
 /// The connection cap and timeouts from the file, each at least 1.
-fn connection_limits(file: &FileConfig) -> Result<ConnectionLimits, ConfigError> {
+fn connection_limits(file: &ConfigArgs) -> Result<ConnectionLimits, ConfigError> {
     let defaults = ConnectionLimits::default();
     let positive = |key: &str, value: Option<u64>, default: u64| match value {
         Some(0) => Err(ConfigError::Invalid(format!("{key} must be at least 1"))),
@@ -200,61 +302,54 @@ fn connection_limits(file: &FileConfig) -> Result<ConnectionLimits, ConfigError>
 }
 
 impl Settings {
-    /// Resolves settings from flags/env (`args`), the TOML file they name, and
-    /// the operator token (normally `LATCH_OPERATOR_TOKEN`).
-    pub fn resolve(args: &ConfigArgs, operator_token: Option<String>) -> Result<Settings, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::File { path: shown, reason: e.to_string() })?
-            }
-            None => FileConfig::default(),
-        };
-        let connections = connection_limits(&file)?;
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("latch-data"));
-        let master_key_file = args
+    /// Resolves settings from the flags (`args`), the environment `env`
+    /// (`LATCH_*`, and the secrets) and the TOML file either names.
+    pub fn resolve(args: &ConfigArgs, env: &Environment) -> Result<Settings, ConfigError> {
+        let config = args.merged(env)?;
+        let connections = connection_limits(&config)?;
+        let data_dir = config.data_dir.clone().unwrap_or_else(|| PathBuf::from("latch-data"));
+        let master_key_file = config
             .master_key_file
             .clone()
-            .or(file.master_key_file)
             .unwrap_or_else(|| data_dir.parent().unwrap_or(Path::new("")).join("latch-master.key"));
         if resolved(&master_key_file).starts_with(resolved(&data_dir)) {
             return Err(ConfigError::Invalid(
                 "the master key file must live outside the data directory, so the data alone never yields a signing key".into(),
             ));
         }
-        let operator_token = match operator_token {
+        let operator_token = match env.get(OPERATOR_TOKEN_VAR).filter(|token| !token.is_empty()) {
             Some(token) if token.len() < MIN_OPERATOR_TOKEN_LEN => {
                 return Err(ConfigError::Invalid(format!(
-                    "LATCH_OPERATOR_TOKEN must have at least {MIN_OPERATOR_TOKEN_LEN} characters"
+                    "{OPERATOR_TOKEN_VAR} must have at least {MIN_OPERATOR_TOKEN_LEN} characters"
                 )));
             }
-            other => other.map(SecretString::from),
+            other => other.cloned().map(SecretString::from),
         };
-        let public_url = args.public_url.clone().or(file.public_url).map(|url| url.trim_end_matches('/').to_owned());
+        let public_url = config.public_url.clone().map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(ConfigError::Invalid(format!("public URL {url:?} must start with http:// or https://")));
         }
+        if config.hash_concurrency == Some(0) {
+            return Err(ConfigError::Invalid("hash_concurrency must be at least 1".into()));
+        }
         Ok(Settings {
-            listen: args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            listen: config.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir,
             public_url,
             master_key_file,
             operator_token,
-            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            hash_concurrency: file
+            log: config.log.clone().unwrap_or_else(|| "info".into()),
+            log_format: config.log_format.unwrap_or_default(),
+            hash_concurrency: config
                 .hash_concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
-            cache_mb: file.cache_mb.unwrap_or(32),
-            demo_tenant: file.demo_tenant.unwrap_or(true),
-            auth_rate_limit_per_minute: file.auth_rate_limit_per_minute.unwrap_or(30),
-            smtp: smtp_from_env()?,
-            mail_from: std::env::var("LATCH_MAIL_FROM").unwrap_or_else(|_| "latch <latch@localhost>".into()),
+            cache_mb: config.cache_mb.unwrap_or(32),
+            demo_tenant: config.demo_tenant.unwrap_or(true),
+            auth_rate_limit_per_minute: config.auth_rate_limit_per_minute.unwrap_or(30),
+            smtp: smtp(&config, env),
+            mail_from: config.mail_from.clone().unwrap_or_else(|| "latch <latch@localhost>".into()),
             connections,
         })
     }
@@ -268,6 +363,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
@@ -276,7 +372,7 @@ mod tests {
         std::fs::write(&file, "listen = \"0.0.0.0:9000\"\npublic_url = \"https://auth.example/\"\nlog = \"debug\"\n")
             .expect("write");
         let args = ConfigArgs { config: Some(file), listen: Some("127.0.0.1:7000".into()), ..ConfigArgs::default() };
-        let settings = Settings::resolve(&args, None).expect("valid");
+        let settings = Settings::resolve(&args, &Environment::new()).expect("valid");
         assert_eq!(settings.listen, "127.0.0.1:7000");
         assert_eq!(settings.public_url.as_deref(), Some("https://auth.example"));
         assert_eq!(settings.log, "debug");
@@ -285,25 +381,137 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_secrets_in_the_file_are_refused() {
+    fn unknown_keys_and_secrets_in_the_file_are_refused_naming_the_variable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latch.toml");
-        std::fs::write(&file, "operator_token = \"in-a-file\"\n").expect("write");
-        let args = ConfigArgs { config: Some(file), ..ConfigArgs::default() };
-        let err = Settings::resolve(&args, None).expect_err("refused");
-        assert!(err.to_string().contains("operator_token"), "{err}");
+        let args = ConfigArgs { config: Some(file.clone()), ..ConfigArgs::default() };
+        for (key, variable) in SECRETS {
+            std::fs::write(&file, format!("{key} = \"in-a-file\"\n")).expect("write");
+            let err = Settings::resolve(&args, &Environment::new()).expect_err("refused").to_string();
+            assert!(err.contains(key) && err.contains(&format!("set {variable} instead")), "{err}");
+        }
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").expect("write");
+        let err = Settings::resolve(&args, &Environment::new()).expect_err("refused").to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    /// A valid value for each key, different from its default.
+    fn sample(key: &str) -> Option<(&'static str, Value)> {
+        Some(match key {
+            "listen" => ("127.0.0.1:9999", json!("127.0.0.1:9999")),
+            "data_dir" => ("/srv/latch-sample", json!("/srv/latch-sample")),
+            "public_url" => ("https://auth.sample.example", json!("https://auth.sample.example")),
+            "master_key_file" => ("/etc/latch-sample.key", json!("/etc/latch-sample.key")),
+            "log" => ("debug", json!("debug")),
+            "log_format" => ("json", json!("json")),
+            "hash_concurrency" => ("3", json!(3)),
+            "cache_mb" => ("64", json!(64)),
+            "demo_tenant" => ("false", json!(false)),
+            "auth_rate_limit_per_minute" => ("7", json!(7)),
+            "max_connections" => ("100", json!(100)),
+            "header_timeout_seconds" => ("5", json!(5)),
+            "idle_timeout_seconds" => ("6", json!(6)),
+            "body_timeout_seconds" => ("8", json!(8)),
+            "smtp_host" => ("mail.sample.example", json!("mail.sample.example")),
+            "smtp_port" => ("2525", json!(2525)),
+            "smtp_security" => ("tls", json!("tls")),
+            "smtp_username" => ("latch", json!("latch")),
+            "mail_from" => ("Sample <auth@sample.example>", json!("Sample <auth@sample.example>")),
+            _ => return None,
+        })
+    }
+
+    /// Every key works as a flag, a `LATCH_*` variable and a TOML key.
+    #[test]
+    fn every_key_is_read_from_the_file_the_environment_and_a_flag() {
+        use clap::{CommandFactory as _, FromArgMatches as _, Parser};
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("latch.toml");
+        let keys = ConfigArgs::keys();
+        assert!(keys.len() >= 19, "{keys:?}");
+        let flags: Vec<String> = Flags::command().get_arguments().map(|arg| arg.get_id().as_str().to_owned()).collect();
+        for key in keys {
+            let (text, expected) = sample(&key).unwrap_or_else(|| panic!("no sample value for the key `{key}`"));
+            assert!(flags.contains(&key), "no flag for `{key}`");
+            let read = |args: &ConfigArgs, env: &Environment| {
+                serde_json::to_value(args.merged(env).expect("valid")).expect("serializes")[&key].clone()
+            };
+            let from_flag = Flags::from_arg_matches(&Flags::command().get_matches_from([
+                "latch".to_owned(),
+                format!("--{}", key.replace('_', "-")),
+                text.into(),
+            ]))
+            .expect("parses")
+            .config;
+            assert_eq!(read(&from_flag, &Environment::new()), expected, "flag for {key}");
+            let env = Environment::from([(ConfigArgs::variable(&key), text.to_owned())]);
+            assert_eq!(read(&ConfigArgs::default(), &env), expected, "variable for {key}");
+            let value = match &expected {
+                Value::String(text) => toml::Value::String(text.clone()),
+                Value::Bool(b) => toml::Value::Boolean(*b),
+                other => toml::Value::Integer(other.as_i64().expect("integer")),
+            };
+            std::fs::write(&file, toml::to_string(&toml::Table::from_iter([(key.clone(), value)])).expect("toml"))
+                .expect("write");
+            let in_file = ConfigArgs { config: Some(file.clone()), ..ConfigArgs::default() };
+            assert_eq!(read(&in_file, &Environment::new()), expected, "file key {key}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_and_the_environment_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("latch.toml");
+        std::fs::write(&file, "cache_mb = 1\nhash_concurrency = 1\nlog = \"warn\"\n").expect("write");
+        let env = Environment::from([
+            ("LATCH_CONFIG".to_owned(), file.display().to_string()),
+            ("LATCH_CACHE_MB".to_owned(), "2".to_owned()),
+            ("LATCH_HASH_CONCURRENCY".to_owned(), "2".to_owned()),
+        ]);
+        let args = ConfigArgs { hash_concurrency: Some(3), ..ConfigArgs::default() };
+        let settings = Settings::resolve(&args, &env).expect("valid");
+        assert_eq!((settings.log.as_str(), settings.cache_mb, settings.hash_concurrency), ("warn", 2, 3));
+    }
+
+    #[test]
+    fn a_bad_value_in_the_environment_names_the_variable() {
+        let env = Environment::from([("LATCH_CACHE_MB".to_owned(), "lots".to_owned())]);
+        let err = Settings::resolve(&ConfigArgs::default(), &env).expect_err("refused").to_string();
+        assert!(err.starts_with("LATCH_CACHE_MB:"), "{err}");
+        let env = Environment::from([("LATCH_SMTP_SECURITY".to_owned(), "ssl".to_owned())]);
+        let err = Settings::resolve(&ConfigArgs::default(), &env).expect_err("refused").to_string();
+        assert!(err.starts_with("LATCH_SMTP_SECURITY:"), "{err}");
+    }
+
+    #[test]
+    fn smtp_comes_from_the_keys_and_its_password_from_the_environment_only() {
+        let env = Environment::from([
+            ("LATCH_SMTP_HOST".to_owned(), "mail.example".to_owned()),
+            ("LATCH_SMTP_SECURITY".to_owned(), "tls".to_owned()),
+            (SMTP_PASSWORD_VAR.to_owned(), "relay-secret".to_owned()),
+        ]);
+        let smtp = Settings::resolve(&ConfigArgs::default(), &env).expect("valid").smtp.expect("configured");
+        assert_eq!((smtp.host.as_str(), smtp.port, smtp.security), ("mail.example", 465, SmtpSecurity::Tls));
+        assert_eq!(smtp.password.as_ref().map(|p| p.expose_secret().to_owned()).as_deref(), Some("relay-secret"));
+        assert!(Settings::resolve(&ConfigArgs::default(), &Environment::new()).expect("valid").smtp.is_none());
     }
 
     #[test]
     fn short_operator_tokens_and_a_master_key_inside_the_data_dir_are_refused() {
-        assert!(Settings::resolve(&ConfigArgs::default(), Some("short".into())).is_err());
-        assert!(Settings::resolve(&ConfigArgs::default(), Some("a-long-enough-operator-token".into())).is_ok());
+        let token = |value: &str| Environment::from([(OPERATOR_TOKEN_VAR.to_owned(), value.to_owned())]);
+        assert!(Settings::resolve(&ConfigArgs::default(), &token("short")).is_err());
+        assert!(Settings::resolve(&ConfigArgs::default(), &token("a-long-enough-operator-token")).is_ok());
         let inside = ConfigArgs {
             data_dir: Some("/srv/latch".into()),
             master_key_file: Some("/srv/latch/master.key".into()),
             ..ConfigArgs::default()
         };
-        assert!(Settings::resolve(&inside, None).is_err());
+        assert!(Settings::resolve(&inside, &Environment::new()).is_err());
     }
 
     #[test]
@@ -326,7 +534,7 @@ mod tests {
                 master_key_file: Some(key.clone()),
                 ..ConfigArgs::default()
             };
-            let err = Settings::resolve(&args, None).expect_err(&format!("{} is inside", key.display()));
+            let err = Settings::resolve(&args, &Environment::new()).expect_err(&format!("{} is inside", key.display()));
             assert!(err.to_string().contains("outside the data directory"), "{err}");
         }
         let relative_data = ConfigArgs {
@@ -334,13 +542,19 @@ mod tests {
             master_key_file: Some(data.join("k.key")),
             ..ConfigArgs::default()
         };
-        assert!(Settings::resolve(&relative_data, None).is_err(), "the data dir given through a symlink");
+        assert!(
+            Settings::resolve(&relative_data, &Environment::new()).is_err(),
+            "the data dir given through a symlink"
+        );
         let beside = ConfigArgs {
             data_dir: Some(data.clone()),
             master_key_file: Some(dir.path().join("data-keys/k.key")),
             ..ConfigArgs::default()
         };
-        assert!(Settings::resolve(&beside, None).is_ok(), "a sibling whose name starts the same is outside");
+        assert!(
+            Settings::resolve(&beside, &Environment::new()).is_ok(),
+            "a sibling whose name starts the same is outside"
+        );
         assert!(!dir.path().join("data-keys").exists() && !data.join("k.key").exists(), "nothing was created");
     }
 }

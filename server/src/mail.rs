@@ -13,17 +13,19 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use secrecy::{ExposeSecret, SecretString};
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
     /// TLS from the first byte (usually port 465).
     Tls,
     /// Plain connection upgraded with STARTTLS, which is required (usually port 587).
+    #[value(name = "starttls")]
     StartTls,
     /// No encryption: only for a relay on the same host or a trusted network.
     None,
 }
 
-/// SMTP relay settings (from `LATCH_SMTP_*`).
+/// SMTP relay settings (`smtp_*` keys; the password from `LATCH_SMTP_PASSWORD`).
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
     /// Relay host.

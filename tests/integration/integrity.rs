@@ -216,7 +216,7 @@ fn settings_for(data_dir: &Path, key: &Path) -> latch_server::config::Settings {
         master_key_file: Some(key.to_owned()),
         ..latch_server::config::ConfigArgs::default()
     };
-    latch_server::config::Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings")
+    latch_server::config::Settings::resolve(&args, &operator_environment()).expect("settings")
 }
 
 #[tokio::test]

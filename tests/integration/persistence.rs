@@ -46,7 +46,7 @@ async fn the_master_key_lives_beside_the_data_and_another_one_stops_the_server_a
         data_dir: Some(app.data_dir()),
         ..Default::default()
     };
-    let settings = latch_server::config::Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
+    let settings = latch_server::config::Settings::resolve(&args, &operator_environment()).expect("settings");
     let refused = latch_server::app::start(&settings, std::sync::Arc::new(latch_server::clock::SystemClock)).await;
     let message = refused.err().expect("refused").to_string();
     assert!(message.contains("master key"), "{message}");

@@ -14,6 +14,12 @@ use serde_json::{Value, json};
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The environment a test server resolves its settings from: the operator
+/// token only (never the test process's own `LATCH_*` variables).
+pub fn operator_environment() -> latch_server::config::Environment {
+    [("LATCH_OPERATOR_TOKEN".to_owned(), OPERATOR_TOKEN.to_owned())].into()
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -63,7 +69,7 @@ async fn start(
     configure: &Configure,
 ) -> RunningServer {
     let args = ConfigArgs { listen: Some(listen.into()), data_dir: Some(data_dir.to_owned()), ..ConfigArgs::default() };
-    let mut settings = Settings::resolve(&args, Some(OPERATOR_TOKEN.into())).expect("settings");
+    let mut settings = Settings::resolve(&args, &operator_environment()).expect("settings");
     settings.auth_rate_limit_per_minute = 0;
     configure(&mut settings);
     latch_server::app::start(&settings, clock).await.expect("server starts")
