@@ -55,6 +55,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every code [`Error::code`] can return (a test keeps the two in step).
+    pub const CODES: &'static [&'static str] = &[
+        "too_large",
+        "malformed",
+        "duplicate_member",
+        "alg_not_allowed",
+        "unsupported_crit",
+        "wrong_type",
+        "unknown_kid",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "wrong_issuer",
+        "wrong_audience",
+        "missing_claim",
+        "invalid_claim",
+        "invalid_key",
+        "invalid_options",
+    ];
+
     /// The stable machine-readable code, e.g. `"expired"` or `"bad_signature"`.
     pub fn code(&self) -> &'static str {
         match self {

@@ -369,10 +369,13 @@ impl KeySet {
 
     /// The key a token's `kid` names. A token without `kid` is accepted only
     /// when the set holds exactly one key, as `jose`'s local JWKS does.
-    pub(crate) fn find(&self, kid: Option<&str>) -> Result<&VerifyingKey, Error> {
+    /// Returns its position in [`KeySet::keys`] too.
+    pub(crate) fn find(&self, kid: Option<&str>) -> Result<(usize, &VerifyingKey), Error> {
         match kid {
-            Some(kid) => self.keys.iter().find(|key| key.kid.as_deref() == Some(kid)).ok_or(Error::UnknownKid),
-            None if self.keys.len() == 1 => Ok(&self.keys[0]),
+            Some(kid) => {
+                self.keys.iter().enumerate().find(|(_, key)| key.kid.as_deref() == Some(kid)).ok_or(Error::UnknownKid)
+            }
+            None if self.keys.len() == 1 => Ok((0, &self.keys[0])),
             None => Err(Error::UnknownKid),
         }
     }

@@ -308,6 +308,69 @@ fn kid_is_required_when_the_set_holds_several_keys() {
 }
 
 #[test]
+fn prepare_names_the_position_of_the_key_it_picked() {
+    let ed = Ed::new();
+    let mut keys = KeySet::default();
+    keys.push(VerifyingKey::hmac(Some("h".into()), &[1u8; 32]).expect("strong enough"));
+    for key in ed.keys().keys() {
+        keys.push(key.clone());
+    }
+    let token = ed.token();
+    let prepared = prepare(&token, &keys, &validation()).expect("prepared");
+    assert_eq!(prepared.key_index(), 1);
+    assert!(std::ptr::eq(prepared.key(), &keys.keys()[1]));
+    let single = ed.keys();
+    let without_kid = ed.sign(&without(ed.header(), "kid"), &claims());
+    assert_eq!(prepare(&without_kid, &single, &validation()).expect("one key").key_index(), 0);
+}
+
+/// `Error::CODES` lists exactly the codes `Error::code` returns: the match
+/// below has no wildcard, so a new variant does not compile until it is here.
+#[test]
+fn the_code_list_is_every_variants_code() {
+    let every = [
+        Error::TooLarge,
+        Error::Malformed,
+        Error::DuplicateMember,
+        Error::AlgNotAllowed,
+        Error::UnsupportedCrit,
+        Error::WrongType,
+        Error::UnknownKid,
+        Error::BadSignature,
+        Error::Expired,
+        Error::NotYetValid,
+        Error::WrongIssuer,
+        Error::WrongAudience,
+        Error::MissingClaim("exp"),
+        Error::InvalidClaim("exp"),
+        Error::InvalidKey,
+        Error::InvalidOptions,
+    ];
+    for error in every {
+        match error {
+            Error::TooLarge
+            | Error::Malformed
+            | Error::DuplicateMember
+            | Error::AlgNotAllowed
+            | Error::UnsupportedCrit
+            | Error::WrongType
+            | Error::UnknownKid
+            | Error::BadSignature
+            | Error::Expired
+            | Error::NotYetValid
+            | Error::WrongIssuer
+            | Error::WrongAudience
+            | Error::MissingClaim(_)
+            | Error::InvalidClaim(_)
+            | Error::InvalidKey
+            | Error::InvalidOptions => {}
+        }
+    }
+    let codes: Vec<&str> = every.iter().map(Error::code).collect();
+    assert_eq!(codes, Error::CODES);
+}
+
+#[test]
 fn small_order_ed25519_keys_and_signatures_are_rejected() {
     // The identity point as the public key, with R = identity and S = 0:
     // a lax verifier accepts this "signature" for every message.

@@ -105,6 +105,7 @@ pub fn verify(token: &str, keys: &KeySet, validation: &Validation, now: i64) -> 
 #[derive(Debug)]
 pub struct Prepared<'t, 'k> {
     key: &'k VerifyingKey,
+    key_index: usize,
     header: ParsedHeader,
     signing_input: &'t str,
     payload: &'t str,
@@ -115,6 +116,12 @@ impl<'t, 'k> Prepared<'t, 'k> {
     /// The key the token's `kid` names, bound to the token's algorithm.
     pub fn key(&self) -> &'k VerifyingKey {
         self.key
+    }
+
+    /// That key's position in the key set's [`KeySet::keys`], stable for the
+    /// set's lifetime: callers cache per-key work (an imported WebCrypto key) under it.
+    pub fn key_index(&self) -> usize {
+        self.key_index
     }
 
     /// The bytes the signature covers (`header.payload`).
@@ -142,10 +149,10 @@ impl<'t, 'k> Prepared<'t, 'k> {
 pub fn prepare<'t, 'k>(token: &'t str, keys: &'k KeySet, validation: &Validation) -> Result<Prepared<'t, 'k>, Error> {
     let parts = Parts::split(token)?;
     let header = parts.header()?;
-    let key = select_key(&header, keys, validation)?;
+    let (key_index, key) = select_key(&header, keys, validation)?;
     let signature = b64::decode(parts.signature)?;
     key.check_signature_encoding(&signature)?;
-    Ok(Prepared { key, header, signing_input: parts.signing_input, payload: parts.payload, signature })
+    Ok(Prepared { key, key_index, header, signing_input: parts.signing_input, payload: parts.payload, signature })
 }
 
 /// The second half of [`verify`] for callers that checked the signature of
@@ -264,16 +271,20 @@ fn is_access_token_type(typ: &str) -> bool {
 }
 
 /// Finds the key named by `kid` and checks the header's `alg` is that key's one algorithm.
-fn select_key<'k>(header: &ParsedHeader, keys: &'k KeySet, validation: &Validation) -> Result<&'k VerifyingKey, Error> {
+fn select_key<'k>(
+    header: &ParsedHeader,
+    keys: &'k KeySet,
+    validation: &Validation,
+) -> Result<(usize, &'k VerifyingKey), Error> {
     let named = Algorithm::parse(&header.alg).ok_or(Error::AlgNotAllowed)?;
     if !validation.algorithms.contains(&named) {
         return Err(Error::AlgNotAllowed);
     }
-    let key = keys.find(header.kid.as_deref())?;
+    let (index, key) = keys.find(header.kid.as_deref())?;
     if key.algorithm() != named {
         return Err(Error::AlgNotAllowed);
     }
-    Ok(key)
+    Ok((index, key))
 }
 
 fn check_claims(payload: &Map<String, Value>, validation: &Validation, now: i64) -> Result<(), Error> {

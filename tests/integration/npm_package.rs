@@ -57,3 +57,33 @@ async fn server_tokens_verify_with_the_npm_package_until_their_key_leaves_the_jw
     let tampered = format!("{}{flipped}{}", &new[..cut], &new[cut + 1..]);
     assert_eq!(verify_with_package(&app, &tampered, START).await["code"], "bad_signature");
 }
+
+/// The quoted strings of `text` between `start` and the next `;`.
+fn quoted_between(text: &str, start: &str) -> std::collections::BTreeSet<String> {
+    let from = text.find(start).unwrap_or_else(|| panic!("no `{start}`")) + start.len();
+    let union = &text[from..from + text[from..].find(';').expect("the union ends")];
+    union.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// The package's TypeScript error-code union is exactly what its errors can
+/// carry: the codes `latch-shared` produces, plus `jwks_unavailable`, which
+/// only the JavaScript remote verifier raises; and every code `core.js`
+/// throws is in the union.
+#[test]
+fn the_typescript_error_codes_are_the_codes_the_package_can_throw() {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier-wasm/js");
+    let types = std::fs::read_to_string(js.join("index.d.ts")).expect("index.d.ts");
+    let declared = quoted_between(&types, "export type VerifyErrorCode =");
+    let mut expected: std::collections::BTreeSet<String> =
+        latch_shared::Error::CODES.iter().map(|code| (*code).to_owned()).collect();
+    expected.insert("jwks_unavailable".to_owned());
+    assert_eq!(declared, expected);
+
+    let core = std::fs::read_to_string(js.join("core.js")).expect("core.js");
+    let thrown: Vec<&str> =
+        core.split("new VerifyError(\"").skip(1).map(|rest| &rest[..rest.find('"').expect("code ends")]).collect();
+    assert!(thrown.len() >= 5, "{thrown:?}");
+    for code in thrown {
+        assert!(declared.contains(code), "core.js throws `{code}`, which index.d.ts does not declare");
+    }
+}

@@ -66,8 +66,12 @@ function claimedAlgorithm(token) {
   return alg;
 }
 
+const JWK_MEMBERS = ["kty", "crv", "x", "y", "n", "e"];
+
+/** The public JWK of the key a prepared check picked (its members that are set). */
 function jwkOf(check) {
-  return { kty: check.kty, crv: check.crv, x: check.x, y: check.y, n: check.n, e: check.e };
+  const values = check.jwk;
+  return Object.fromEntries(JWK_MEMBERS.map((name, i) => [name, values[i]]).filter(([, value]) => value !== undefined));
 }
 
 const WEBCRYPTO = {
@@ -146,12 +150,20 @@ export class Verifier {
       check.free();
       return this.verify(token, now);
     }
+    const { keyIndex, signature, signingInput } = check;
     const jwk = jwkOf(check);
-    const signature = check.signature;
-    const signingInput = check.signingInput;
     check.free();
-    const key = await this.#importKey(jwk, algorithm);
-    const valid = await subtle.verify(algorithm.verify, key, signature, signingInput);
+    // WebCrypto may refuse a key or a check (a runtime without the curve, a
+    // malformed input): that is a failed verification with a code, like any other.
+    let valid;
+    try {
+      const key = await this.#importKey(keyIndex, jwk, algorithm);
+      valid = await subtle.verify(algorithm.verify, key, signature, signingInput);
+    } catch (error) {
+      throw error instanceof VerifyError
+        ? error
+        : new VerifyError("bad_signature", `WebCrypto could not check the signature: ${error?.message ?? error}`);
+    }
     try {
       return JSON.parse(this.#inner.finishAfterSignature(token, now, valid));
     } catch (error) {
@@ -159,13 +171,15 @@ export class Verifier {
     }
   }
 
-  async #importKey(jwk, algorithm) {
-    const id = JSON.stringify(jwk);
-    let key = this.#cryptoKeys.get(id);
+  async #importKey(keyIndex, jwk, algorithm) {
+    let key = this.#cryptoKeys.get(keyIndex);
     if (!key) {
-      const members = Object.fromEntries(Object.entries(jwk).filter(([, value]) => value !== undefined));
-      key = await globalThis.crypto.subtle.importKey("jwk", members, algorithm.import, false, ["verify"]);
-      this.#cryptoKeys.set(id, key);
+      try {
+        key = await globalThis.crypto.subtle.importKey("jwk", jwk, algorithm.import, false, ["verify"]);
+      } catch (error) {
+        throw new VerifyError("invalid_key", `WebCrypto refused the key: ${error?.message ?? error}`);
+      }
+      this.#cryptoKeys.set(keyIndex, key);
     }
     return key;
   }

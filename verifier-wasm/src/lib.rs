@@ -83,9 +83,8 @@ impl WasmVerifier {
     pub fn prepare(&self, token: &str) -> Result<PreparedCheck, JsValue> {
         let prepared = shared::prepare(token, &self.keys, &self.validation).map_err(failure)?;
         let key = prepared.key();
-        let key_index = self.keys.keys().iter().position(|candidate| std::ptr::eq(candidate, key));
         Ok(PreparedCheck {
-            key_index: key_index.expect("prepare picks a key of this set") as u32,
+            key_index: prepared.key_index() as u32,
             alg: key.algorithm().as_str(),
             jwk: key.public_jwk().cloned(),
             signing_input: prepared.signing_input().to_vec(),
@@ -133,40 +132,15 @@ impl PreparedCheck {
         self.alg.to_owned()
     }
 
-    /// The key's type (`EC`, `RSA`, `OKP`); undefined for HMAC keys.
+    /// The key's public JWK members `[kty, crv, x, y, n, e]`, each a string
+    /// or undefined (no JSON serializer in the wasm); empty for HMAC keys.
     #[wasm_bindgen(getter)]
-    pub fn kty(&self) -> Option<String> {
-        self.jwk.as_ref().map(|jwk| jwk.kty.clone())
-    }
-
-    /// The key's curve, for EC and OKP keys.
-    #[wasm_bindgen(getter)]
-    pub fn crv(&self) -> Option<String> {
-        self.jwk.as_ref().and_then(|jwk| jwk.crv.clone())
-    }
-
-    /// Public x coordinate or key, base64url.
-    #[wasm_bindgen(getter)]
-    pub fn x(&self) -> Option<String> {
-        self.jwk.as_ref().and_then(|jwk| jwk.x.clone())
-    }
-
-    /// Public y coordinate, base64url.
-    #[wasm_bindgen(getter)]
-    pub fn y(&self) -> Option<String> {
-        self.jwk.as_ref().and_then(|jwk| jwk.y.clone())
-    }
-
-    /// RSA modulus, base64url.
-    #[wasm_bindgen(getter)]
-    pub fn n(&self) -> Option<String> {
-        self.jwk.as_ref().and_then(|jwk| jwk.n.clone())
-    }
-
-    /// RSA exponent, base64url.
-    #[wasm_bindgen(getter)]
-    pub fn e(&self) -> Option<String> {
-        self.jwk.as_ref().and_then(|jwk| jwk.e.clone())
+    pub fn jwk(&self) -> Vec<JsValue> {
+        let Some(jwk) = &self.jwk else { return Vec::new() };
+        [Some(&jwk.kty), jwk.crv.as_ref(), jwk.x.as_ref(), jwk.y.as_ref(), jwk.n.as_ref(), jwk.e.as_ref()]
+            .into_iter()
+            .map(|member| member.map_or(JsValue::UNDEFINED, |text| JsValue::from_str(text)))
+            .collect()
     }
 
     /// The signed bytes.

@@ -84,6 +84,8 @@ test("the package verifies tokens in Chromium through a plain module script", as
     assert.deepEqual(results.rs256Sync, { ok: true, sub: "web-RS256", admin: false });
     assert.deepEqual(results.tampered, { ok: false, code: "bad_signature" });
     assert.deepEqual(results.remote, { ok: true, sub: "web-ES256", admin: false });
+    assert.deepEqual(results.importRefused, { ok: false, code: "invalid_key" });
+    assert.deepEqual(results.verifyRefused, { ok: false, code: "bad_signature" });
   } finally {
     await browser.close();
   }
