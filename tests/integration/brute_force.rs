@@ -18,7 +18,7 @@ fn retry_after(response: &Response) -> u64 {
 }
 
 async fn locked(app: &TestApp, password: &str) -> u64 {
-    let response = app.login("demo", EMAIL, password).await;
+    let response = app.try_login("demo", EMAIL, password).await;
     let seconds = retry_after(&response);
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
     seconds
@@ -35,16 +35,16 @@ async fn repeated_failed_logins_lock_the_account_with_a_growing_delay_that_survi
 
     // Two failures, then a success: the count starts again.
     for _ in 0..2 {
-        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(app.login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(app.try_login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK);
     for _ in 0..2 {
-        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(app.login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK, "2 < threshold after a reset");
+    assert_eq!(app.try_login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK, "2 < threshold after a reset");
 
     for _ in 0..3 {
-        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(locked(&app, PASSWORD).await, 60, "the right password is refused while locked");
     let form = [("grant_type", "password"), ("username", EMAIL), ("password", PASSWORD)];
@@ -53,16 +53,16 @@ async fn repeated_failed_logins_lock_the_account_with_a_growing_delay_that_survi
     assert_eq!(token.json::<Value>().await.expect("json")["error"], "invalid_grant");
 
     clock.advance(61);
-    assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(locked(&app, PASSWORD).await, 120, "one more failure doubles the delay");
 
     app.restart().await;
     clock.advance(100);
     assert_eq!(locked(&app, PASSWORD).await, 20, "the lock survived the restart");
     clock.advance(21);
-    assert_eq!(app.login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK);
-    assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK, "success reset the count");
+    assert_eq!(app.try_login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.try_login("demo", EMAIL, PASSWORD).await.status(), StatusCode::OK, "success reset the count");
 
     let events = app.get_with("/t/demo/admin/events?limit=200", OPERATOR_TOKEN).await;
     let events: Value = events.json().await.expect("json");
@@ -75,25 +75,25 @@ async fn auth_endpoints_answer_429_with_retry_after_beyond_the_per_ip_limit() {
     let app = spawn_app_with_rate_limit(5).await;
     let tokens = app.register("demo", EMAIL).await;
     for _ in 0..4 {
-        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
-    let limited = app.login("demo", EMAIL, PASSWORD).await;
+    let limited = app.try_login("demo", EMAIL, PASSWORD).await;
     let seconds = retry_after(&limited);
     assert!((1..=60).contains(&seconds), "Retry-After {seconds}");
     assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-    let form = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().expect("rt"))];
+    let form = [("grant_type", "refresh_token"), ("refresh_token", &tokens.refresh)];
     let token = app.post_form("/t/demo/oauth/token", &form).await;
     assert_eq!(token.status(), StatusCode::TOO_MANY_REQUESTS, "the token endpoint shares the budget");
     assert!(retry_after(&token) >= 1);
     assert!(token.headers()["content-type"].to_str().expect("ascii").starts_with("application/json"));
     let body: serde_json::Value = token.json().await.expect("an OAuth error body");
     assert_eq!(body["error"], "rate_limited", "OAuth endpoints answer in the RFC 6749 format: {body}");
-    let refresh = app.refresh("demo", tokens["refresh_token"].as_str().expect("rt")).await;
+    let refresh = app.try_refresh("demo", &tokens.refresh).await;
     assert_eq!(refresh.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // Endpoints that take no password are not limited.
     for _ in 0..10 {
-        let me = app.get_with("/t/demo/users/me", tokens["access_token"].as_str().expect("at")).await;
+        let me = app.get_with("/t/demo/users/me", &tokens.access).await;
         assert_eq!(me.status(), StatusCode::OK);
     }
 }
@@ -102,7 +102,7 @@ async fn auth_endpoints_answer_429_with_retry_after_beyond_the_per_ip_limit() {
 async fn wrong_current_passwords_count_toward_the_lockout_and_then_even_the_right_one_is_refused() {
     let app = spawn_app().await;
     let tokens = app.register("demo", EMAIL).await;
-    let token = tokens["access_token"].as_str().expect("at");
+    let token = tokens.access.as_str();
     let change = |current: &str| json!({"current_password": current, "new_password": "a brand new passphrase"});
     // Before, 40 wrong guesses were all answered 403 and the 41st, right, one 204.
     for _ in 0..5 {
@@ -120,23 +120,23 @@ async fn wrong_current_passwords_count_toward_the_lockout_and_then_even_the_righ
 async fn a_right_current_password_clears_the_failures_it_follows() {
     let app = spawn_app().await;
     let tokens = app.register("demo", EMAIL).await;
-    let token = tokens["access_token"].as_str().expect("at");
+    let token = tokens.access.as_str();
     for _ in 0..4 {
-        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
     let body = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
     let changed = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&body)).await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
     // Four failures, then a success: a fifth failure does not lock.
-    assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login("demo", EMAIL, "a brand new passphrase").await.status(), StatusCode::OK);
+    assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.try_login("demo", EMAIL, "a brand new passphrase").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn the_callers_password_and_second_factor_endpoints_share_the_per_ip_limit() {
     let app = spawn_app_with_rate_limit(4).await;
     let tokens = app.register("demo", EMAIL).await; // 1 of 4
-    let token = tokens["access_token"].as_str().expect("at");
+    let token = tokens.access.as_str();
     let body = json!({"current_password": "wrong guess!", "new_password": "a brand new passphrase"});
     for _ in 0..2 {
         let wrong = app.send(Method::POST, "/t/demo/users/me/password", token, Some(&body)).await;
@@ -159,7 +159,7 @@ async fn a_password_set_by_the_operator_lifts_the_lock_like_a_reset() {
     let mut app = spawn_app().await;
     app.register("demo", EMAIL).await;
     for _ in 0..5 {
-        assert_eq!(app.login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.try_login("demo", EMAIL, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
     locked(&app, PASSWORD).await;
     app.stop().await;
@@ -178,6 +178,6 @@ async fn a_password_set_by_the_operator_lifts_the_lock_like_a_reset() {
     }
     assert!(set.wait().await.expect("exit").success());
     app.restart().await;
-    let login = app.login("demo", EMAIL, "an operator's new passphrase").await;
+    let login = app.try_login("demo", EMAIL, "an operator's new passphrase").await;
     assert_eq!(login.status(), StatusCode::OK, "the new password works at once, not after the lock");
 }

@@ -8,25 +8,13 @@ use crate::support::*;
 #[tokio::test]
 async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh_logout_admin_and_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::new();
     let (_server, base) = spawn_binary(dir.path()).await;
-    wait_ready(&http, &base).await;
-    let strict = http
-        .post(format!("{base}/admin/tenants"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"id": "strict", "email_verification": "required"}))
-        .send()
-        .await
-        .expect("create tenant");
-    assert_eq!(strict.status(), reqwest::StatusCode::CREATED);
+    let client = TestClient::new(&base);
+    client.wait_ready().await;
+    client.create_tenant(json!({"id": "strict", "email_verification": "required"})).await;
     let admin_password = "an admin's long passphrase";
-    let created = http
-        .post(format!("{base}/t/demo/admin/users"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"email": "boss@example.com", "password": admin_password, "roles": ["admin"]}))
-        .send()
-        .await
-        .expect("create admin");
+    let admin = json!({"email": "boss@example.com", "password": admin_password, "roles": ["admin"]});
+    let created = client.operator_post("/t/demo/admin/users", &admin).await;
     assert!(created.status().is_success(), "{}", created.text().await.unwrap_or_default());
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier-wasm/tests/server-demo.mjs");
@@ -92,29 +80,10 @@ async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh
 
     // The server after the reset: the old password is refused, and only the
     // sessions begun after it remain (the reset ended the others).
-    let old = http
-        .post(format!("{base}/t/demo/auth/login"))
-        .json(&json!({"email": email, "password": "a long demo passphrase"}))
-        .send()
-        .await
-        .expect("login");
+    let old = client.try_login("demo", email, "a long demo passphrase").await;
     assert_eq!(old.status(), reqwest::StatusCode::UNAUTHORIZED);
-    let login = http
-        .post(format!("{base}/t/demo/auth/login"))
-        .json(&json!({"email": email, "password": "a brand new passphrase"}))
-        .send()
-        .await
-        .expect("login");
-    let body: Value = login.json().await.expect("json");
-    let sessions: Value = http
-        .get(format!("{base}/t/demo/users/me/sessions"))
-        .bearer_auth(body["access_token"].as_str().expect("token"))
-        .send()
-        .await
-        .expect("sessions")
-        .json()
-        .await
-        .expect("json");
+    let login = client.login("demo", email, "a brand new passphrase").await;
+    let sessions: Value = client.get_with("/t/demo/users/me/sessions", &login.access).await.json().await.expect("json");
     assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(2), "the page's and this login's: {sessions}");
 }
 

@@ -46,7 +46,7 @@ async fn cors_lets_only_the_tenants_own_origins_call_it_and_anyone_read_its_jwks
     let patched = patch.json(&json!({"cors_allowed_origins": [APP]})).send().await.expect("request");
     assert_eq!(patched.status(), StatusCode::OK);
     let tokens = app.register("demo", "cors@example.com").await;
-    let access = tokens["access_token"].as_str().expect("at");
+    let access = tokens.access.as_str();
 
     let preflight = |tenant: &str, origin: &str| {
         app.http

@@ -14,10 +14,6 @@ use crate::support::*;
 const NEW_PASSWORD: &str = "a new and better passphrase";
 const ROUNDS: usize = 4;
 
-fn token(tokens: &Value) -> &str {
-    tokens["access_token"].as_str().expect("access token")
-}
-
 /// A tenant that never locks accounts, so wrong passwords can run freely.
 async fn no_lockout_tenant(app: &TestApp, id: &str) {
     app.create_tenant(json!({"id": id, "lockout_threshold": 0})).await;
@@ -33,7 +29,7 @@ async fn a_password_change_holds_against_concurrent_wrong_password_logins() {
         let body = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
         let changed_yet = std::sync::atomic::AtomicBool::new(false);
         let change = async {
-            let response = app.send(Method::POST, "/t/race/users/me/password", token(&user), Some(&body)).await;
+            let response = app.send(Method::POST, "/t/race/users/me/password", &user.access, Some(&body)).await;
             changed_yet.store(true, std::sync::atomic::Ordering::SeqCst);
             response
         };
@@ -42,16 +38,17 @@ async fn a_password_change_holds_against_concurrent_wrong_password_logins() {
         let wrong = async {
             let mut answers = Vec::new();
             while !changed_yet.load(std::sync::atomic::Ordering::SeqCst) {
-                answers.extend(join_all((0..4).map(|_| app.login("race", &email, "not the password at all"))).await);
+                answers
+                    .extend(join_all((0..4).map(|_| app.try_login("race", &email, "not the password at all"))).await);
             }
             answers
         };
         let (changed, wrong) = tokio::join!(change, wrong);
         assert_eq!(changed.status(), StatusCode::NO_CONTENT, "round {round}");
         assert!(wrong.iter().all(|r| r.status() == StatusCode::UNAUTHORIZED));
-        let old = app.login("race", &email, PASSWORD).await;
+        let old = app.try_login("race", &email, PASSWORD).await;
         assert_eq!(old.status(), StatusCode::UNAUTHORIZED, "round {round}: the old password works again");
-        assert_eq!(app.login("race", &email, NEW_PASSWORD).await.status(), StatusCode::OK, "round {round}");
+        assert_eq!(app.try_login("race", &email, NEW_PASSWORD).await.status(), StatusCode::OK, "round {round}");
     }
 }
 
@@ -60,9 +57,9 @@ async fn concurrent_wrong_passwords_all_count_and_lock_the_account() {
     let app = spawn_app().await;
     app.create_tenant(json!({"id": "lock", "lockout_threshold": 5, "lockout_base_seconds": 600})).await;
     app.register("lock", "target@example.com").await;
-    let wrong = join_all((0..40).map(|_| app.login("lock", "target@example.com", "guess guess guess"))).await;
+    let wrong = join_all((0..40).map(|_| app.try_login("lock", "target@example.com", "guess guess guess"))).await;
     assert!(wrong.iter().all(|r| [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status())));
-    let right = app.login("lock", "target@example.com", PASSWORD).await;
+    let right = app.try_login("lock", "target@example.com", PASSWORD).await;
     assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "account_locked").await;
     let admin = app.admin_of_locked_tenant("lock").await;
     let users: Value =
@@ -84,27 +81,27 @@ async fn an_admin_disable_and_a_demotion_hold_against_concurrent_profile_changes
     for round in 0..ROUNDS {
         let email = format!("member{round}@example.com");
         let user = app.register("demo", &email).await;
-        let id = user["user"]["id"].as_str().expect("id");
+        let id = user.user.id.as_str();
         let promote = json!({"roles": ["admin", "user"]});
         let path = format!("/t/demo/admin/users/{id}/roles");
-        assert_eq!(app.send(Method::PUT, &path, token(&admin), Some(&promote)).await.status(), StatusCode::OK);
+        assert_eq!(app.send(Method::PUT, &path, &admin.access, Some(&promote)).await.status(), StatusCode::OK);
 
         let (user_only, disable_path) = (json!({"roles": ["user"]}), format!("/t/demo/admin/users/{id}/disable"));
-        let demote = app.send(Method::PUT, &path, token(&admin), Some(&user_only));
-        let disable = app.send(Method::POST, &disable_path, token(&admin), None);
+        let demote = app.send(Method::PUT, &path, &admin.access, Some(&user_only));
+        let disable = app.send(Method::POST, &disable_path, &admin.access, None);
         let names: Vec<Value> = (0..6).map(|n| json!({"name": format!("Name {n}")})).collect();
         let renames =
-            join_all(names.iter().map(|name| app.send(Method::PATCH, "/t/demo/users/me", token(&user), Some(name))));
-        let wrong = join_all((0..4).map(|_| app.login("demo", &email, "not the password at all")));
+            join_all(names.iter().map(|name| app.send(Method::PATCH, "/t/demo/users/me", &user.access, Some(name))));
+        let wrong = join_all((0..4).map(|_| app.try_login("demo", &email, "not the password at all")));
         let (demoted, disabled, _, _) = tokio::join!(demote, disable, renames, wrong);
         assert_eq!(demoted.status(), StatusCode::OK);
         assert_eq!(disabled.status(), StatusCode::OK);
 
         let stored: Value =
-            app.get_with(&format!("/t/demo/admin/users/{id}"), token(&admin)).await.json().await.expect("json");
+            app.get_with(&format!("/t/demo/admin/users/{id}"), &admin.access).await.json().await.expect("json");
         assert_eq!(stored["disabled"], true, "round {round}: the disable was undone: {stored}");
         assert_eq!(stored["roles"], json!(["user"]), "round {round}: the demotion was undone: {stored}");
-        let login = app.login("demo", &email, PASSWORD).await;
+        let login = app.try_login("demo", &email, PASSWORD).await;
         assert_problem(login, StatusCode::FORBIDDEN, "user_disabled").await;
     }
 }
@@ -117,16 +114,16 @@ async fn a_name_change_during_a_password_change_keeps_both() {
         let user = app.register("demo", &email).await;
         let (body, name) =
             (json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}), json!({"name": "Ada"}));
-        let change = app.send(Method::POST, "/t/demo/users/me/password", token(&user), Some(&body));
-        let rename = app.send(Method::PATCH, "/t/demo/users/me", token(&user), Some(&name));
+        let change = app.send(Method::POST, "/t/demo/users/me/password", &user.access, Some(&body));
+        let rename = app.send(Method::PATCH, "/t/demo/users/me", &user.access, Some(&name));
         let (changed, renamed) = tokio::join!(change, rename);
         assert_eq!(changed.status(), StatusCode::NO_CONTENT);
         assert_eq!(renamed.status(), StatusCode::OK);
-        let login = app.login("demo", &email, NEW_PASSWORD).await;
+        let login = app.try_login("demo", &email, NEW_PASSWORD).await;
         assert_eq!(login.status(), StatusCode::OK, "round {round}: the new password was lost");
-        let tokens: Value = login.json().await.expect("json");
-        assert_eq!(tokens["user"]["name"], "Ada", "round {round}: the name was lost");
-        assert_eq!(app.login("demo", &email, PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        let tokens: Tokens = login.json().await.expect("tokens");
+        assert_eq!(tokens.user.name.as_deref(), Some("Ada"), "round {round}: the name was lost");
+        assert_eq!(app.try_login("demo", &email, PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
     }
 }
 
@@ -134,7 +131,7 @@ impl TestApp {
     /// An admin of `tenant` whose own account never meets the lockout test's guesses.
     async fn admin_of_locked_tenant(&self, tenant: &str) -> String {
         let admin = self.admin_of(tenant, "lock-admin@example.com").await;
-        token(&admin).to_owned()
+        admin.access.as_str().to_owned()
     }
 }
 
@@ -205,7 +202,7 @@ async fn a_damaged_store_is_refused_with_a_message_that_names_restore() {
     // The undamaged original still starts, with every user.
     app.restart().await;
     for n in 0..20 {
-        assert_eq!(app.login("demo", &format!("user{n}@example.com"), PASSWORD).await.status(), StatusCode::OK);
+        assert_eq!(app.try_login("demo", &format!("user{n}@example.com"), PASSWORD).await.status(), StatusCode::OK);
     }
 }
 
@@ -379,7 +376,7 @@ async fn a_full_disk_answers_503_then_recovers_without_a_restart_and_readyz_tell
     // Everything acknowledged before and after the full disk is on disk.
     app.restart().await;
     for email in ["before@example.com", "after@example.com"] {
-        assert_eq!(app.login("full", email, PASSWORD).await.status(), StatusCode::OK, "{email}");
+        assert_eq!(app.try_login("full", email, PASSWORD).await.status(), StatusCode::OK, "{email}");
     }
     let tenant = app.send(Method::GET, "/admin/tenants/full", OPERATOR_TOKEN, None).await;
     let tenant: Value = tenant.json().await.expect("json");

@@ -45,7 +45,7 @@ async fn hs256_tenants_publish_no_secret_and_still_authenticate() {
         app.http.get(app.url("/t/hmac/.well-known/jwks.json")).send().await.expect("r").json().await.expect("j");
     assert_eq!(jwks, json!({"keys": []}));
     let tokens = app.register("hmac", "hmac@example.com").await;
-    let access = tokens["access_token"].as_str().expect("token");
+    let access = tokens.access.as_str();
     assert_eq!(app.get_with("/t/hmac/users/me", access).await.status(), StatusCode::OK);
 }
 
@@ -84,9 +84,9 @@ async fn access_tokens_of_every_asymmetric_algorithm_verify_with_the_jsonwebtoke
     app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"})).await;
     for tenant in ["demo", "ec", "rsa"] {
         let tokens = app.register(tenant, "interop@example.com").await;
-        let token = tokens["access_token"].as_str().expect("token");
+        let token = tokens.access.as_str();
         let claims = verify_with_jsonwebtoken(&app, tenant, token).await.unwrap_or_else(|e| panic!("{tenant}: {e}"));
-        assert_eq!(claims["sub"], tokens["user"]["id"], "{tenant}");
+        assert_eq!(claims["sub"], tokens.user.id, "{tenant}");
         assert_eq!(claims["tid"], tenant);
         assert_eq!(claims["roles"], json!(["user"]));
         for claim in ["iss", "aud", "exp", "iat", "nbf", "jti", "sid", "scope"] {
@@ -126,11 +126,11 @@ async fn access_tokens_verify_with_nodes_jose_from_the_discovery_document() {
     app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"})).await;
     for tenant in ["demo", "ec", "rsa"] {
         let tokens = app.register(tenant, "jose@example.com").await;
-        let token = tokens["access_token"].as_str().expect("token");
+        let token = tokens.access.as_str();
         let discovery_url = app.url(&format!("/t/{tenant}/.well-known/openid-configuration"));
         let verified = verify_with_jose(&dir, &discovery_url, token, tenant).await;
         assert_eq!(verified["ok"], true, "{tenant}: {verified}");
-        assert_eq!(verified["payload"]["sub"], tokens["user"]["id"]);
+        assert_eq!(verified["payload"]["sub"], tokens.user.id);
         assert_eq!(verified["header"]["typ"], "at+jwt");
         let tampered = verify_with_jose(&dir, &discovery_url, &tamper(token), tenant).await;
         assert_eq!(tampered["ok"], false, "{tenant}: {tampered}");

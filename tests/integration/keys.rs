@@ -37,7 +37,7 @@ async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_stays_until_
     let clock = Arc::new(ManualClock::new(START));
     let app = spawn_app_at(clock.clone()).await;
     let before = app.register("demo", "keys@example.com").await;
-    let old_token = before["access_token"].as_str().expect("t").to_owned();
+    let old_token = before.access.as_str().to_owned();
     let old_kid = kid_of(&old_token);
     let etag_before =
         app.http.get(app.url("/t/demo/.well-known/jwks.json")).send().await.expect("r").headers()["etag"].clone();
@@ -55,16 +55,12 @@ async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_stays_until_
         .expect("r");
     assert_eq!(stale.status(), StatusCode::OK, "the ETag changed with the key set");
 
-    let during: Value = app.login("demo", "keys@example.com", PASSWORD).await.json().await.expect("json");
-    assert_eq!(
-        kid_of(during["access_token"].as_str().expect("t")),
-        old_kid,
-        "the new key does not sign before its time"
-    );
+    let during = app.login("demo", "keys@example.com", PASSWORD).await;
+    assert_eq!(kid_of(&during.access), old_kid, "the new key does not sign before its time");
 
     clock.advance(60);
-    let after: Value = app.login("demo", "keys@example.com", PASSWORD).await.json().await.expect("json");
-    let new_token = after["access_token"].as_str().expect("t").to_owned();
+    let after = app.login("demo", "keys@example.com", PASSWORD).await;
+    let new_token = after.access.as_str().to_owned();
     assert_eq!(kid_of(&new_token), new_kid);
     assert_eq!(
         app.get_with("/t/demo/users/me", &old_token).await.status(),
@@ -96,7 +92,7 @@ async fn a_rotation_without_a_body_publishes_for_the_jwks_max_age_before_it_sign
     let clock = Arc::new(ManualClock::new(START));
     let app = spawn_app_at(clock.clone()).await;
     let user = app.register("demo", "later@example.com").await;
-    let old_kid = kid_of(user["access_token"].as_str().expect("t"));
+    let old_kid = kid_of(&user.access);
     let jwks_max_age =
         app.http.get(app.url("/t/demo/.well-known/jwks.json")).send().await.expect("r").headers()["cache-control"]
             .to_str()
@@ -115,11 +111,11 @@ async fn a_rotation_without_a_body_publishes_for_the_jwks_max_age_before_it_sign
     let new_kid = rotated.json::<Value>().await.expect("json")["kid"].as_str().expect("kid").to_owned();
     assert_eq!(kids(&app.jwks("demo").await).len(), 2, "published at once");
     clock.advance(299);
-    let during: Value = app.login("demo", "later@example.com", PASSWORD).await.json().await.expect("json");
-    assert_eq!(kid_of(during["access_token"].as_str().expect("t")), old_kid, "not signing before 300 s");
+    let during = app.login("demo", "later@example.com", PASSWORD).await;
+    assert_eq!(kid_of(&during.access), old_kid, "not signing before 300 s");
     clock.advance(1);
-    let after: Value = app.login("demo", "later@example.com", PASSWORD).await.json().await.expect("json");
-    assert_eq!(kid_of(after["access_token"].as_str().expect("t")), new_kid);
+    let after = app.login("demo", "later@example.com", PASSWORD).await;
+    assert_eq!(kid_of(&after.access), new_kid);
 
     let secret = app
         .http
@@ -148,12 +144,9 @@ async fn rotation_with_no_delay_signs_at_once_and_needs_the_operator() {
     let user = app.register("ec", "now@example.com").await;
     let new_key = rotate(&app, "ec", 0).await;
     assert_eq!(new_key["algorithm"], "ES256", "the tenant keeps its algorithm");
-    let after: Value = app.login("ec", "now@example.com", PASSWORD).await.json().await.expect("json");
-    assert_eq!(kid_of(after["access_token"].as_str().expect("t")), new_key["kid"].as_str().expect("kid"));
-    assert_eq!(
-        app.get_with("/t/ec/users/me", user["access_token"].as_str().expect("t")).await.status(),
-        StatusCode::OK
-    );
+    let after = app.login("ec", "now@example.com", PASSWORD).await;
+    assert_eq!(kid_of(&after.access), new_key["kid"].as_str().expect("kid"));
+    assert_eq!(app.get_with("/t/ec/users/me", &user.access).await.status(), StatusCode::OK);
     let missing = app.operator_post("/admin/tenants/nowhere/keys/rotate", &json!({})).await;
     assert_problem(missing, StatusCode::NOT_FOUND, "tenant_not_found").await;
 }
@@ -184,7 +177,7 @@ async fn automatic_rotation_happens_when_the_interval_has_passed() {
 async fn the_cli_rotates_keys_on_a_stopped_data_directory_and_refuses_a_running_one() {
     let mut app = spawn_app().await;
     let user = app.register("demo", "cli@example.com").await;
-    let old_kid = kid_of(user["access_token"].as_str().expect("t"));
+    let old_kid = kid_of(&user.access);
 
     let running = tokio::process::Command::new(latch_binary())
         .args(["keys", "rotate", "--tenant", "demo", "--data-dir"])
@@ -211,10 +204,7 @@ async fn the_cli_rotates_keys_on_a_stopped_data_directory_and_refuses_a_running_
     app.restart().await;
     let jwks = app.jwks("demo").await;
     assert_eq!(kids(&jwks).len(), 2);
-    let after: Value = app.login("demo", "cli@example.com", PASSWORD).await.json().await.expect("json");
-    assert_ne!(kid_of(after["access_token"].as_str().expect("t")), old_kid);
-    assert_eq!(
-        app.get_with("/t/demo/users/me", user["access_token"].as_str().expect("t")).await.status(),
-        StatusCode::OK
-    );
+    let after = app.login("demo", "cli@example.com", PASSWORD).await;
+    assert_ne!(kid_of(&after.access), old_kid);
+    assert_eq!(app.get_with("/t/demo/users/me", &user.access).await.status(), StatusCode::OK);
 }

@@ -17,7 +17,7 @@ const START: i64 = 1_800_000_000;
 /// A user with TOTP confirmed; returns (their authenticator, recovery codes, access token).
 async fn enrolled(app: &TestApp, clock: &ManualClock, tenant: &str, email: &str) -> (TOTP, Vec<String>, String) {
     let user = app.register(tenant, email).await;
-    let token = user["access_token"].as_str().expect("token").to_owned();
+    let token = user.access.as_str().to_owned();
     let path = format!("/t/{tenant}/users/me/mfa/totp");
     let password = json!({"password": PASSWORD});
     let enrollment: Value = app.send(Method::POST, &path, &token, Some(&password)).await.json().await.expect("json");
@@ -52,7 +52,7 @@ async fn app_at_start() -> (TestApp, Arc<ManualClock>) {
 
 /// Logs in with the password; expects 403 `mfa_required` and returns its challenge.
 async fn challenge(app: &TestApp, tenant: &str, email: &str) -> String {
-    let login = app.login(tenant, email, PASSWORD).await;
+    let login = app.try_login(tenant, email, PASSWORD).await;
     let problem = assert_problem(login, StatusCode::FORBIDDEN, "mfa_required").await;
     assert!(problem.get("access_token").is_none());
     problem["mfa_token"].as_str().expect("mfa_token").to_owned()
@@ -80,8 +80,8 @@ async fn a_totp_code_completes_the_login_once_per_step() {
     let code = totp.generate(clock.now() as u64);
     let done = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
     assert_eq!(done.status(), StatusCode::OK);
-    let tokens: Value = done.json().await.expect("json");
-    assert_eq!(app.get_with("/t/demo/users/me", tokens["access_token"].as_str().expect("t")).await.status(), 200);
+    let tokens: Tokens = done.json().await.expect("tokens");
+    assert_eq!(app.get_with("/t/demo/users/me", &tokens.access).await.status(), 200);
 
     // The challenge is used up, and the same code does not open a second login.
     let again = complete(&app, "demo", json!({"mfa_token": mfa_token, "code": code})).await;
@@ -101,8 +101,7 @@ async fn a_totp_code_completes_the_login_once_per_step() {
     assert_problem(expired, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
 
     let admin = app.admin_of("demo", "auditor@example.com").await;
-    let events: Value =
-        app.get_with("/t/demo/admin/events", admin["access_token"].as_str().expect("t")).await.json().await.expect("j");
+    let events: Value = app.get_with("/t/demo/admin/events", &admin.access).await.json().await.expect("j");
     let kinds: Vec<&str> =
         events["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"mfa_enabled") && kinds.contains(&"mfa_failed"), "{kinds:?}");
@@ -138,12 +137,12 @@ async fn a_lock_set_off_by_someone_else_does_not_keep_an_owner_with_a_second_fac
     clock.advance(30);
     // An attacker without the password locks the account.
     for _ in 0..5 {
-        let wrong = app.login("demo", "victim@example.com", "guessing badly").await;
+        let wrong = app.try_login("demo", "victim@example.com", "guessing badly").await;
         assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     }
     // During the lock every password gets a challenge, so the answer says
     // nothing about the password; a wrong password's challenge never completes.
-    let decoy = app.login("demo", "victim@example.com", "guessing again").await;
+    let decoy = app.try_login("demo", "victim@example.com", "guessing again").await;
     let decoy = assert_problem(decoy, StatusCode::FORBIDDEN, "mfa_required").await;
     let code = totp.generate(clock.now() as u64);
     let refused = complete(&app, "demo", json!({"mfa_token": decoy["mfa_token"], "code": code})).await;
@@ -164,7 +163,7 @@ async fn codes_during_a_lock_are_bounded_by_the_threshold_per_lock() {
     let (totp, _, _) = enrolled(&app, &clock, "demo", "known-pw@example.com").await;
     clock.advance(30);
     for _ in 0..5 {
-        app.login("demo", "known-pw@example.com", "guessing badly").await;
+        app.try_login("demo", "known-pw@example.com", "guessing badly").await;
     }
     // Someone who has the password but not the second factor, during the lock.
     let mut answers = Vec::new();
@@ -210,7 +209,11 @@ async fn recovery_codes_work_once_each_and_disabling_needs_password_and_code() {
     assert_problem(no_code, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
     let off = app.send(Method::POST, disable, &token, Some(&json!({"password": PASSWORD, "code": code}))).await;
     assert_eq!(off.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.login("demo", "lost@example.com", PASSWORD).await.status(), StatusCode::OK, "no second factor now");
+    assert_eq!(
+        app.try_login("demo", "lost@example.com", PASSWORD).await.status(),
+        StatusCode::OK,
+        "no second factor now"
+    );
     let twice = app.send(Method::POST, disable, &token, Some(&json!({"password": PASSWORD, "code": code}))).await;
     assert_problem(twice, StatusCode::CONFLICT, "mfa_not_enabled").await;
     let body = json!({"password": PASSWORD, "code": code});
@@ -240,9 +243,9 @@ async fn the_oauth_token_endpoint_answers_mfa_required_and_takes_the_mfa_grant()
     let done =
         app.post_form("/t/demo/oauth/token", &[("grant_type", grant), ("mfa_token", mfa_token), ("otp", &code)]).await;
     assert_eq!(done.status(), StatusCode::OK);
-    let tokens: Value = done.json().await.expect("json");
-    assert_eq!(tokens["token_type"], json!("Bearer"));
-    assert!(tokens["refresh_token"].is_string());
+    let tokens: OAuthTokens = done.json().await.expect("OAuth tokens");
+    assert_eq!(tokens.token_type, "Bearer");
+    assert!(tokens.refresh_token.starts_with("latch_rt_"));
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -258,7 +261,7 @@ async fn challenges_and_enrollment_stay_inside_their_tenant() {
     let elsewhere = complete(&app, "other", json!({"mfa_token": mfa_token, "code": code})).await;
     assert_problem(elsewhere, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
     // The other tenant's account of the same email has no second factor.
-    assert_eq!(app.login("other", "iso@example.com", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(app.try_login("other", "iso@example.com", PASSWORD).await.status(), StatusCode::OK);
     // A demo token cannot enroll or disable at the other tenant.
     let password = json!({"password": PASSWORD});
     let enroll = app.send(Method::POST, "/t/other/users/me/mfa/totp", &token, Some(&password)).await;
@@ -329,7 +332,7 @@ async fn turning_totp_off_counts_wrong_passwords_and_codes_toward_the_lockout() 
 async fn enrolling_and_confirming_totp_need_the_password() {
     let (app, clock) = app_at_start().await;
     let user = app.register("demo", "stolen@example.com").await;
-    let token = user["access_token"].as_str().expect("token");
+    let token = user.access.as_str();
     let path = "/t/demo/users/me/mfa/totp";
     // Before, an access token alone could switch TOTP on and lock the owner out.
     let bare = app.send(Method::POST, path, token, None).await;
@@ -369,7 +372,7 @@ async fn an_admin_resets_a_lost_second_factor_audited_and_only_in_their_tenant()
     let path = format!("/t/demo/admin/users/{id}/mfa/reset");
 
     let plain = app.register("demo", "plain-user@example.com").await;
-    let forbidden = app.send(Method::POST, &path, plain["access_token"].as_str().expect("at"), None).await;
+    let forbidden = app.send(Method::POST, &path, &plain.access, None).await;
     assert_problem(forbidden, StatusCode::FORBIDDEN, "forbidden").await;
     let elsewhere = app.send(Method::POST, &format!("/t/other/admin/users/{id}/mfa/reset"), OPERATOR_TOKEN, None).await;
     assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND, "the id is not a user of another tenant");
@@ -377,7 +380,11 @@ async fn an_admin_resets_a_lost_second_factor_audited_and_only_in_their_tenant()
     let reset = app.send(Method::POST, &path, OPERATOR_TOKEN, None).await;
     assert_eq!(reset.status(), StatusCode::OK);
     assert_eq!(reset.json::<Value>().await.expect("json")["mfa_enabled"], json!(false));
-    assert_eq!(app.login("demo", "lost-phone@example.com", PASSWORD).await.status(), StatusCode::OK, "password only");
+    assert_eq!(
+        app.try_login("demo", "lost-phone@example.com", PASSWORD).await.status(),
+        StatusCode::OK,
+        "password only"
+    );
     let events: Value = app.get_with("/t/demo/admin/events", OPERATOR_TOKEN).await.json().await.expect("json");
     let reset_event = events["events"].as_array().expect("events").iter().find(|e| e["kind"] == "mfa_reset").cloned();
     let reset_event = reset_event.expect("audited");
@@ -401,7 +408,11 @@ async fn the_cli_resets_a_second_factor_on_a_stopped_data_directory() {
         .expect("runs");
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     app.restart().await;
-    assert_eq!(app.login("demo", "cli-phone@example.com", PASSWORD).await.status(), StatusCode::OK, "password only");
+    assert_eq!(
+        app.try_login("demo", "cli-phone@example.com", PASSWORD).await.status(),
+        StatusCode::OK,
+        "password only"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

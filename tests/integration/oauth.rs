@@ -26,26 +26,20 @@ async fn the_password_grant_answers_per_rfc_6749() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["pragma"], "no-cache");
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 900);
-    assert_eq!(body["scope"], "email openid profile");
-    assert!(body["refresh_token"].as_str().is_some_and(|t| t.starts_with("latch_rt_")));
-    assert!(body.get("user").is_none(), "exactly the RFC 6749 §5.1 members");
-    assert_eq!(
-        app.get_with("/t/demo/users/me", body["access_token"].as_str().expect("t")).await.status(),
-        StatusCode::OK
-    );
+    // Exactly the RFC 6749 §5.1 members (OAuthTokens refuses any other).
+    let body: OAuthTokens = response.json().await.expect("json");
+    assert_eq!(body.token_type, "Bearer");
+    assert_eq!(body.expires_in, 900);
+    assert_eq!(body.scope, "email openid profile");
+    assert!(body.refresh_token.starts_with("latch_rt_"));
+    assert_eq!(app.get_with("/t/demo/users/me", &body.access_token).await.status(), StatusCode::OK);
 
     let refreshed = app
-        .post_form(
-            "/t/demo/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", body["refresh_token"].as_str().expect("t"))],
-        )
+        .post_form("/t/demo/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", &body.refresh_token)])
         .await;
     assert_eq!(refreshed.status(), StatusCode::OK);
-    let refreshed: Value = refreshed.json().await.expect("json");
-    assert_ne!(refreshed["refresh_token"], body["refresh_token"]);
+    let refreshed: OAuthTokens = refreshed.json().await.expect("json");
+    assert_ne!(refreshed.refresh_token, body.refresh_token);
 }
 
 #[tokio::test]
@@ -59,14 +53,11 @@ async fn requested_scopes_are_limited_to_what_the_roles_allow() {
         ("scope", "profile openid"),
     ];
     let response = app.post_form("/t/demo/oauth/token", &narrow).await;
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["scope"], "openid profile");
-    assert_eq!(claims_of(body["access_token"].as_str().expect("t"))["scope"], "openid profile");
+    let body: OAuthTokens = response.json().await.expect("json");
+    assert_eq!(body.scope, "openid profile");
+    assert_eq!(claims_of(&body.access_token)["scope"], "openid profile");
     let refreshed: Value = app
-        .post_form(
-            "/t/demo/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", body["refresh_token"].as_str().expect("t"))],
-        )
+        .post_form("/t/demo/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", &body.refresh_token)])
         .await
         .json()
         .await
@@ -154,8 +145,8 @@ async fn the_explorers_password_flow_logs_in_through_the_token_url_it_declares()
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("json");
-    let me = app.get_with("/t/demo/users/me", body["access_token"].as_str().expect("t")).await;
+    let body: OAuthTokens = response.json().await.expect("json");
+    let me = app.get_with("/t/demo/users/me", &body.access_token).await;
     assert_eq!(me.status(), StatusCode::OK);
 }
 
@@ -163,16 +154,16 @@ async fn the_explorers_password_flow_logs_in_through_the_token_url_it_declares()
 async fn revoking_a_refresh_or_access_token_ends_its_session_and_unknown_tokens_are_fine() {
     let app = spawn_app().await;
     let first = app.register("demo", "revoke@example.com").await;
-    let second: Value = app.login("demo", "revoke@example.com", PASSWORD).await.json().await.expect("json");
+    let second = app.login("demo", "revoke@example.com", PASSWORD).await;
 
-    let revoke = app.post_form("/t/demo/oauth/revoke", &[("token", first["refresh_token"].as_str().expect("t"))]).await;
+    let revoke = app.post_form("/t/demo/oauth/revoke", &[("token", &first.refresh)]).await;
     assert_eq!(revoke.status(), StatusCode::OK);
-    let refresh = app.refresh("demo", first["refresh_token"].as_str().expect("t")).await;
+    let refresh = app.try_refresh("demo", &first.refresh).await;
     assert_problem(refresh, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
-    let me = app.get_with("/t/demo/users/me", first["access_token"].as_str().expect("t")).await;
+    let me = app.get_with("/t/demo/users/me", &first.access).await;
     assert_problem(me, StatusCode::UNAUTHORIZED, "session_ended").await;
 
-    let access = second["access_token"].as_str().expect("t");
+    let access = second.access.as_str();
     let revoke = app.post_form("/t/demo/oauth/revoke", &[("token", access), ("token_type_hint", "access_token")]).await;
     assert_eq!(revoke.status(), StatusCode::OK);
     assert_problem(app.get_with("/t/demo/users/me", access).await, StatusCode::UNAUTHORIZED, "session_ended").await;
@@ -188,14 +179,11 @@ async fn a_token_of_another_tenant_cannot_be_revoked_through_this_one() {
     let app = spawn_app().await;
     app.create_tenant(json!({"id": "other"})).await;
     let victim = app.register("other", "victim@example.com").await;
-    for token in [victim["refresh_token"].as_str().expect("t"), victim["access_token"].as_str().expect("t")] {
+    for token in [&victim.refresh, victim.access.as_str()] {
         assert_eq!(app.post_form("/t/demo/oauth/revoke", &[("token", token)]).await.status(), StatusCode::OK);
     }
-    assert_eq!(
-        app.get_with("/t/other/users/me", victim["access_token"].as_str().expect("t")).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(app.refresh("other", victim["refresh_token"].as_str().expect("t")).await.status(), StatusCode::OK);
+    assert_eq!(app.get_with("/t/other/users/me", &victim.access).await.status(), StatusCode::OK);
+    assert_eq!(app.try_refresh("other", &victim.refresh).await.status(), StatusCode::OK);
 }
 
 async fn introspection_secret(app: &TestApp, tenant: &str) -> String {
@@ -224,7 +212,7 @@ async fn introspection_needs_a_tenant_scoped_credential() {
     let app = spawn_app().await;
     app.create_tenant(json!({"id": "other"})).await;
     let user = app.register("demo", "inspect@example.com").await;
-    let token = user["access_token"].as_str().expect("t");
+    let token = user.access.as_str();
     let anonymous = app.post_form("/t/demo/oauth/introspect", &[("token", token)]).await;
     assert!(anonymous.headers().contains_key("www-authenticate"));
     oauth_error(anonymous, StatusCode::UNAUTHORIZED, "invalid_client").await;
@@ -257,13 +245,13 @@ async fn introspection_reports_live_tokens_and_nothing_about_dead_ones() {
     app.create_tenant(json!({"id": "other"})).await;
     let secret = introspection_secret(&app, "demo").await;
     let user = app.register("demo", "live@example.com").await;
-    let access = user["access_token"].as_str().expect("t");
-    let refresh = user["refresh_token"].as_str().expect("t");
+    let access = user.access.as_str();
+    let refresh = user.refresh.as_str();
 
     let active = introspect(&app, "demo", &secret, access).await;
     assert_eq!(active["active"], true);
     assert_eq!(active["token_type"], "access_token");
-    assert_eq!(active["sub"], user["user"]["id"]);
+    assert_eq!(active["sub"], user.user.id);
     assert_eq!(active["username"], "live@example.com");
     assert_eq!(active["scope"], "email openid profile");
     assert_eq!(active["iss"], app.url("/t/demo"));
@@ -276,18 +264,15 @@ async fn introspection_reports_live_tokens_and_nothing_about_dead_ones() {
 
     let foreign = app.register("other", "live@example.com").await;
     let inactive = |v: &Value| *v == json!({"active": false});
-    assert!(
-        inactive(&introspect(&app, "demo", &secret, foreign["access_token"].as_str().expect("t")).await),
-        "foreign tenant"
-    );
+    assert!(inactive(&introspect(&app, "demo", &secret, &foreign.access).await), "foreign tenant");
     assert!(inactive(&introspect(&app, "demo", &secret, "not.a.token").await), "malformed");
     assert!(inactive(&introspect(&app, "demo", &secret, "latch_rt_unknown").await), "unknown refresh token");
 
-    let rotated: Value = app.refresh("demo", refresh).await.json().await.expect("json");
+    let rotated = app.refresh("demo", refresh).await;
     assert!(inactive(&introspect(&app, "demo", &secret, refresh).await), "rotated refresh token");
     clock.advance(900 + 30);
     assert!(inactive(&introspect(&app, "demo", &secret, access).await), "expired");
-    let fresh = rotated["refresh_token"].as_str().expect("t");
+    let fresh = rotated.refresh.as_str();
     assert_eq!(introspect(&app, "demo", &secret, fresh).await["active"], true);
     app.post_form("/t/demo/oauth/revoke", &[("token", fresh)]).await;
     assert!(inactive(&introspect(&app, "demo", &secret, fresh).await), "revoked");
@@ -327,21 +312,19 @@ async fn the_discovery_document_is_valid_authorization_server_metadata() {
 async fn introspection_reports_the_current_roles_and_scope_not_the_ones_frozen_in_the_token() {
     let app = spawn_app().await;
     let admin = app.admin_of("demo", "demoted@example.com").await;
-    let token = admin["access_token"].as_str().expect("at");
+    let token = admin.access.as_str();
     let frozen = claims_of(token);
     assert_eq!(frozen["roles"], json!(["admin", "user"]));
     let secret = introspection_secret(&app, "demo").await;
     let before = introspect(&app, "demo", &secret, token).await;
     assert_eq!(before["roles"], json!(["admin", "user"]));
 
-    let id = admin["user"]["id"].as_str().expect("id");
+    let id = admin.user.id.as_str();
     let roles = json!({"roles": ["user"]});
     let path = format!("/t/demo/admin/users/{id}/roles");
     let demoted = app.send(reqwest::Method::PUT, &path, OPERATOR_TOKEN, Some(&roles)).await;
     assert_eq!(demoted.status(), StatusCode::OK);
-    let user_scope =
-        claims_of(app.register("demo", "plain@example.com").await["access_token"].as_str().expect("at"))["scope"]
-            .clone();
+    let user_scope = claims_of(&app.register("demo", "plain@example.com").await.access)["scope"].clone();
     assert_ne!(frozen["scope"], user_scope, "an admin's scope is wider than a user's");
 
     // Before, introspection still said roles ["admin", "user"] and the admin scope.
@@ -356,7 +339,7 @@ async fn a_token_that_carries_the_email_says_whether_it_was_verified() {
     let app = spawn_app().await;
     app.create_tenant(json!({"id": "mail", "email_claim": true, "email_verification": "optional"})).await;
     let registered = app.register("mail", "claims@example.com").await;
-    let claims = claims_of(registered["access_token"].as_str().expect("at"));
+    let claims = claims_of(&registered.access);
     assert_eq!(
         (claims["email"].clone(), claims["email_verified"].clone()),
         (json!("claims@example.com"), json!(false))
@@ -364,9 +347,9 @@ async fn a_token_that_carries_the_email_says_whether_it_was_verified() {
     let link = token_in(&wait_for_mail(&app, 1).await[0]);
     let verified = app.post_json("/t/mail/auth/verify-email", &json!({"token": link})).await;
     assert_eq!(verified.status(), StatusCode::NO_CONTENT);
-    let login: Value = app.login("mail", "claims@example.com", PASSWORD).await.json().await.expect("json");
-    assert_eq!(claims_of(login["access_token"].as_str().expect("at"))["email_verified"], json!(true));
+    let login = app.login("mail", "claims@example.com", PASSWORD).await;
+    assert_eq!(claims_of(&login.access)["email_verified"], json!(true));
     // Without the email claim, neither.
-    let plain = claims_of(app.register("demo", "noclaim@example.com").await["access_token"].as_str().expect("at"));
+    let plain = claims_of(&app.register("demo", "noclaim@example.com").await.access);
     assert!(plain.get("email").is_none() && plain.get("email_verified").is_none(), "{plain}");
 }

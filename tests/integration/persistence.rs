@@ -1,7 +1,7 @@
 //! What survives a restart, and what a `kill -9` right after a 2xx keeps.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -11,21 +11,19 @@ async fn a_restart_keeps_users_sessions_and_keys_and_old_tokens_still_verify() {
     app.create_tenant(json!({"id": "rsa", "algorithm": "RS256"})).await;
     let demo = app.register("demo", "persist@example.com").await;
     let rsa = app.register("rsa", "persist@example.com").await;
-    let jwks_before: Value =
-        app.http.get(app.url("/t/rsa/.well-known/jwks.json")).send().await.expect("r").json().await.expect("j");
+    let jwks_before = app.jwks("rsa").await;
 
     app.restart().await;
 
     for (tenant, tokens) in [("demo", &demo), ("rsa", &rsa)] {
-        let access = tokens["access_token"].as_str().expect("token");
+        let access = tokens.access.as_str();
         let me = app.get_with(&format!("/t/{tenant}/users/me"), access).await;
         assert_eq!(me.status(), StatusCode::OK, "{tenant}: pre-restart access token");
-        let refreshed = app.refresh(tenant, tokens["refresh_token"].as_str().expect("token")).await;
+        let refreshed = app.try_refresh(tenant, &tokens.refresh).await;
         assert_eq!(refreshed.status(), StatusCode::OK, "{tenant}: pre-restart refresh token");
-        assert_eq!(app.login(tenant, "persist@example.com", PASSWORD).await.status(), StatusCode::OK);
+        assert_eq!(app.try_login(tenant, "persist@example.com", PASSWORD).await.status(), StatusCode::OK);
     }
-    let jwks_after: Value =
-        app.http.get(app.url("/t/rsa/.well-known/jwks.json")).send().await.expect("r").json().await.expect("j");
+    let jwks_after = app.jwks("rsa").await;
     assert_eq!(jwks_before, jwks_after, "keys are not regenerated");
     let dup =
         app.post_json("/t/demo/auth/register", &json!({"email": "persist@example.com", "password": PASSWORD})).await;
@@ -55,29 +53,15 @@ async fn the_master_key_lives_beside_the_data_and_another_one_stops_the_server_a
 #[tokio::test]
 async fn writes_acknowledged_with_a_2xx_survive_kill_minus_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::new();
     let (mut child, base) = spawn_binary(dir.path()).await;
-    wait_ready(&http, &base).await;
+    let client = TestClient::new(&base);
+    client.wait_ready().await;
 
     // A tenant with a long grace window: presenting the rotated token after the restart returns
     // the same successor only if the rotation was stored before its 2xx.
-    let tenant = http
-        .post(format!("{base}/admin/tenants"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"id": "durable", "refresh_grace_seconds": 300}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(tenant.status(), StatusCode::CREATED);
-    let register = http
-        .post(format!("{base}/t/durable/auth/register"))
-        .json(&json!({"email": "durable@example.com", "password": PASSWORD}));
-    let tokens: Value = register.send().await.expect("request").json().await.expect("json");
-    let refresh =
-        http.post(format!("{base}/t/durable/auth/refresh")).json(&json!({"refresh_token": tokens["refresh_token"]}));
-    let rotated = refresh.send().await.expect("request");
-    assert_eq!(rotated.status(), StatusCode::OK);
-    let rotated: Value = rotated.json().await.expect("json");
+    client.create_tenant(json!({"id": "durable", "refresh_grace_seconds": 300})).await;
+    let tokens = client.register("durable", "durable@example.com").await;
+    let rotated = client.refresh("durable", &tokens.refresh).await;
     // SIGKILL at once: no graceful shutdown, no final flush.
     child.start_kill().expect("kill");
     child.wait().await.expect("reaped");
@@ -85,15 +69,11 @@ async fn writes_acknowledged_with_a_2xx_survive_kill_minus_9() {
     // Restarted on another free port: refresh tokens are opaque, so the issuer
     // URL changing with the port does not matter to what is checked here.
     let (mut child, base) = spawn_binary(dir.path()).await;
-    wait_ready(&http, &base).await;
-    let login = http
-        .post(format!("{base}/t/durable/auth/login"))
-        .json(&json!({"email": "durable@example.com", "password": PASSWORD}));
-    assert_eq!(login.send().await.expect("request").status(), StatusCode::OK, "tenant and registration survived");
-    let again =
-        http.post(format!("{base}/t/durable/auth/refresh")).json(&json!({"refresh_token": tokens["refresh_token"]}));
-    let again: Value = again.send().await.expect("request").json().await.expect("json");
-    assert_eq!(again["refresh_token"], rotated["refresh_token"], "the rotation survived");
+    let client = TestClient::new(&base);
+    client.wait_ready().await;
+    client.login("durable", "durable@example.com", PASSWORD).await; // the tenant and the registration survived
+    let again = client.refresh("durable", &tokens.refresh).await;
+    assert_eq!(again.refresh, rotated.refresh, "the rotation survived");
     child.start_kill().expect("kill");
     child.wait().await.expect("reaped");
 }

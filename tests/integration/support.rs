@@ -1,5 +1,7 @@
 //! `spawn_app()`: the server on 127.0.0.1:0 with a fresh data directory, and
-//! a small typed client around it.
+//! [`TestClient`], a typed client that knows only a base URL, so the same calls
+//! work against the in-process server (`TestApp` derefs to its client) and a
+//! spawned `latch` binary.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,9 +22,54 @@ pub fn operator_environment() -> latch_server::config::Environment {
     [("LATCH_OPERATOR_TOKEN".to_owned(), OPERATOR_TOKEN.to_owned())].into()
 }
 
-pub struct TestApp {
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    pub email_verified: bool,
+    pub disabled: bool,
+    pub mfa_enabled: bool,
+    pub created_at: String,
+}
+
+/// What register, login and refresh answer.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    #[serde(rename = "access_token")]
+    pub access: String,
+    #[serde(rename = "refresh_token")]
+    pub refresh: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub scope: String,
+    pub user: User,
+}
+
+/// What the OAuth token endpoint answers (RFC 6749 §5.1: exactly these members).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthTokens {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub scope: String,
+}
+
+/// A client of one latch server at `base`.
+#[derive(Clone)]
+pub struct TestClient {
     pub base: String,
     pub http: reqwest::Client,
+}
+
+pub struct TestApp {
+    client: TestClient,
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
@@ -59,7 +106,7 @@ pub async fn spawn_app_with(
     let configure: Configure = Arc::new(configure);
     let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone(), &configure).await;
     let (addr, base) = (server.addr, server.public_url.clone());
-    TestApp { base, http: reqwest::Client::new(), server: Some(server), dir, addr, clock, configure }
+    TestApp { client: TestClient::new(&base), server: Some(server), dir, addr, clock, configure }
 }
 
 async fn start(
@@ -85,10 +132,6 @@ impl TestApp {
         self.dir.path().join("data")
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// Stops the server if it runs (flushing the store) and starts it again
     /// on the same address and data directory.
     pub async fn restart(&mut self) {
@@ -100,7 +143,7 @@ impl TestApp {
     pub async fn restart_on(&mut self, data_dir: &std::path::Path) {
         self.stop().await;
         let server = start(data_dir, &self.addr.to_string(), self.clock.clone(), &self.configure).await;
-        assert_eq!(server.public_url, self.base, "same address, same issuer");
+        assert_eq!(server.public_url, self.client.base, "same address, same issuer");
         self.server = Some(server);
     }
 
@@ -109,6 +152,25 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.client
+    }
+}
+
+impl TestClient {
+    /// A client of the server at `base` (`http://127.0.0.1:port`).
+    pub fn new(base: &str) -> TestClient {
+        TestClient { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// Any request, with a bearer token and an optional JSON body.
@@ -123,16 +185,13 @@ impl TestApp {
 
     /// Registers a user, makes them an admin of the tenant with the operator
     /// token, and logs them in again; returns their tokens (roles admin, user).
-    pub async fn admin_of(&self, tenant: &str, email: &str) -> Value {
+    pub async fn admin_of(&self, tenant: &str, email: &str) -> Tokens {
         let registered = self.register(tenant, email).await;
-        let id = registered["user"]["id"].as_str().expect("id");
-        let path = format!("/t/{tenant}/admin/users/{id}/roles");
+        let path = format!("/t/{tenant}/admin/users/{}/roles", registered.user.id);
         let roles = json!({"roles": ["admin", "user"]});
         let promoted = self.send(reqwest::Method::PUT, &path, OPERATOR_TOKEN, Some(&roles)).await;
         assert_eq!(promoted.status(), StatusCode::OK, "operator promotes {email}");
-        let login = self.login(tenant, email, PASSWORD).await;
-        assert_eq!(login.status(), StatusCode::OK);
-        login.json().await.expect("json")
+        self.login(tenant, email, PASSWORD).await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -143,18 +202,30 @@ impl TestApp {
         self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request")
     }
 
-    pub async fn register(&self, tenant: &str, email: &str) -> Value {
+    /// Registers `email` with [`PASSWORD`]; the answer must be 201 with tokens.
+    pub async fn register(&self, tenant: &str, email: &str) -> Tokens {
         let response =
             self.post_json(&format!("/t/{tenant}/auth/register"), &json!({"email": email, "password": PASSWORD})).await;
-        assert_eq!(response.status(), StatusCode::CREATED, "register {email} in {tenant}");
-        response.json().await.expect("json")
+        tokens(response, StatusCode::CREATED, &format!("register {email} in {tenant}")).await
     }
 
-    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Response {
+    /// Logs in; the answer must be 200 with tokens.
+    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Tokens {
+        tokens(self.try_login(tenant, email, password).await, StatusCode::OK, &format!("login {email}")).await
+    }
+
+    /// A login attempt, whatever it answers.
+    pub async fn try_login(&self, tenant: &str, email: &str, password: &str) -> Response {
         self.post_json(&format!("/t/{tenant}/auth/login"), &json!({"email": email, "password": password})).await
     }
 
-    pub async fn refresh(&self, tenant: &str, refresh_token: &str) -> Response {
+    /// Refreshes; the answer must be 200 with tokens.
+    pub async fn refresh(&self, tenant: &str, refresh_token: &str) -> Tokens {
+        tokens(self.try_refresh(tenant, refresh_token).await, StatusCode::OK, "refresh").await
+    }
+
+    /// A refresh attempt, whatever it answers.
+    pub async fn try_refresh(&self, tenant: &str, refresh_token: &str) -> Response {
         self.post_json(&format!("/t/{tenant}/auth/refresh"), &json!({"refresh_token": refresh_token})).await
     }
 
@@ -179,6 +250,21 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// Waits until `/readyz` answers 200 (at most 30 s).
+    pub async fn wait_ready(&self) {
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = self.http.get(self.url("/readyz")).send().await
+                && response.status() == StatusCode::OK
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server at {} not ready in time", self.base);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn create_tenant(&self, body: Value) -> Value {
         let response = self
             .http
@@ -191,6 +277,14 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::CREATED, "create tenant {body}");
         response.json().await.expect("json")
     }
+}
+
+/// The tokens in `response`, which must have `status`.
+pub async fn tokens(response: Response, status: StatusCode, what: &str) -> Tokens {
+    let actual = response.status();
+    let body = response.text().await.expect("body");
+    assert_eq!(actual, status, "{what}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not tokens ({e}): {body}"))
 }
 
 /// The `latch` binary built by the test command (`cargo build -p latch-server` runs first);
@@ -322,17 +416,7 @@ pub async fn banner_address(child: &mut tokio::process::Child) -> String {
 
 /// Waits until `base/readyz` answers 200 (at most 30 s).
 pub async fn wait_ready(http: &reqwest::Client, base: &str) {
-    use std::time::{Duration, Instant};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status() == StatusCode::OK
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server at {base} not ready in time");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    TestClient { base: base.to_owned(), http: http.clone() }.wait_ready().await;
 }
 
 /// The `.eml` files in the app's outbox.
