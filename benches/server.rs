@@ -9,7 +9,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use latch_server::domain::{TenantId, default_params};
 use latch_server::store::sled::SledStore;
 use latch_server::store::{SessionRecord, SessionStore as _, Store as _, UserRecord, UserStore as _};
-use uuid::Uuid;
 
 const PASSWORD: &[u8] = b"correct horse battery staple";
 
@@ -44,20 +43,7 @@ fn store(c: &mut Criterion) {
         store.insert_user(&user(&tenant, n)).expect("insert");
     }
     let owner = store.find_user_by_email(&tenant, "user42@example.com").expect("find").expect("exists");
-    let mut session = SessionRecord {
-        tenant: tenant.clone(),
-        id: Uuid::now_v7(),
-        user_id: owner.id,
-        created_at: 1,
-        last_used_at: 1,
-        expires_at: i64::MAX,
-        generation: 0,
-        user_agent: None,
-        ip: None,
-        revoked_at: None,
-        grace: None,
-        scope: None,
-    };
+    let mut session = SessionRecord::new(tenant.clone(), owner.id, 1, i64::MAX);
     store.insert_session(&session, &[0; 32]).expect("session");
     store.flush().expect("flush");
 

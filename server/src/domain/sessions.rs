@@ -130,6 +130,9 @@ impl Latch {
             revoked_at: None,
             grace: None,
             scope: Some(scope.clone()),
+            client_id: None,
+            auth_time: Some(now),
+            amr: Vec::new(),
         };
         let hash = token_hash(refresh_token.expose_secret());
         let (stored, checked_hash) = (session.clone(), user.password_hash.clone());

@@ -4,45 +4,29 @@
 //! set. Everything else reaches its fields through their serde names: a
 //! change is a JSON object merged into the stored settings and read back
 //! (so the API body, the CLI's `--set key=value` and the demo tenant share one
-//! path), and [`RULES`] holds one rule per setting. Tests fail when a stored
-//! setting has no rule, or is missing from the API schema or the CLI.
+//! path, `domain::patch`), and `RULES` holds one rule per setting. Tests
+//! fail when a stored setting has no rule, or is missing from the API schema.
 //!
 //! Pure: nothing here reads the store or the clock.
 
 use serde_json::{Map, Value};
 
+use super::patch::{Patch, Rule, Ruled};
 use super::{DisplayName, Error, Result};
 use crate::ids::TenantId;
 use crate::store::{TenantRecord, TenantSettings};
 
-/// A tenant setting that is unknown, of the wrong type or out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid tenant setting `{setting}`: expected {expected}")]
-pub struct InvalidSetting {
-    /// The setting's name, as the API and the CLI spell it.
-    pub setting: String,
-    /// What a valid value looks like (the range, or the choices).
-    pub expected: String,
-}
-
-impl InvalidSetting {
-    fn new(setting: &str, expected: impl Into<String>) -> InvalidSetting {
-        InvalidSetting { setting: setting.to_owned(), expected: expected.into() }
-    }
-}
-
-/// Changes to a tenant: its display name, and settings by name, each
-/// replacing the current value.
+/// Changes to a tenant: its display name, and settings by name.
 #[derive(Debug, Clone, Default)]
 pub struct TenantChanges {
     name: Option<String>,
-    settings: Map<String, Value>,
+    settings: Patch<TenantSettings>,
 }
 
 impl TenantChanges {
     /// Changes that set the display name.
     pub fn name(name: impl Into<String>) -> TenantChanges {
-        TenantChanges { name: Some(name.into()), settings: Map::new() }
+        TenantChanges { name: Some(name.into()), settings: Patch::default() }
     }
 
     /// Changes from a JSON object of `name` and settings; `null` means "leave
@@ -51,64 +35,28 @@ impl TenantChanges {
         let mut changes = TenantChanges::default();
         for (key, value) in object {
             match (key.as_str(), value) {
-                (_, Value::Null) => {}
                 ("name", Value::String(name)) => changes.name = Some(name),
-                ("name", _) => return Err(InvalidSetting::new("name", "a string").into()),
-                (_, value) => changes.set(&key, value)?,
+                ("name", Value::Null) => {}
+                ("name", _) => return Err(Error::InvalidName),
+                (_, value) => changes.settings.set(&key, value)?,
             }
         }
         Ok(changes)
     }
 
-    /// Sets one setting to a JSON value (checked when applied).
-    pub fn set(&mut self, setting: &str, value: Value) -> Result<()> {
-        rule(setting)?;
-        self.settings.insert(setting.to_owned(), value);
-        Ok(())
-    }
-
-    /// Sets one setting from the CLI's `key=value`: the text is read by the
-    /// setting's JSON type (a number, `true`/`false`, a string, a
-    /// comma-separated list, or a JSON object).
+    /// Sets one setting from the CLI's `key=value` (see [`Patch::set_text`]).
     pub fn set_text(&mut self, assignment: &str) -> Result<()> {
-        let (setting, text) = assignment
-            .split_once('=')
-            .ok_or_else(|| InvalidSetting::new(assignment, "`key=value`, with one of the setting names"))?;
-        let rule = rule(setting)?;
-        let invalid = || invalid(rule);
-        let value = match default_value(setting) {
-            Value::Number(_) => Value::Number(text.trim().parse::<u64>().map_err(|_| invalid())?.into()),
-            Value::Bool(_) => Value::Bool(text.trim().parse().map_err(|_| invalid())?),
-            Value::Array(_) if text.trim_start().starts_with('[') => {
-                serde_json::from_str(text).map_err(|_| invalid())?
-            }
-            Value::Array(_) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect(),
-            Value::Object(_) => serde_json::from_str(text).map_err(|_| invalid())?,
-            Value::String(_) | Value::Null => Value::String(text.to_owned()),
-        };
-        self.set(setting, value)
+        Ok(self.settings.set_text(assignment)?)
     }
 
     /// Applies the changes to `tenant` and validates the result; the one place
     /// both tenant creation (over the defaults) and updates go through.
     pub(super) fn apply(&self, tenant: &mut TenantRecord) -> Result<()> {
-        if let Some(name) = &self.name {
-            tenant.name = DisplayName::parse(name)?.into_inner();
+        let name = self.name.as_deref().map(DisplayName::parse).transpose()?;
+        tenant.settings = self.settings.apply(&tenant.settings)?;
+        if let Some(name) = name {
+            tenant.name = name.into_inner();
         }
-        let Value::Object(mut merged) = to_json(&tenant.settings)? else {
-            return Err(Error::Internal("tenant settings are not a JSON object".into()));
-        };
-        for (setting, value) in &self.settings {
-            merged.insert(setting.clone(), value.clone());
-            // Read back after each key, so a value of the wrong type is named.
-            serde_json::from_value::<TenantSettings>(Value::Object(merged.clone()))
-                .map_err(|_| rule(setting).map_or_else(|unknown| unknown, invalid))?;
-        }
-        let mut settings: TenantSettings = serde_json::from_value(Value::Object(merged))
-            .map_err(|e| Error::Internal(format!("merged tenant settings do not read back: {e}")))?;
-        normalize(&mut settings);
-        validate(&settings)?;
-        tenant.settings = settings;
         Ok(())
     }
 }
@@ -128,26 +76,20 @@ pub fn effective_audience(tenant: &TenantId, settings: &TenantSettings) -> Strin
 
 /// The names of every stored setting, as the API and the CLI spell them.
 pub fn setting_names() -> Vec<String> {
-    match to_json(&TenantSettings::default()) {
-        Ok(Value::Object(defaults)) => defaults.keys().cloned().collect(),
-        _ => Vec::new(),
+    super::patch::field_names::<TenantSettings>()
+}
+
+impl Ruled for TenantSettings {
+    const OF: &'static str = "tenant";
+    const RULES: &'static [Rule<TenantSettings>] = RULES;
+
+    /// Sorted, duplicate-free lists, so equal settings compare and store equal.
+    fn normalize(&mut self) {
+        for scopes in self.roles.values_mut() {
+            sort_dedup(scopes);
+        }
+        sort_dedup(&mut self.default_roles);
     }
-}
-
-fn to_json(settings: &TenantSettings) -> Result<Value> {
-    serde_json::to_value(settings).map_err(|e| Error::Internal(format!("tenant settings do not serialize: {e}")))
-}
-
-fn default_value(setting: &str) -> Value {
-    to_json(&TenantSettings::default()).ok().and_then(|defaults| defaults.get(setting).cloned()).unwrap_or(Value::Null)
-}
-
-/// Sorted, duplicate-free lists, so equal settings compare and store equal.
-fn normalize(settings: &mut TenantSettings) {
-    for scopes in settings.roles.values_mut() {
-        sort_dedup(scopes);
-    }
-    sort_dedup(&mut settings.default_roles);
 }
 
 fn sort_dedup(values: &mut Vec<String>) {
@@ -155,18 +97,8 @@ fn sort_dedup(values: &mut Vec<String>) {
     values.dedup();
 }
 
-/// What one setting must satisfy.
-pub struct Rule {
-    /// The setting's name.
-    pub setting: &'static str,
-    /// What a valid value looks like, for error messages and the CLI's help.
-    pub expected: &'static str,
-    /// Whether the settings satisfy the rule (a rule may look at other settings).
-    pub holds: fn(&TenantSettings) -> bool,
-}
-
 /// One rule per stored setting (a test checks that none is missing).
-pub const RULES: &[Rule] = &[
+const RULES: &[Rule<TenantSettings>] = &[
     Rule {
         setting: "access_token_ttl",
         expected: "60-86400 seconds",
@@ -244,25 +176,6 @@ pub const RULES: &[Rule] = &[
     Rule { setting: "registration", expected: "open or closed", holds: |_| true },
 ];
 
-fn invalid(rule: &Rule) -> InvalidSetting {
-    InvalidSetting::new(rule.setting, rule.expected)
-}
-
-fn rule(setting: &str) -> Result<&'static Rule, InvalidSetting> {
-    RULES.iter().find(|rule| rule.setting == setting).ok_or_else(|| {
-        let names: Vec<&str> = RULES.iter().map(|rule| rule.setting).collect();
-        InvalidSetting::new(setting, format!("one of the settings {}", names.join(", ")))
-    })
-}
-
-/// Checks every rule; the first broken one is the error.
-pub fn validate(settings: &TenantSettings) -> Result<(), InvalidSetting> {
-    match RULES.iter().find(|rule| !(rule.holds)(settings)) {
-        Some(rule) => Err(invalid(rule)),
-        None => Ok(()),
-    }
-}
-
 /// Empty, or an http(s) URL of at most 2048 bytes without spaces, controls
 /// or a fragment (mail links append `tenant` and `token` to its query).
 fn is_page_url(url: &str) -> bool {
@@ -285,7 +198,7 @@ pub fn is_role_name(role: &str) -> bool {
 }
 
 /// An RFC 6749 §3.3 scope token (printable ASCII but space, `"` and `\`), at most 128 bytes.
-fn is_scope_token(scope: &str) -> bool {
+pub(super) fn is_scope_token(scope: &str) -> bool {
     (1..=128).contains(&scope.len())
         && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
@@ -344,7 +257,7 @@ mod tests {
 
     #[test]
     fn the_defaults_satisfy_every_rule() {
-        assert_eq!(validate(&TenantSettings::default()), Ok(()));
+        assert_eq!(super::super::patch::validate(&TenantSettings::default()), Ok(()));
     }
 
     #[test]
@@ -420,7 +333,7 @@ mod tests {
     /// default value, reads back to that value.
     #[test]
     fn every_setting_can_be_set_from_cli_text() {
-        let defaults = to_json(&TenantSettings::default()).expect("serializes");
+        let defaults = serde_json::to_value(TenantSettings::default()).expect("serializes");
         for setting in setting_names() {
             let value = &defaults[&setting];
             let text = match value {
@@ -430,7 +343,7 @@ mod tests {
             };
             let mut changes = TenantChanges::default();
             changes.set_text(&format!("{setting}={text}")).unwrap_or_else(|e| panic!("{setting}: {e}"));
-            assert_eq!(&changes.settings[&setting], value, "{setting}");
+            assert_eq!(&changes.settings.fields()[&setting], value, "{setting}");
         }
         let mut changes = TenantChanges::default();
         changes.set_text("access_token_ttl=600").expect("number");

@@ -34,19 +34,29 @@ fn user(tenant: &str, email: &str) -> UserRecord {
 }
 
 fn session(user: &UserRecord) -> SessionRecord {
-    SessionRecord {
-        tenant: user.tenant.clone(),
-        id: Uuid::now_v7(),
-        user_id: user.id,
-        created_at: 10,
-        last_used_at: 10,
-        expires_at: 1000,
-        generation: 0,
-        user_agent: Some("test".into()),
-        ip: None,
-        revoked_at: None,
-        grace: None,
-        scope: None,
+    SessionRecord { user_agent: Some("test".into()), ..SessionRecord::new(user.tenant.clone(), user.id, 10, 1000) }
+}
+
+fn client(tenant: &str, client_id: &str) -> ClientRecord {
+    ClientRecord {
+        tenant: TenantId::parse(tenant).expect("slug"),
+        client_id: client_id.into(),
+        client_type: ClientType::Public,
+        secret_sha256: None,
+        created_at: 1,
+        updated_at: 1,
+        settings: ClientSettings { name: client_id.into(), ..ClientSettings::default() },
+    }
+}
+
+fn browser_session(expires_at: i64) -> BrowserSessionRecord {
+    BrowserSessionRecord {
+        user_id: Uuid::now_v7(),
+        auth_time: 1,
+        amr: vec!["pwd".into()],
+        created_at: 1,
+        expires_at,
+        sessions: Vec::new(),
     }
 }
 
@@ -63,6 +73,8 @@ pub fn run(store: &dyn Store) {
     one_time_tokens_are_taken_once(store);
     expired_one_time_tokens_are_purged(store);
     meta_values_round_trip(store);
+    clients_are_unique_per_tenant_and_changes_apply_to_the_stored_record(store);
+    browser_sessions_change_in_place_and_expire(store);
     store.flush().expect("flush");
 }
 
@@ -124,18 +136,15 @@ fn tenants_are_unique_and_deletion_takes_their_data(store: &dyn Store) {
     };
     store.append_event(&event(&a), 10).expect("append");
     store.append_event(&event(&ab), 10).expect("append");
-    let one_time = OneTimeRecord {
-        purpose: "password_reset".into(),
-        user_id: Uuid::now_v7(),
-        expires_at: 9,
-        scope: None,
-        attempts: 0,
-        generation: 0,
-        decoy: false,
-        in_lock: false,
-    };
+    let one_time = OneTimeRecord::new("password_reset", Uuid::now_v7(), 9);
     store.put_one_time(&a.id, &[3; 32], &one_time).expect("put");
+    store.create_client(&client("conf-a", "app")).expect("client");
+    store.create_client(&client("conf-a-b", "app")).expect("the neighbour's client");
+    store.put_browser_session(&a.id, &[4; 32], &browser_session(99)).expect("browser session");
     assert!(store.delete_tenant(&a.id).expect("delete"));
+    assert!(store.list_clients(&a.id).expect("clients").is_empty(), "its clients go too");
+    assert_eq!(store.list_clients(&ab.id).expect("clients").len(), 1, "not the neighbour's");
+    assert_eq!(store.get_browser_session(&a.id, &[4; 32]).expect("get"), None, "its browser sessions go too");
     assert!(store.list_events(&a.id, 10, None).expect("events").is_empty(), "its audit events go too");
     assert_eq!(store.list_events(&ab.id, 10, None).expect("events").len(), 1, "not the neighbour's");
     assert_eq!(
@@ -409,14 +418,20 @@ fn events_are_listed_newest_first_and_bounded(store: &dyn Store) {
 fn one_time_tokens_are_taken_once(store: &dyn Store) {
     let tenant = TenantId::parse("conf-o").expect("slug");
     let record = OneTimeRecord {
-        purpose: "password_reset".into(),
-        user_id: Uuid::now_v7(),
-        expires_at: 99,
         scope: Some("openid".into()),
         attempts: 2,
         generation: 3,
-        decoy: false,
-        in_lock: false,
+        authorization: Some(AuthorizationGrant {
+            client_id: "app".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            code_challenge: "challenge".into(),
+            nonce: Some("n".into()),
+            scope: "openid".into(),
+            auth_time: 5,
+            amr: vec!["pwd".into()],
+            browser_session: None,
+        }),
+        ..OneTimeRecord::new("password_reset", Uuid::now_v7(), 99)
     };
     store.put_one_time(&tenant, &[7; 32], &record).expect("put");
     let other = TenantId::parse("conf-o-2").expect("slug");
@@ -455,4 +470,65 @@ fn meta_values_round_trip(store: &dyn Store) {
     assert_eq!(store.get_meta("conformance").expect("get"), None);
     store.put_meta("conformance", b"value").expect("put");
     assert_eq!(store.get_meta("conformance").expect("get").as_deref(), Some(&b"value"[..]));
+}
+
+fn clients_are_unique_per_tenant_and_changes_apply_to_the_stored_record(store: &dyn Store) {
+    let tenant = TenantId::parse("conf-c").expect("slug");
+    store.create_client(&client("conf-c", "web")).expect("create");
+    assert!(matches!(store.create_client(&client("conf-c", "web")), Err(StoreError::Conflict)));
+    store.create_client(&client("conf-c2", "web")).expect("the same id in another tenant");
+    store.create_client(&client("conf-c", "cli")).expect("create");
+    let ids: Vec<_> = store.list_clients(&tenant).expect("list").into_iter().map(|c| c.client_id).collect();
+    assert_eq!(ids, ["cli", "web"], "by id, only this tenant's");
+
+    // Concurrent changes all hold.
+    let shared = &tenant;
+    std::thread::scope(|scope| {
+        for n in 0..8 {
+            scope.spawn(move || {
+                store
+                    .update_client(shared, "web", &mut |c| {
+                        c.settings.redirect_uris.push(format!("https://app.example/cb{n}"));
+                        c.client_id = "moved".into();
+                        Change::Write
+                    })
+                    .expect("update")
+                    .expect("exists");
+            });
+        }
+    });
+    let web = store.get_client(&tenant, "web").expect("get").expect("still under its id");
+    assert_eq!(web.settings.redirect_uris.len(), 8, "{:?}", web.settings.redirect_uris);
+    assert_eq!(web.client_id, "web", "a change cannot move the record");
+    assert_eq!(store.get_client(&tenant, "moved").expect("get"), None);
+    assert_eq!(store.update_client(&tenant, "nobody", &mut |_| Change::Write).expect("no error"), None);
+    assert!(store.delete_client(&tenant, "web").expect("delete"));
+    assert!(!store.delete_client(&tenant, "web").expect("delete"), "gone");
+    assert_eq!(store.get_client(&tenant, "web").expect("get"), None);
+}
+
+fn browser_sessions_change_in_place_and_expire(store: &dyn Store) {
+    let tenant = TenantId::parse("conf-b").expect("slug");
+    store.put_browser_session(&tenant, &[1; 32], &browser_session(100)).expect("put");
+    store.put_browser_session(&tenant, &[2; 32], &browser_session(200)).expect("put");
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                store
+                    .update_browser_session(&tenant, &[1; 32], &mut |b| {
+                        b.sessions.push(Uuid::now_v7());
+                        Change::Write
+                    })
+                    .expect("update")
+                    .expect("exists");
+            });
+        }
+    });
+    let first = store.get_browser_session(&tenant, &[1; 32]).expect("get").expect("exists");
+    assert_eq!(first.sessions.len(), 8, "every concurrent addition holds");
+    assert_eq!(store.purge_browser_sessions(150).expect("purge"), 1);
+    assert_eq!(store.get_browser_session(&tenant, &[1; 32]).expect("get"), None, "expired at 100");
+    let second = store.delete_browser_session(&tenant, &[2; 32]).expect("delete").expect("existed");
+    assert_eq!(second.expires_at, 200);
+    assert_eq!(store.get_browser_session(&tenant, &[2; 32]).expect("get"), None);
 }

@@ -196,6 +196,45 @@ pub trait OneTimeTokenStore {
     fn purge_one_time(&self, now: i64) -> StoreResult<u64>;
 }
 
+/// OAuth clients, per tenant.
+pub trait ClientStore {
+    /// Adds a client; `Conflict` if its id is taken in the tenant.
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// One client.
+    fn get_client(&self, tenant: &TenantId, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// A tenant's clients, by id.
+    fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ClientRecord>>;
+    /// Applies `change` to the stored client in the store's atomic step.
+    fn update_client(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        change: &mut dyn FnMut(&mut ClientRecord) -> Change,
+    ) -> StoreResult<Option<ClientRecord>>;
+    /// Removes a client; false if there was none.
+    fn delete_client(&self, tenant: &TenantId, client_id: &str) -> StoreResult<bool>;
+}
+
+/// Browser sessions of the hosted login, under the hash of their cookie.
+pub trait BrowserSessionStore {
+    /// Stores a new browser session.
+    fn put_browser_session(&self, tenant: &TenantId, hash: &[u8; 32], record: &BrowserSessionRecord)
+    -> StoreResult<()>;
+    /// One browser session, expired or not.
+    fn get_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>>;
+    /// Applies `change` to the stored browser session in the store's atomic step.
+    fn update_browser_session(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        change: &mut dyn FnMut(&mut BrowserSessionRecord) -> Change,
+    ) -> StoreResult<Option<BrowserSessionRecord>>;
+    /// Removes a browser session, returning it.
+    fn delete_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>>;
+    /// Removes the expired ones; returns how many.
+    fn purge_browser_sessions(&self, now: i64) -> StoreResult<u64>;
+}
+
 /// Small server-wide values (format version, operator token hash, master key check).
 pub trait MetaStore {
     /// A value.
@@ -206,7 +245,18 @@ pub trait MetaStore {
 
 /// Everything latch stores.
 pub trait Store:
-    TenantStore + KeyStore + UserStore + SessionStore + EventStore + OneTimeTokenStore + MetaStore + Send + Sync + 'static
+    TenantStore
+    + KeyStore
+    + UserStore
+    + SessionStore
+    + EventStore
+    + OneTimeTokenStore
+    + ClientStore
+    + BrowserSessionStore
+    + MetaStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

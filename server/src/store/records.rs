@@ -137,6 +137,8 @@ impl OneTimeRecord {
             generation: 0,
             decoy: false,
             in_lock: false,
+            authorization: None,
+            session_id: None,
         }
     }
 }
@@ -210,6 +212,10 @@ pub struct UserRecord {
     /// lockout threshold per lock).
     #[serde(default)]
     pub locked_code_attempts: u32,
+    /// The scopes the user consented to per client (client id to scopes),
+    /// so the consent page is shown once per client and scope set.
+    #[serde(default)]
+    pub consents: BTreeMap<String, Vec<String>>,
 }
 
 impl UserRecord {
@@ -264,6 +270,7 @@ impl UserRecord {
             reset_sent_at: None,
             reset_generation: 0,
             locked_code_attempts: 0,
+            consents: BTreeMap::new(),
         }
     }
 }
@@ -314,6 +321,16 @@ pub struct SessionRecord {
     /// The scopes granted at login (narrowed later if roles change).
     #[serde(default)]
     pub scope: Option<String>,
+    /// The OAuth client the session was started for; its refresh tokens
+    /// work only for that client. `None`: latch's own JSON login.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// When the user last authenticated (ID tokens' `auth_time`).
+    #[serde(default)]
+    pub auth_time: Option<i64>,
+    /// How they authenticated (`pwd`, `otp`), for ID tokens' `amr`.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// The successor issued by the last rotation, sealed with the master key.
@@ -329,6 +346,28 @@ pub struct Grace {
 }
 
 impl SessionRecord {
+    /// A new session (UUID v7) of `user_id`, started at `now`, its first
+    /// refresh token expiring at `expires_at`; nothing else set.
+    pub fn new(tenant: TenantId, user_id: Uuid, now: i64, expires_at: i64) -> SessionRecord {
+        SessionRecord {
+            tenant,
+            id: Uuid::now_v7(),
+            user_id,
+            created_at: now,
+            last_used_at: now,
+            expires_at,
+            generation: 0,
+            user_agent: None,
+            ip: None,
+            revoked_at: None,
+            grace: None,
+            scope: None,
+            client_id: None,
+            auth_time: None,
+            amr: Vec::new(),
+        }
+    }
+
     /// True if the session can still be used at `now`.
     pub fn is_active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && now < self.expires_at
@@ -405,4 +444,115 @@ pub struct OneTimeRecord {
     /// lock; its codes are checked during the lock (up to the threshold).
     #[serde(default)]
     pub in_lock: bool,
+    /// For an authorization code: what the authorization request bound it to.
+    #[serde(default)]
+    pub authorization: Option<AuthorizationGrant>,
+    /// For a used authorization code: the session its first use started,
+    /// which a second use ends.
+    #[serde(default)]
+    pub session_id: Option<Uuid>,
+}
+
+/// What an authorization code stands for (RFC 6749 §4.1, RFC 7636, OIDC Core §3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationGrant {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the request, exactly; the token request must repeat it.
+    pub redirect_uri: String,
+    /// The PKCE `code_challenge` (S256).
+    pub code_challenge: String,
+    /// The request's `nonce`, for the ID token.
+    pub nonce: Option<String>,
+    /// The scopes granted.
+    pub scope: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// How (`pwd`, `otp`).
+    pub amr: Vec<String>,
+    /// SHA-256 (hex) of the browser session that authenticated, so its
+    /// logout ends the session this code starts.
+    pub browser_session: Option<String>,
+}
+
+/// An OAuth client registered in a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The client id, unique in the tenant.
+    pub client_id: String,
+    /// Public (PKCE, no secret) or confidential (a secret).
+    pub client_type: ClientType,
+    /// SHA-256 (hex) of a confidential client's secret.
+    pub secret_sha256: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// What an admin sets.
+    #[serde(flatten)]
+    pub settings: ClientSettings,
+}
+
+/// A client's settings, with the defaults a new client gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientSettings {
+    /// Display name (shown on the consent page).
+    pub name: String,
+    /// Where authorization answers may be sent, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser afterwards.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `authorization_code`, `refresh_token`, `client_credentials`, `password`.
+    pub grant_types: Vec<String>,
+    /// The scopes the client may ask for.
+    pub scopes: Vec<String>,
+    /// Skips the consent page (the tenant's own apps).
+    pub first_party: bool,
+    /// The `aud` its access tokens carry beside the tenant's (empty: only the tenant's).
+    pub audience: String,
+}
+
+impl Default for ClientSettings {
+    fn default() -> ClientSettings {
+        ClientSettings {
+            name: String::new(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            first_party: false,
+            audience: String::new(),
+        }
+    }
+}
+
+/// How a client authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    /// A browser or native app: no secret, PKCE proves the code's requester.
+    Public,
+    /// A server-side app: a secret, sent with `client_secret_basic` or `client_secret_post`.
+    Confidential,
+}
+
+/// A browser's sign-in at a tenant's hosted login (single sign-on), kept
+/// under the SHA-256 of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserSessionRecord {
+    /// Who signed in.
+    pub user_id: Uuid,
+    /// When they last authenticated.
+    pub auth_time: i64,
+    /// How (`pwd`, `otp`).
+    pub amr: Vec<String>,
+    /// Creation time.
+    pub created_at: i64,
+    /// When it ends, whatever happens.
+    pub expires_at: i64,
+    /// Sessions started through it (ended with it at logout), newest last.
+    pub sessions: Vec<Uuid>,
 }

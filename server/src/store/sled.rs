@@ -48,6 +48,8 @@ pub struct SledStore {
     events: ::sled::Tree,
     event_counts: ::sled::Tree,
     one_time: ::sled::Tree,
+    clients: ::sled::Tree,
+    browser_sessions: ::sled::Tree,
     witness: Witness,
     /// Rotations of any tenant's keys, one at a time (see `rotate_keys`).
     key_rotation: std::sync::Mutex<()>,
@@ -301,6 +303,8 @@ impl SledStore {
             events: tree("events")?,
             event_counts: tree("event_counts")?,
             one_time: tree("one_time")?,
+            clients: tree("clients")?,
+            browser_sessions: tree("browser_sessions")?,
             meta,
             db,
             witness,
@@ -367,7 +371,7 @@ impl SledStore {
         restored
     }
 
-    fn named_trees(&self) -> [(&'static str, &::sled::Tree); 11] {
+    fn named_trees(&self) -> [(&'static str, &::sled::Tree); 13] {
         [
             ("meta", &self.meta),
             ("tenants", &self.tenants),
@@ -380,10 +384,12 @@ impl SledStore {
             ("events", &self.events),
             ("event_counts", &self.event_counts),
             ("one_time", &self.one_time),
+            ("clients", &self.clients),
+            ("browser_sessions", &self.browser_sessions),
         ]
     }
 
-    fn tenant_trees(&self) -> [&::sled::Tree; 8] {
+    fn tenant_trees(&self) -> [&::sled::Tree; 10] {
         [
             &self.keys,
             &self.users,
@@ -393,6 +399,8 @@ impl SledStore {
             &self.refresh,
             &self.events,
             &self.one_time,
+            &self.clients,
+            &self.browser_sessions,
         ]
     }
 
@@ -788,6 +796,102 @@ impl OneTimeTokenStore for SledStore {
             let expired = decode::<OneTimeRecord>("one_time", &stored).map_or(true, |r| r.expires_at <= now);
             // Only if unchanged since read: a record taken meanwhile is gone anyway.
             if expired && self.one_time.compare_and_swap(&key, Some(stored), None::<&[u8]>).map_err(backend)?.is_ok() {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+impl ClientStore for SledStore {
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let key = key(&client.tenant, client.client_id.as_bytes());
+        match self.clients.compare_and_swap(key, None::<&[u8]>, Some(encode(client)?)).map_err(backend)? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Conflict),
+        }
+    }
+
+    fn get_client(&self, tenant: &TenantId, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        self.clients.get(key(tenant, client_id.as_bytes())).map_err(backend)?.map(|v| decode("clients", &v)).transpose()
+    }
+
+    fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ClientRecord>> {
+        self.clients.scan_prefix(prefix(tenant)).values().map(|v| decode("clients", &v.map_err(backend)?)).collect()
+    }
+
+    fn update_client(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        change: &mut dyn FnMut(&mut ClientRecord) -> Change,
+    ) -> StoreResult<Option<ClientRecord>> {
+        update_in_place(
+            &self.clients,
+            "clients",
+            &key(tenant, client_id.as_bytes()),
+            &mut |client: &mut ClientRecord| {
+                let (tenant, id) = (client.tenant.clone(), client.client_id.clone());
+                let decided = change(client);
+                // Tenant and id are the record's key; a change cannot move them.
+                (client.tenant, client.client_id) = (tenant, id);
+                Ok(decided)
+            },
+        )
+    }
+
+    fn delete_client(&self, tenant: &TenantId, client_id: &str) -> StoreResult<bool> {
+        Ok(self.clients.remove(key(tenant, client_id.as_bytes())).map_err(backend)?.is_some())
+    }
+}
+
+impl BrowserSessionStore for SledStore {
+    fn put_browser_session(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        record: &BrowserSessionRecord,
+    ) -> StoreResult<()> {
+        self.browser_sessions.insert(key(tenant, hash), encode(record)?).map_err(backend)?;
+        Ok(())
+    }
+
+    fn get_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>> {
+        self.browser_sessions
+            .get(key(tenant, hash))
+            .map_err(backend)?
+            .map(|v| decode("browser_sessions", &v))
+            .transpose()
+    }
+
+    fn update_browser_session(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        change: &mut dyn FnMut(&mut BrowserSessionRecord) -> Change,
+    ) -> StoreResult<Option<BrowserSessionRecord>> {
+        update_in_place(&self.browser_sessions, "browser_sessions", &key(tenant, hash), &mut |record| {
+            Ok(change(record))
+        })
+    }
+
+    fn delete_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>> {
+        self.browser_sessions
+            .remove(key(tenant, hash))
+            .map_err(backend)?
+            .map(|v| decode("browser_sessions", &v))
+            .transpose()
+    }
+
+    fn purge_browser_sessions(&self, now: i64) -> StoreResult<u64> {
+        let mut purged = 0;
+        for entry in self.browser_sessions.iter() {
+            let (key, stored) = entry.map_err(backend)?;
+            let expired =
+                decode::<BrowserSessionRecord>("browser_sessions", &stored).map_or(true, |r| r.expires_at <= now);
+            if expired
+                && self.browser_sessions.compare_and_swap(&key, Some(stored), None::<&[u8]>).map_err(backend)?.is_ok()
+            {
                 purged += 1;
             }
         }
