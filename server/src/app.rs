@@ -157,9 +157,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let prepared = prepare(settings).await?;
     let addr = listener.local_addr().context("the listener has no socket address")?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let (latch, committer, startup) = assemble(prepared, settings, clock, public_url.clone()).await?;
+    let (latch, committer, startup) = assemble(prepared, settings, clock.clone(), public_url.clone()).await?;
 
-    let limits = AuthRateLimit::per_minute(settings.auth_rate_limit_per_minute);
+    if settings.demo_tenant {
+        latch.sync_demo_clients().await?;
+    }
+    let limits = AuthRateLimit::per_minute(settings.auth_rate_limit_per_minute, clock);
     let rotator = tokio::spawn(periodic_upkeep(latch.clone(), limits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let app = crate::api::app(latch.clone(), limits, settings.connections.body_timeout).boxed();

@@ -12,7 +12,8 @@ use latch_shared::Algorithm;
 
 use crate::clock::SystemClock;
 use crate::config::{ConfigArgs, Settings};
-use crate::domain::{Actor, Latch, NewTenant, NewUser, Operator, TenantChanges, TenantId};
+use crate::domain::{Actor, ClientChanges, Latch, NewClient, NewTenant, NewUser, Operator, TenantChanges, TenantId};
+use crate::store::ClientType;
 use crate::store::sled::SledStore;
 use crate::store::{Store as _, StoreError};
 
@@ -40,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// OAuth clients of a tenant (on a data directory no server is running on; while it runs, use /t/{T}/admin/clients).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// Signing keys.
     Keys {
         #[command(subcommand)]
@@ -63,6 +69,92 @@ enum Command {
     },
     /// Print the OpenAPI document the server serves at /openapi.json.
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The client id (generated when left out).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// public (SPA, native app: PKCE, no secret) or confidential (a server with a secret).
+        #[arg(long = "type", value_parser = ["public", "confidential"])]
+        client_type: String,
+        #[command(flatten)]
+        settings: ClientSettingsArgs,
+    },
+    /// List a tenant's clients.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show a client (JSON).
+    Show {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The client id.
+        client_id: String,
+    },
+    /// Change a client's settings.
+    Update {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The client id.
+        client_id: String,
+        #[command(flatten)]
+        settings: ClientSettingsArgs,
+    },
+    /// Remove a client.
+    Delete {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The client id.
+        client_id: String,
+        /// Confirm the removal.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A client's settings; those left out keep their value (or default).
+#[derive(Debug, clap::Args)]
+struct ClientSettingsArgs {
+    /// Display name (shown on the consent page).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where authorization answers may go (repeatable).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// A setting as `key=value`, repeatable: any key of `latch client show`
+    /// (e.g. `first_party=true`, `grant_types=authorization_code,refresh_token`,
+    /// `post_logout_redirect_uris=https://app.example/`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ClientSettingsArgs {
+    /// The changes, read through the same serde names as the API's.
+    fn changes(self) -> anyhow::Result<ClientChanges> {
+        let mut changes = ClientChanges::default();
+        if let Some(name) = self.name {
+            changes.set("name", name.into())?;
+        }
+        if !self.redirect_uris.is_empty() {
+            changes.set("redirect_uris", self.redirect_uris.into())?;
+        }
+        for assignment in &self.set {
+            changes.set_text(assignment)?;
+        }
+        Ok(changes)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +338,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Some(Command::Tenant { command }) => with_data_dir(&settings()?, |latch| tenant_command(latch, command)),
         Some(Command::User { command }) => with_data_dir(&settings()?, |latch| user_command(latch, command)),
+        Some(Command::Client { command }) => with_data_dir(&settings()?, |latch| client_command(latch, command)),
         Some(Command::Backup { file, server }) => backup(&settings()?, &file, server),
         Some(Command::Restore { file }) => {
             let settings = settings()?;
@@ -309,6 +402,58 @@ fn print_tenant(latch: &Latch, tenant: crate::store::TenantRecord) -> anyhow::Re
         "settings": tenant.settings,
     });
     println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
+fn print_client(client: &crate::store::ClientRecord) -> anyhow::Result<()> {
+    let mut shown = serde_json::to_value(client)?;
+    if let Some(fields) = shown.as_object_mut() {
+        fields.remove("secret_sha256");
+        fields.remove("tenant");
+    }
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
+async fn client_command(latch: Arc<Latch>, command: ClientCommand) -> anyhow::Result<()> {
+    let operator_in = |tenant: &str| anyhow::Ok(Actor::operator(Operator::local(), TenantId::parse(tenant)?));
+    match command {
+        ClientCommand::Create { tenant, client_id, client_type, settings } => {
+            let client_type = if client_type == "confidential" { ClientType::Confidential } else { ClientType::Public };
+            let new = NewClient { client_id, client_type, settings: settings.changes()? };
+            let (client, secret) = latch.create_client(&operator_in(&tenant)?, new).await?;
+            print_client(&client)?;
+            if let Some(secret) = secret {
+                use secrecy::ExposeSecret as _;
+                println!("client secret (shown once, only its hash is kept): {}", secret.expose_secret());
+            }
+        }
+        ClientCommand::List { tenant } => {
+            for client in latch.clients(&operator_in(&tenant)?).await? {
+                let kind = if client.client_type == ClientType::Public { "public" } else { "confidential" };
+                println!(
+                    "{}\t{kind}\t{}\t{}",
+                    client.client_id,
+                    client.settings.name,
+                    client.settings.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientCommand::Show { tenant, client_id } => {
+            print_client(&latch.client(&operator_in(&tenant)?, &client_id).await?)?
+        }
+        ClientCommand::Update { tenant, client_id, settings } => {
+            let client = latch.update_client(&operator_in(&tenant)?, &client_id, settings.changes()?).await?;
+            print_client(&client)?;
+        }
+        ClientCommand::Delete { tenant, client_id, yes } => {
+            if !yes {
+                anyhow::bail!("removing client {client_id} stops its refresh tokens; add --yes to confirm");
+            }
+            latch.delete_client(&operator_in(&tenant)?, &client_id).await?;
+            println!("deleted client {client_id}");
+        }
+    }
     Ok(())
 }
 

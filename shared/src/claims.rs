@@ -58,6 +58,10 @@ pub struct Claims {
     /// Whether that email was verified; present exactly when `email` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// The OAuth client the token was issued to (RFC 9068); absent for
+    /// latch's own JSON login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl Claims {
@@ -97,6 +101,7 @@ impl Claims {
             roles,
             scope: optional("scope")?.unwrap_or_default(),
             email: optional("email")?,
+            client_id: optional("client_id")?,
             email_verified: match payload.get("email_verified") {
                 None => None,
                 Some(Value::Bool(verified)) => Some(*verified),

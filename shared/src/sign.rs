@@ -144,6 +144,11 @@ impl SigningKey {
 
     /// Signs `claims` as an access token: header `{alg, kid, typ: "at+jwt"}`.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, Error> {
+        self.sign_as(claims, crate::ACCESS_TOKEN_TYPE)
+    }
+
+    /// Signs `claims` with header `{alg, kid, typ}` (ID tokens are `JWT`).
+    pub fn sign_as(&self, claims: &impl Serialize, typ: &str) -> Result<String, Error> {
         let alg = match self.alg {
             Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
             Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
@@ -151,7 +156,7 @@ impl SigningKey {
             Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
         };
         let mut header = jsonwebtoken::Header::new(alg);
-        header.typ = Some(crate::ACCESS_TOKEN_TYPE.into());
+        header.typ = Some(typ.into());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|_| Error::InvalidKey)
     }

@@ -325,6 +325,19 @@ fn prepare_names_the_position_of_the_key_it_picked() {
 }
 
 #[test]
+fn id_tokens_and_access_tokens_never_pass_for_each_other() {
+    let ed = Ed::new();
+    let id_token = ed.sign(&with(ed.header(), "typ", json!("JWT")), &claims());
+    let untyped = ed.sign(&without(ed.header(), "typ"), &claims());
+    let access = ed.token();
+    let id_rules = validation().id_tokens();
+    assert_eq!(verify(&id_token, &ed.keys(), &validation(), NOW).unwrap_err(), Error::WrongType);
+    assert!(verify(&id_token, &ed.keys(), &id_rules, NOW).is_ok());
+    assert!(verify(&untyped, &ed.keys(), &id_rules, NOW).is_ok(), "OIDC lets an ID token omit typ");
+    assert_eq!(verify(&access, &ed.keys(), &id_rules, NOW).unwrap_err(), Error::WrongType);
+}
+
+#[test]
 fn small_order_ed25519_keys_and_signatures_are_rejected() {
     // The identity point as the public key, with R = identity and S = 0:
     // a lax verifier accepts this "signature" for every message.

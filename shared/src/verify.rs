@@ -21,6 +21,7 @@ pub struct Validation {
     audiences: Vec<String>,
     leeway: i64,
     algorithms: Vec<Algorithm>,
+    id_tokens: bool,
 }
 
 impl Validation {
@@ -35,7 +36,13 @@ impl Validation {
         if issuer.is_empty() || audiences.is_empty() || audiences.iter().any(String::is_empty) {
             return Err(Error::InvalidOptions);
         }
-        Ok(Validation { issuer, audiences, leeway: DEFAULT_LEEWAY_SECONDS as i64, algorithms: Algorithm::ALL.to_vec() })
+        Ok(Validation {
+            issuer,
+            audiences,
+            leeway: DEFAULT_LEEWAY_SECONDS as i64,
+            algorithms: Algorithm::ALL.to_vec(),
+            id_tokens: false,
+        })
     }
 
     /// Sets the clock leeway applied to `exp` and `nbf`; at most [`MAX_LEEWAY_SECONDS`].
@@ -54,6 +61,13 @@ impl Validation {
         }
         self.algorithms = algorithms.to_vec();
         Ok(self)
+    }
+
+    /// Verifies OpenID Connect ID tokens (`typ` `JWT` or none) instead of
+    /// access tokens (`at+jwt`): the two never pass for each other.
+    pub fn id_tokens(mut self) -> Validation {
+        self.id_tokens = true;
+        self
     }
 
     /// The expected issuer.
@@ -148,7 +162,7 @@ impl<'t, 'k> Prepared<'t, 'k> {
 /// signature's encoding).
 pub fn prepare<'t, 'k>(token: &'t str, keys: &'k KeySet, validation: &Validation) -> Result<Prepared<'t, 'k>, Error> {
     let parts = Parts::split(token)?;
-    let header = parts.header()?;
+    let header = parts.header(validation.id_tokens)?;
     let (key_index, key) = select_key(&header, keys, validation)?;
     let signature = b64::decode(parts.signature)?;
     key.check_signature_encoding(&signature)?;
@@ -224,9 +238,9 @@ impl<'a> Parts<'a> {
         Ok(Parts { header, payload, signature, signing_input })
     }
 
-    fn header(&self) -> Result<ParsedHeader, Error> {
+    fn header(&self, id_token: bool) -> Result<ParsedHeader, Error> {
         let object = json::parse_object(&b64::decode(self.header)?)?;
-        ParsedHeader::from_object(&object)
+        ParsedHeader::from_object(&object, id_token)
     }
 }
 
@@ -238,7 +252,7 @@ struct ParsedHeader {
 }
 
 impl ParsedHeader {
-    fn from_object(header: &Map<String, Value>) -> Result<ParsedHeader, Error> {
+    fn from_object(header: &Map<String, Value>, id_token: bool) -> Result<ParsedHeader, Error> {
         let alg = match header.get("alg") {
             Some(Value::String(alg)) => alg.clone(),
             _ => return Err(Error::Malformed),
@@ -258,7 +272,9 @@ impl ParsedHeader {
             Some(_) => return Err(Error::Malformed),
         };
         let typ = match header.get("typ") {
-            Some(Value::String(typ)) if is_access_token_type(typ) => typ.clone(),
+            Some(Value::String(typ)) if !id_token && is_access_token_type(typ) => typ.clone(),
+            Some(Value::String(typ)) if id_token && typ.eq_ignore_ascii_case("JWT") => typ.clone(),
+            None if id_token => String::new(),
             _ => return Err(Error::WrongType),
         };
         // jku, x5u, jwk and x5c are deliberately never read: keys come only from the KeySet.

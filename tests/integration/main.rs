@@ -19,6 +19,7 @@ mod lifecycle;
 mod mfa;
 mod npm_package;
 mod oauth;
+mod oidc;
 mod openapi;
 mod persistence;
 mod recovery;

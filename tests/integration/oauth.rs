@@ -95,8 +95,14 @@ async fn token_endpoint_errors_are_rfc_6749_bodies() {
     oauth_error(app.post_form("/t/demo/oauth/token", &bad_refresh).await, StatusCode::BAD_REQUEST, "invalid_grant")
         .await;
     let code = [("grant_type", "authorization_code"), ("code", "x")];
-    oauth_error(app.post_form("/t/demo/oauth/token", &code).await, StatusCode::BAD_REQUEST, "unsupported_grant_type")
-        .await;
+    oauth_error(app.post_form("/t/demo/oauth/token", &code).await, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let implicit = [("grant_type", "implicit")];
+    oauth_error(
+        app.post_form("/t/demo/oauth/token", &implicit).await,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    )
+    .await;
     oauth_error(
         app.post_form("/t/demo/oauth/token", &[("username", "x")]).await,
         StatusCode::BAD_REQUEST,
@@ -288,14 +294,35 @@ async fn the_discovery_document_is_valid_authorization_server_metadata() {
         let issuer = doc["issuer"].as_str().expect("issuer");
         assert_eq!(format!("{issuer}/.well-known/openid-configuration"), url, "issuer is the URL it was fetched under");
         assert!(!issuer.ends_with('/'));
-        assert!(doc["response_types_supported"].is_array(), "required by RFC 8414");
+        assert_eq!(doc["response_types_supported"], json!(["code"]));
+        assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(doc["subject_types_supported"], json!(["public"]));
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!([alg]));
-        assert_eq!(doc["grant_types_supported"], json!(["password", "refresh_token"]));
-        assert_eq!(doc["token_endpoint_auth_methods_supported"], json!(["none"]));
+        let grants = doc["grant_types_supported"].as_array().expect("grant types");
+        for grant in ["authorization_code", "refresh_token", "password", "urn:latch:params:oauth:grant-type:mfa-otp"] {
+            assert!(grants.contains(&json!(grant)), "{grant} in {grants:?}");
+        }
+        assert_eq!(
+            doc["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "client_secret_post", "none"])
+        );
+        assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
         assert!(doc["introspection_endpoint_auth_methods_supported"].is_array());
         let jwks = app.http.get(doc["jwks_uri"].as_str().expect("jwks_uri")).send().await.expect("request");
         assert_eq!(jwks.status(), StatusCode::OK);
+        // RFC 8414 §3: the same metadata at the well-known path before the issuer's path.
+        let rfc8414 = app.url(&format!("/.well-known/oauth-authorization-server/t/{tenant}"));
+        let same: Value = app.http.get(&rfc8414).send().await.expect("r").json().await.expect("json");
+        assert_eq!(same, doc);
+        for endpoint in ["authorization_endpoint", "userinfo_endpoint", "end_session_endpoint"] {
+            let at = doc[endpoint].as_str().unwrap_or_else(|| panic!("{endpoint} listed"));
+            assert!(at.starts_with(issuer), "{endpoint} lives under the issuer");
+            let status = app.http.get(at).send().await.expect("request").status();
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{endpoint}: {status}"
+            );
+        }
         for endpoint in ["token_endpoint", "revocation_endpoint", "introspection_endpoint"] {
             let at = doc[endpoint].as_str().unwrap_or_else(|| panic!("{endpoint} listed"));
             assert!(at.starts_with(issuer), "{endpoint} lives under the issuer");

@@ -92,9 +92,12 @@ pub async fn spawn_app_at(clock: Arc<ManualClock>) -> TestApp {
     spawn_app_with(clock, |_| {}).await
 }
 
-/// Starts the server with this many auth requests per minute per IP.
+/// Starts the server with this many auth requests per minute per IP, on a
+/// clock that stands still (now): no bucket refills during the test, however
+/// slowly a busy machine runs it.
 pub async fn spawn_app_with_rate_limit(per_minute: u32) -> TestApp {
-    spawn_app_with(Arc::new(SystemClock), move |settings| settings.auth_rate_limit_per_minute = per_minute).await
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    spawn_app_with(clock, move |settings| settings.auth_rate_limit_per_minute = per_minute).await
 }
 
 /// Starts the server with `clock` and settings changed by `configure`.

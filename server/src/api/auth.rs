@@ -172,7 +172,7 @@ impl AuthApi {
         body: Json<RefreshRequest>,
     ) -> ApiResult<TokenResponse> {
         let tenant = tenant_id(&tenant)?;
-        let pair = latch.refresh(&tenant, &body.refresh_token, &client_info(req)).await?;
+        let pair = latch.refresh(&tenant, &body.refresh_token, &client_info(req), None).await?;
         Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
     }
 

@@ -129,6 +129,15 @@ impl ApiError {
             Error::MfaNotPending => (S::CONFLICT, "mfa_not_pending", "No TOTP enrollment pending"),
             Error::MfaNotEnabled => (S::CONFLICT, "mfa_not_enabled", "TOTP not enabled"),
             Error::CurrentPasswordWrong => (S::FORBIDDEN, "current_password_wrong", "Current password wrong"),
+            Error::ClientNotFound => (S::NOT_FOUND, "client_not_found", "Client not found"),
+            Error::InvalidGrant(_) | Error::AuthorizationCodeReused => {
+                (S::BAD_REQUEST, "invalid_grant", "Invalid grant")
+            }
+            Error::InsufficientScope(_) => (S::FORBIDDEN, "insufficient_scope", "Insufficient scope"),
+            Error::UnauthorizedClient(_) => (S::BAD_REQUEST, "unauthorized_client", "Grant type not allowed"),
+            Error::ClientExists => (S::CONFLICT, "client_exists", "Client exists"),
+            Error::InvalidClient => (S::UNAUTHORIZED, "invalid_client", "Client authentication failed"),
+            Error::PublicClientHasNoSecret => (S::CONFLICT, "public_client", "Public clients have no secret"),
             Error::KeyUnavailable | Error::Internal(_) => {
                 tracing::error!(error = %self.0, "internal error");
                 return Problem::new(

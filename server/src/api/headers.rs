@@ -19,6 +19,10 @@ const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; s
 const DEMO_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
                         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
                         form-action 'self'";
+/// The hosted sign-in pages: forms and one stylesheet, no script at all.
+/// (No `form-action`: Chromium applies it to the redirect a sign-in form
+/// ends with, which goes to the client's own origin.)
+const PAGES_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Everything else is JSON.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -34,6 +38,8 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
         DOCS_CSP
     } else if path == "/demo" || path.starts_with("/demo/") {
         DEMO_CSP
+    } else if is_hosted_page(path) {
+        PAGES_CSP
     } else {
         API_CSP
     };
@@ -46,6 +52,15 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     }
     Ok(response)
+}
+
+/// The authorization and logout endpoints answer with HTML pages.
+fn is_hosted_page(path: &str) -> bool {
+    let mut segments = path.trim_start_matches('/').split('/');
+    matches!(
+        (segments.next(), segments.next(), segments.next(), segments.next(), segments.next()),
+        (Some("t"), Some(_), Some("oauth"), Some("authorize" | "logout"), None)
+    )
 }
 
 /// Which CORS rule a path falls under.
@@ -61,7 +76,7 @@ enum Cors {
 fn cors_rule(path: &str) -> Cors {
     let mut segments = path.trim_start_matches('/').split('/');
     match (segments.next(), segments.next().map(TenantId::parse), segments.next()) {
-        (Some("t"), Some(Ok(_)), Some(".well-known")) => Cors::Public,
+        (Some("t"), Some(Ok(_)), Some(".well-known")) | (Some(".well-known"), _, _) => Cors::Public,
         (Some("t"), Some(Ok(tenant)), Some(_)) => Cors::Tenant(tenant),
         _ => Cors::None,
     }

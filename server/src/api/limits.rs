@@ -8,25 +8,46 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use poem::http::Method;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::ApiError;
 use crate::domain::Error;
 
+/// latch's clock as the limiter's, in whole seconds: buckets refill by the
+/// injected clock, so a test on a `ManualClock` decides when they do (and a
+/// slow, busy machine cannot refill one in the middle of a test).
+#[derive(Clone)]
+struct LimitClock(Arc<dyn crate::clock::Clock>);
+
+impl governor::clock::Clock for LimitClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(std::time::Duration::from_secs(self.0.now().max(0) as u64))
+    }
+}
+
+type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, LimitClock, NoOpMiddleware<Nanos>>;
+
 /// The per-IP limit: a bucket of `per_minute` requests refilled over a minute.
 #[derive(Clone)]
 pub struct AuthRateLimit {
-    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl AuthRateLimit {
-    /// `per_minute` requests per client IP; 0 turns the limit off.
-    pub fn per_minute(per_minute: u32) -> AuthRateLimit {
-        let limiter = NonZeroU32::new(per_minute)
-            .map(|n| Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_minute(n).allow_burst(n))));
+    /// `per_minute` requests per client IP, refilled by `clock`; 0 turns the limit off.
+    pub fn per_minute(per_minute: u32, clock: Arc<dyn crate::clock::Clock>) -> AuthRateLimit {
+        let limiter = NonZeroU32::new(per_minute).map(|n| {
+            let quota = Quota::per_minute(n).allow_burst(n);
+            Arc::new(RateLimiter::new(quota, DefaultKeyedStateStore::default(), LimitClock(clock)))
+        });
         AuthRateLimit { limiter }
     }
 
@@ -42,9 +63,7 @@ impl AuthRateLimit {
     /// Seconds to wait if `ip` is over its limit.
     fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
-        limiter
-            .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1)
+        limiter.check_key(&ip).map_err(|not_until| not_until.wait_time_from(limiter.clock().now()).as_secs() + 1)
     }
 }
 
@@ -70,17 +89,18 @@ fn is_limited(req: &Request) -> bool {
     matches!(
         (segments.next(), segments.next(), segments.next(), segments.next(), segments.next()),
         (Some("t"), Some(_), Some("auth"), Some(_), _)
-            | (Some("t"), Some(_), Some("oauth"), Some("token"), _)
+            | (Some("t"), Some(_), Some("oauth"), Some("token" | "authorize"), _)
             | (Some("t"), Some(_), Some("users"), Some("me"), Some("password" | "mfa"))
     )
 }
 
-fn is_token_endpoint(req: &Request) -> bool {
+/// The OAuth endpoint a tenant path names (`token`, `authorize`), if any.
+fn endpoint(req: &Request) -> Option<&str> {
     let mut segments = req.uri().path().trim_start_matches('/').split('/');
-    matches!(
-        (segments.next(), segments.next(), segments.next(), segments.next()),
-        (Some("t"), Some(_), Some("oauth"), Some("token"))
-    )
+    match (segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some("t"), Some(_), Some("oauth"), Some(endpoint)) => Some(endpoint),
+        _ => None,
+    }
 }
 
 /// The middleware: limited requests over their client's budget get 429.
@@ -92,9 +112,14 @@ pub async fn limit_auth<E: Endpoint>(next: E, req: Request) -> poem::Result<Resp
     {
         tracing::info!(ip = %addr.ip(), path = req.uri().path(), "rate limited");
         let error = Error::RateLimited { retry_after };
-        // The token endpoint answers in its own (RFC 6749 §5.2) format.
-        if is_token_endpoint(&req) {
-            return Ok(super::oauth::TokenResponse::from(super::oauth::OAuthFailure::from(error)).into_response());
+        // The token endpoint answers in its own (RFC 6749 §5.2) format, the
+        // hosted sign-in page with a page.
+        match endpoint(&req) {
+            Some("token") => {
+                return Ok(super::oauth::TokenResponse::from(super::oauth::OAuthFailure::from(error)).into_response());
+            }
+            Some("authorize") => return Ok(super::authorize::rate_limited_page(retry_after)),
+            _ => {}
         }
         return Ok(ApiError(error).into_response());
     }
@@ -112,7 +137,7 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"), "another /64");
         assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"), "IPv4 keys on the whole address");
-        let limits = AuthRateLimit::per_minute(2);
+        let limits = AuthRateLimit::per_minute(2, Arc::new(crate::clock::ManualClock::new(0)));
         assert!(limits.check(key("2001:db8::1")).is_ok() && limits.check(key("2001:db8::2")).is_ok());
         assert!(limits.check(key("2001:db8::3")).is_err(), "the third address of the /64 is over the budget");
         assert!(limits.check(key("2001:db8:0:1::1")).is_ok(), "the next /64 has its own");

@@ -3,6 +3,8 @@
 
 mod admin;
 mod auth;
+mod authorize;
+mod clients;
 mod demo;
 mod error;
 mod headers;
@@ -11,6 +13,7 @@ mod limits;
 mod mfa;
 mod models;
 mod oauth;
+mod pages;
 mod tenants;
 mod users;
 mod wellknown;
@@ -114,9 +117,11 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             wellknown::WellKnownApi,
             auth::AuthApi,
             oauth::OAuthApi,
+            authorize::AuthorizeApi,
             users::UsersApi,
             mfa::MfaApi,
             admin::AdminApi,
+            clients::ClientsApi,
             tenants::TenantsApi,
         ),
         "latch",

@@ -13,16 +13,25 @@ use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 use serde::Deserialize;
 
 use super::{ApiTags, client_info};
-use crate::domain::{Error, Introspection, Latch, SecondFactor, TenantId, TokenPair};
+use crate::domain::{ClientCredentials, Error, Introspection, Latch, SecondFactor, TenantId, TokenPair};
 
 /// OAuth 2.0 token, revocation and introspection endpoints.
 pub struct OAuthApi;
 
-/// A token request (RFC 6749 §4.3.2, §6).
+/// A token request (RFC 6749 §4.1.3, §4.3.2, §6; RFC 7636 §4.5).
 #[derive(Debug, Object, Deserialize)]
 pub struct TokenRequest {
-    /// `password`, `refresh_token`, or `urn:latch:params:oauth:grant-type:mfa-otp`.
+    /// `authorization_code`, `refresh_token`, `password` (legacy), or
+    /// `urn:latch:params:oauth:grant-type:mfa-otp`.
     pub grant_type: Option<String>,
+    /// The authorization code (authorization_code grant).
+    #[oai(write_only)]
+    pub code: Option<String>,
+    /// The redirect URI of the authorization request (authorization_code grant).
+    pub redirect_uri: Option<String>,
+    /// The PKCE verifier (authorization_code grant).
+    #[oai(write_only)]
+    pub code_verifier: Option<String>,
     /// The user's email (password grant).
     pub username: Option<String>,
     /// The user's password (password grant).
@@ -42,8 +51,12 @@ pub struct TokenRequest {
     /// A recovery code instead of `otp` (MFA grant).
     #[oai(write_only)]
     pub recovery_code: Option<String>,
-    /// Ignored: latch's clients are public.
+    /// The client (`client_secret_post`, or a public client); with Basic
+    /// authentication (`client_secret_basic`) it may be left out.
     pub client_id: Option<String>,
+    /// A confidential client's secret (`client_secret_post`).
+    #[oai(write_only)]
+    pub client_secret: Option<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -59,6 +72,9 @@ pub struct TokenSuccess {
     pub refresh_token: String,
     /// Granted scopes.
     pub scope: String,
+    /// With the `openid` scope, for a client: the ID token (OpenID Connect Core §3.1.3.3).
+    #[oai(skip_serializing_if_is_none)]
+    pub id_token: Option<String>,
 }
 
 /// An OAuth error (RFC 6749 §5.2).
@@ -124,7 +140,10 @@ impl From<Error> for OAuthFailure {
             | Error::SessionEnded
             | Error::InvalidMfaToken
             | Error::InvalidMfaCode
-            | Error::EmailNotVerified => OAuthFailure::bad("invalid_grant", description),
+            | Error::EmailNotVerified
+            | Error::InvalidGrant(_)
+            | Error::AuthorizationCodeReused => OAuthFailure::bad("invalid_grant", description),
+            Error::UnauthorizedClient(_) => OAuthFailure::bad("unauthorized_client", description),
             Error::MfaRequired { mfa_token } => {
                 use secrecy::ExposeSecret as _;
                 let mut body = oauth_error("mfa_required", description);
@@ -132,7 +151,7 @@ impl From<Error> for OAuthFailure {
                 OAuthFailure::MfaRequired(body)
             }
             Error::InvalidScope(_) => OAuthFailure::bad("invalid_scope", description),
-            Error::NotIntrospector | Error::NotOperator => {
+            Error::NotIntrospector | Error::NotOperator | Error::InvalidClient => {
                 OAuthFailure::InvalidClient(oauth_error("invalid_client", description))
             }
             Error::TenantNotFound => OAuthFailure::TenantNotFound(oauth_error("invalid_request", description)),
@@ -160,7 +179,12 @@ impl From<Error> for OAuthFailure {
             | Error::MfaAlreadyEnabled
             | Error::MfaNotPending
             | Error::MfaNotEnabled
-            | Error::CurrentPasswordWrong => OAuthFailure::bad("invalid_request", description),
+            | Error::CurrentPasswordWrong
+            | Error::ClientExists
+            | Error::PublicClientHasNoSecret
+            | Error::InsufficientScope(_) => OAuthFailure::bad("invalid_request", description),
+            // A client that the request names but the tenant does not have.
+            Error::ClientNotFound => OAuthFailure::InvalidClient(oauth_error("invalid_client", description)),
             Error::KeyUnavailable | Error::Internal(_) | Error::Store(_) => {
                 tracing::error!(error = %description, "OAuth endpoint failed");
                 OAuthFailure::Unavailable(oauth_error("server_error", "the server failed; see its log"))
@@ -253,6 +277,7 @@ impl From<TokenPair> for TokenResponse {
             expires_in: pair.expires_in,
             refresh_token: pair.refresh_token.expose_secret().to_owned(),
             scope: pair.scope,
+            id_token: pair.id_token,
         };
         TokenResponse::Ok(Json(body), NO_STORE.into(), NO_CACHE.into())
     }
@@ -335,6 +360,127 @@ pub struct IntrospectionResult {
     /// Roles.
     #[oai(skip_serializing_if_is_none)]
     pub roles: Option<Vec<String>>,
+}
+
+/// A confidential client's id and secret as HTTP Basic credentials (`client_secret_basic`).
+#[derive(SecurityScheme)]
+#[oai(ty = "basic")]
+pub struct ClientBasic(Basic);
+
+/// How a client authenticates at the token endpoint: Basic, or its
+/// `client_id` (and `client_secret`) in the form.
+#[derive(SecurityScheme)]
+pub enum ClientAuth {
+    /// `client_secret_basic`.
+    Basic(ClientBasic),
+    /// `client_secret_post`, a public client's `client_id`, or no client (legacy grants).
+    #[oai(fallback)]
+    Form,
+}
+
+impl ClientAuth {
+    /// The client's credentials from Basic or the form; both at once is refused (RFC 6749 §2.3).
+    fn credentials(&self, body: &TokenRequest) -> Result<ClientCredentials, OAuthFailure> {
+        match self {
+            ClientAuth::Basic(basic) => {
+                if body.client_secret.is_some() {
+                    return Err(OAuthFailure::bad("invalid_request", "use one client authentication method"));
+                }
+                // RFC 6749 §2.3.1: both parts are form-encoded before Basic.
+                // An empty pair is what Swagger UI's password flow sends for "no client".
+                let decode = |text: &str| {
+                    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .filter(|v| !v.is_empty())
+                };
+                let (id, secret) = (decode(&basic.0.username), decode(&basic.0.password));
+                if body.client_id.as_deref().is_some_and(|form| Some(form) != id.as_deref()) {
+                    return Err(Error::InvalidClient.into());
+                }
+                Ok(ClientCredentials { client_id: id, client_secret: secret })
+            }
+            ClientAuth::Form => {
+                // Empty fields are what some forms send for "none" (the explorer's password flow).
+                let given = |field: &Option<String>| field.clone().filter(|v| !v.is_empty());
+                Ok(ClientCredentials { client_id: given(&body.client_id), client_secret: given(&body.client_secret) })
+            }
+        }
+    }
+}
+
+/// The claims about the signed-in user that the access token's scope allows
+/// (OpenID Connect Core §5.3).
+#[derive(Debug, Object)]
+pub struct UserInfo {
+    /// The user id.
+    pub sub: String,
+    /// With the `email` scope.
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
+    /// With the `email` scope.
+    #[oai(skip_serializing_if_is_none)]
+    pub email_verified: Option<bool>,
+    /// With the `profile` scope, when set.
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+}
+
+/// Userinfo answers; errors per RFC 6750 §3 (`WWW-Authenticate: Bearer error=...`).
+#[derive(ApiResponse)]
+pub enum UserinfoResponse {
+    /// The claims.
+    #[oai(status = 200)]
+    Ok(Json<UserInfo>, #[oai(header = "Cache-Control")] String),
+    /// No token, or an invalid one: `invalid_token`.
+    #[oai(status = 401)]
+    Unauthorized(Json<OAuthError>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token lacks the `openid` scope: `insufficient_scope`.
+    #[oai(status = 403)]
+    Forbidden(Json<OAuthError>, #[oai(header = "WWW-Authenticate")] String),
+    /// No such tenant.
+    #[oai(status = 404)]
+    NotFound(Json<OAuthError>),
+    /// The server failed.
+    #[oai(status = 503)]
+    Unavailable(Json<OAuthError>),
+}
+
+/// An access token for userinfo.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+pub struct UserinfoBearer(Bearer);
+
+/// Userinfo's caller: a bearer access token, or none (401).
+#[derive(SecurityScheme)]
+pub enum UserinfoAuth {
+    /// Bearer.
+    Bearer(UserinfoBearer),
+    /// No token: answered 401.
+    #[oai(fallback)]
+    Missing,
+}
+
+impl UserinfoResponse {
+    fn from_error(error: Error) -> UserinfoResponse {
+        let description = error.to_string();
+        match error {
+            Error::InsufficientScope(scope) => UserinfoResponse::Forbidden(
+                oauth_error("insufficient_scope", description),
+                format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+            ),
+            Error::TenantNotFound => UserinfoResponse::NotFound(oauth_error("invalid_request", description)),
+            Error::Store(_) | Error::Internal(_) | Error::KeyUnavailable => {
+                tracing::error!(error = %description, "userinfo failed");
+                UserinfoResponse::Unavailable(oauth_error("server_error", "the server failed; see its log"))
+            }
+            // Every other failure of a bearer token: RFC 6750 §3.1 `invalid_token`.
+            _ => UserinfoResponse::Unauthorized(
+                oauth_error("invalid_token", description),
+                "Bearer error=\"invalid_token\"".into(),
+            ),
+        }
+    }
 }
 
 /// The tenant's introspection secret (or the operator token) as a bearer token.
@@ -437,42 +583,67 @@ impl OAuthApi {
         latch: Data<&Arc<Latch>>,
         req: &Request,
         tenant: Path<String>,
+        auth: ClientAuth,
         body: Form<TokenRequest>,
     ) -> TokenResponse {
         let Form(body) = body;
-        let client = client_info(req);
+        let info = client_info(req);
         let result = async {
             let tenant = TenantId::parse(&tenant)?;
-            let pair = match body.grant_type.as_deref() {
-                Some("password") => {
+            let credentials = auth.credentials(&body)?;
+            let client = latch.authenticate_client(&tenant, &credentials).await?;
+            let grant = body.grant_type.as_deref().ok_or_else(|| OAuthFailure::missing("grant_type is required"))?;
+            // A named client may use only the grants it is allowed; without
+            // one, latch's legacy first-party password, MFA and refresh grants.
+            if let Some(client) = &client
+                && !client
+                    .settings
+                    .grant_types
+                    .iter()
+                    .any(|allowed| allowed == grant || (grant == MFA_GRANT && allowed == "password"))
+            {
+                return Err(Error::UnauthorizedClient(grant.to_owned()).into());
+            }
+            let pair = match grant {
+                "authorization_code" => {
+                    // RFC 6749 §4.1.3: the client authenticates, or names itself if public.
+                    let client = client.as_ref().ok_or(Error::InvalidClient)?;
+                    let code = body
+                        .code
+                        .as_deref()
+                        .ok_or_else(|| OAuthFailure::missing("the authorization_code grant needs code"))?;
+                    latch
+                        .exchange_code(client, code, body.redirect_uri.as_deref(), body.code_verifier.as_deref(), info)
+                        .await?
+                }
+                "password" => {
                     let (Some(username), Some(password)) = (body.username, body.password) else {
                         return Err(OAuthFailure::missing("the password grant needs username and password"));
                     };
-                    latch.login(&tenant, &username, &password, body.scope.as_deref(), client).await?
+                    latch.login(&tenant, &username, &password, body.scope.as_deref(), info).await?
                 }
-                Some("refresh_token") => {
+                "refresh_token" => {
                     let Some(refresh_token) = body.refresh_token else {
                         return Err(OAuthFailure::missing("the refresh_token grant needs refresh_token"));
                     };
                     if body.scope.is_some() {
                         return Err(OAuthFailure::bad("invalid_scope", "a refresh keeps the scopes granted at login"));
                     }
-                    latch.refresh(&tenant, &refresh_token, &client).await?
+                    latch.refresh(&tenant, &refresh_token, &info, client.as_ref()).await?
                 }
-                Some(MFA_GRANT) => {
+                MFA_GRANT => {
                     let Some(mfa_token) = body.mfa_token else {
                         return Err(OAuthFailure::missing("the MFA grant needs mfa_token and otp or recovery_code"));
                     };
                     let Some(factor) = SecondFactor::one_of(body.otp, body.recovery_code) else {
                         return Err(OAuthFailure::missing("give exactly one of otp and recovery_code"));
                     };
-                    latch.complete_mfa(&tenant, &mfa_token, factor, client).await?
+                    latch.complete_mfa(&tenant, &mfa_token, factor, info).await?
                 }
-                Some(other) => {
+                other => {
                     let description = format!("grant_type `{other}` is not supported");
                     return Err(OAuthFailure::bad("unsupported_grant_type", description));
                 }
-                None => return Err(OAuthFailure::missing("grant_type is required")),
             };
             Ok(pair)
         };
@@ -519,6 +690,50 @@ impl OAuthApi {
         match result.await {
             Ok(result) => IntrospectResponse::Ok(Json(Box::new(result)), NO_STORE.into()),
             Err(failure) => failure.into(),
+        }
+    }
+
+    /// Userinfo (OpenID Connect Core §5.3): the claims the access token's
+    /// scope allows about its user. The token must carry `openid`.
+    #[oai(path = "/t/:tenant/oauth/userinfo", method = "get", operation_id = "oauthUserinfo")]
+    async fn userinfo(&self, latch: Data<&Arc<Latch>>, tenant: Path<String>, auth: UserinfoAuth) -> UserinfoResponse {
+        Self::userinfo_of(&latch, &tenant, auth).await
+    }
+
+    /// Userinfo by POST, as GET.
+    #[oai(path = "/t/:tenant/oauth/userinfo", method = "post", operation_id = "oauthUserinfoPost")]
+    async fn userinfo_post(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: UserinfoAuth,
+    ) -> UserinfoResponse {
+        Self::userinfo_of(&latch, &tenant, auth).await
+    }
+}
+
+impl OAuthApi {
+    async fn userinfo_of(latch: &Latch, tenant: &str, auth: UserinfoAuth) -> UserinfoResponse {
+        let UserinfoAuth::Bearer(bearer) = auth else {
+            let body = oauth_error("invalid_token", "userinfo needs an `Authorization: Bearer` access token");
+            return UserinfoResponse::Unauthorized(body, "Bearer".into());
+        };
+        let result = async {
+            let tenant = TenantId::parse(tenant)?;
+            let principal = latch.authenticate(&tenant, &bearer.0.token).await?;
+            latch.userinfo(&principal)
+        };
+        match result.await {
+            Ok(info) => UserinfoResponse::Ok(
+                Json(UserInfo {
+                    sub: info.sub,
+                    email: info.email,
+                    email_verified: info.email_verified,
+                    name: info.name,
+                }),
+                NO_STORE.into(),
+            ),
+            Err(error) => UserinfoResponse::from_error(error),
         }
     }
 }

@@ -7,6 +7,7 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::oauth::MFA_GRANT;
 use super::{ApiResult, ApiTags, tenant_id};
 use crate::domain::Latch;
 use crate::store::Registration;
@@ -61,39 +62,53 @@ pub enum JwksResponse {
     NotModified(#[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
 }
 
-/// Authorization-server metadata (RFC 8414) served at the OpenID Connect
-/// discovery path. latch has no authorization endpoint (no code flow), so the
-/// OIDC fields that describe one are absent.
+/// OpenID Provider metadata (OpenID Connect Discovery 1.0), which is also
+/// the tenant's OAuth authorization-server metadata (RFC 8414).
 #[derive(Debug, Object)]
 pub struct Discovery {
     /// The issuer; equal to the URL this document was fetched under, minus the well-known suffix.
     pub issuer: String,
-    /// Where the tenant's public keys are.
-    pub jwks_uri: String,
+    /// The authorization endpoint (code flow with PKCE, hosted sign-in).
+    pub authorization_endpoint: String,
     /// RFC 6749 token endpoint (form-encoded).
     pub token_endpoint: String,
+    /// OpenID Connect userinfo.
+    pub userinfo_endpoint: String,
+    /// RP-initiated logout.
+    pub end_session_endpoint: String,
+    /// Where the tenant's public keys are.
+    pub jwks_uri: String,
     /// RFC 7009 revocation endpoint.
     pub revocation_endpoint: String,
     /// RFC 7662 introspection endpoint.
     pub introspection_endpoint: String,
-    /// `password` and `refresh_token`.
+    /// `code`.
+    pub response_types_supported: Vec<String>,
+    /// `query`.
+    pub response_modes_supported: Vec<String>,
+    /// `authorization_code`, `refresh_token`, `password` (legacy, for clients
+    /// allowed it and latch's own first-party apps) and latch's MFA grant.
     pub grant_types_supported: Vec<String>,
-    /// `none`: latch's clients are public.
+    /// `S256` (PKCE is required; `plain` is refused).
+    pub code_challenge_methods_supported: Vec<String>,
+    /// `client_secret_basic`, `client_secret_post`, and `none` for public clients.
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// `none`: possession of the token is enough to revoke it.
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     /// `client_secret_basic` (the tenant's introspection secret as the password); a bearer secret works too.
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
-    /// Signing algorithms of this tenant's tokens.
+    /// Signing algorithms of this tenant's ID tokens.
     pub id_token_signing_alg_values_supported: Vec<String>,
     /// Always `["public"]`.
     pub subject_types_supported: Vec<String>,
-    /// Empty: there is no authorization endpoint (RFC 8414 requires the member).
-    pub response_types_supported: Vec<String>,
     /// Scopes defined by the tenant's roles.
     pub scopes_supported: Vec<String>,
-    /// Claims in access tokens.
+    /// Claims in ID tokens, userinfo and access tokens.
     pub claims_supported: Vec<String>,
+    /// `none`, `login`, `consent`.
+    pub prompt_values_supported: Vec<String>,
+    /// True: authorization answers carry `iss` (RFC 9207).
+    pub authorization_response_iss_parameter_supported: bool,
     /// The API documentation.
     pub service_documentation: String,
     /// latch's own member: `open` when anyone may register at
@@ -102,6 +117,66 @@ pub struct Discovery {
     pub latch_registration: String,
     /// latch's own member: where people register, present while registration is open.
     pub latch_registration_endpoint: Option<String>,
+}
+
+async fn discovery(latch: &Latch, tenant: &str) -> ApiResult<Discovery> {
+    let runtime = latch.runtime(&tenant_id(tenant)?).await?;
+    let mut scopes: Vec<String> = runtime.tenant.settings.roles.values().flatten().cloned().collect();
+    scopes.sort();
+    scopes.dedup();
+    let claims = [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "tid",
+        "sid",
+        "roles",
+        "scope",
+        "client_id",
+        "auth_time",
+        "nonce",
+        "amr",
+        "azp",
+        "email",
+        "email_verified",
+        "name",
+    ];
+    let issuer = &runtime.issuer;
+    let registration = runtime.tenant.settings.registration;
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Ok(Discovery {
+        authorization_endpoint: format!("{issuer}/oauth/authorize"),
+        token_endpoint: format!("{issuer}/oauth/token"),
+        userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
+        end_session_endpoint: format!("{issuer}/oauth/logout"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        revocation_endpoint: format!("{issuer}/oauth/revoke"),
+        introspection_endpoint: format!("{issuer}/oauth/introspect"),
+        response_types_supported: strings(&["code"]),
+        response_modes_supported: strings(&["query"]),
+        grant_types_supported: strings(&["authorization_code", "refresh_token", "password", MFA_GRANT]),
+        code_challenge_methods_supported: strings(&["S256"]),
+        token_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post", "none"]),
+        revocation_endpoint_auth_methods_supported: strings(&["none"]),
+        introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic"]),
+        issuer: runtime.issuer.clone(),
+        id_token_signing_alg_values_supported: vec![runtime.signer.algorithm().as_str().into()],
+        subject_types_supported: strings(&["public"]),
+        scopes_supported: scopes,
+        claims_supported: strings(&claims),
+        prompt_values_supported: strings(&["none", "login", "consent"]),
+        authorization_response_iss_parameter_supported: true,
+        service_documentation: format!("{}/docs", latch.public_url()),
+        latch_registration: match registration {
+            Registration::Open => "open".into(),
+            Registration::Closed => "closed".into(),
+        },
+        latch_registration_endpoint: (registration == Registration::Open).then(|| format!("{issuer}/auth/register")),
+    })
 }
 
 /// How long clients may cache the JWKS. Short enough that a key published
@@ -113,51 +188,17 @@ impl WellKnownApi {
     /// OIDC discovery document of a tenant.
     #[oai(path = "/t/:tenant/.well-known/openid-configuration", method = "get", operation_id = "discovery")]
     async fn discovery(&self, latch: Data<&Arc<Latch>>, tenant: Path<String>) -> ApiResult<Json<Discovery>> {
-        let runtime = latch.runtime(&tenant_id(&tenant)?).await?;
-        let mut scopes: Vec<String> = runtime.tenant.settings.roles.values().flatten().cloned().collect();
-        scopes.sort();
-        scopes.dedup();
-        let claims = [
-            "iss",
-            "sub",
-            "aud",
-            "exp",
-            "iat",
-            "nbf",
-            "jti",
-            "tid",
-            "sid",
-            "roles",
-            "scope",
-            "email",
-            "email_verified",
-        ];
-        let issuer = &runtime.issuer;
-        let registration = runtime.tenant.settings.registration;
-        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        Ok(Json(Discovery {
-            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-            token_endpoint: format!("{issuer}/oauth/token"),
-            revocation_endpoint: format!("{issuer}/oauth/revoke"),
-            introspection_endpoint: format!("{issuer}/oauth/introspect"),
-            grant_types_supported: strings(&["password", "refresh_token"]),
-            token_endpoint_auth_methods_supported: strings(&["none"]),
-            revocation_endpoint_auth_methods_supported: strings(&["none"]),
-            introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic"]),
-            issuer: runtime.issuer.clone(),
-            id_token_signing_alg_values_supported: vec![runtime.signer.algorithm().as_str().into()],
-            subject_types_supported: vec!["public".into()],
-            response_types_supported: Vec::new(),
-            scopes_supported: scopes,
-            claims_supported: claims.iter().map(|c| c.to_string()).collect(),
-            service_documentation: format!("{}/docs", latch.public_url()),
-            latch_registration: match registration {
-                Registration::Open => "open".into(),
-                Registration::Closed => "closed".into(),
-            },
-            latch_registration_endpoint: (registration == Registration::Open)
-                .then(|| format!("{issuer}/auth/register")),
-        }))
+        Ok(Json(discovery(&latch, &tenant).await?))
+    }
+
+    /// The same document at the RFC 8414 path.
+    #[oai(
+        path = "/.well-known/oauth-authorization-server/t/:tenant",
+        method = "get",
+        operation_id = "authorizationServerMetadata"
+    )]
+    async fn authorization_server(&self, latch: Data<&Arc<Latch>>, tenant: Path<String>) -> ApiResult<Json<Discovery>> {
+        Ok(Json(discovery(&latch, &tenant).await?))
     }
 
     /// The tenant's public signing keys (RFC 7517). HMAC secrets never appear here.

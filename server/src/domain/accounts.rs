@@ -12,6 +12,25 @@ use super::{
 };
 use crate::store::{Change, EmailVerification, StoreError, UserRecord};
 
+/// `amr` of a password (RFC 8176).
+pub const AMR_PASSWORD: &str = "pwd";
+/// `amr` of a one-time code (RFC 8176).
+pub const AMR_OTP: &str = "otp";
+
+/// Who passed a login's checks, with what scope, when and how: what a
+/// session (or an authorization code) is started from.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user as stored after the checks.
+    pub user: UserRecord,
+    /// The scopes granted.
+    pub scope: String,
+    /// When they authenticated.
+    pub auth_time: i64,
+    /// How (RFC 8176 values: `pwd`, `otp`).
+    pub amr: Vec<String>,
+}
+
 /// A registration request, unvalidated.
 pub struct Registration {
     /// Email.
@@ -28,6 +47,14 @@ pub enum Registered {
     LoggedIn(TokenPair),
     /// The account exists; it may log in once its email is verified.
     VerificationPending(UserRecord),
+}
+
+/// A new self-registered account.
+pub enum NewAccount {
+    /// It may sign in now (no session started yet).
+    SignedIn(Box<Authenticated>),
+    /// It may sign in once its email is verified.
+    VerificationPending(Box<UserRecord>),
 }
 
 /// A password change by the user.
@@ -55,6 +82,23 @@ impl Latch {
         client: ClientInfo,
     ) -> Result<Registered> {
         let runtime = self.runtime(tenant).await?;
+        match self.create_account(&runtime, registration).await? {
+            NewAccount::VerificationPending(user) => Ok(Registered::VerificationPending(*user)),
+            NewAccount::SignedIn(authenticated) => {
+                Ok(Registered::LoggedIn(self.start_session(&runtime, *authenticated, client, None).await?))
+            }
+        }
+    }
+
+    /// Self-registration's account: the tenant must take registrations; a
+    /// verification mail goes out when the tenant verifies emails. `Created`
+    /// (signed in by their password) unless the tenant requires a verified
+    /// email first; no session is started.
+    pub(crate) async fn create_account(
+        self: &Arc<Self>,
+        runtime: &TenantRuntime,
+        registration: Registration,
+    ) -> Result<NewAccount> {
         if runtime.tenant.settings.registration == crate::store::Registration::Closed {
             return Err(Error::RegistrationClosed);
         }
@@ -62,14 +106,15 @@ impl Latch {
         let email = Email::parse(&registration.email)?;
         let password = Password::parse(&registration.password, runtime.tenant.settings.password_min_length, &email)?;
         let hash = self.passwords.hash(password).await?;
-        let user = self.add_user(&runtime, &email, hash, registration.name, roles).await?;
-        tracing::info!(tenant = %tenant, user = %user.id, "user registered");
-        self.start_verification(&runtime, &user);
+        let user = self.add_user(runtime, &email, hash, registration.name, roles).await?;
+        tracing::info!(tenant = %runtime.tenant.id, user = %user.id, "user registered");
+        self.start_verification(runtime, &user);
         if runtime.tenant.settings.email_verification == EmailVerification::Required {
-            return Ok(Registered::VerificationPending(user));
+            return Ok(NewAccount::VerificationPending(Box::new(user)));
         }
-        let scope = grant_scope(&runtime, &user, None)?;
-        Ok(Registered::LoggedIn(self.start_session(&runtime, user, scope, client).await?))
+        let scope = grant_scope(runtime, &user, None)?;
+        let authenticated = Authenticated { user, scope, auth_time: self.now(), amr: vec![AMR_PASSWORD.to_owned()] };
+        Ok(NewAccount::SignedIn(Box::new(authenticated)))
     }
 
     /// Validates a new account against the tenant's rules, hashes its
@@ -114,6 +159,24 @@ impl Latch {
         client: ClientInfo,
     ) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
+        let authenticated = self.check_password(&runtime, email, password, scope, &client).await?;
+        self.start_session(&runtime, authenticated, client, None).await
+    }
+
+    /// The password step of every login (the JSON endpoint, the password
+    /// grant, the hosted login page): lockout, a disabled account, email
+    /// verification, the second factor (answered `MfaRequired`), and the
+    /// rehash of an outdated hash. Unknown email and wrong password cost the
+    /// same and give the same error.
+    pub(crate) async fn check_password(
+        &self,
+        runtime: &TenantRuntime,
+        email: &str,
+        password: &str,
+        scope: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Authenticated> {
+        let tenant = &runtime.tenant.id;
         let password = Password::presented(password)?;
         let key = Email::parse(email).map(|e| e.key().to_owned()).unwrap_or_default();
         let account = account_key(tenant, &key);
@@ -140,14 +203,14 @@ impl Latch {
         // ends, except with a second factor: see `locked_challenge`.
         if let Some(until) = user.locked_until.filter(|until| *until > now) {
             if Self::needs_mfa(&user) {
-                return Err(self.locked_challenge(&runtime, &user, verdict.matches, scope).await);
+                return Err(self.locked_challenge(runtime, &user, verdict.matches, scope).await);
             }
             let event = Event::new(EventKind::LoginFailed).subject(user.id).ip(client.ip.clone());
             self.record(tenant, event.detail("account locked")).await;
             return Err(Error::AccountLocked { retry_after: (until - now) as u64 });
         }
         if !verdict.matches {
-            self.count_failed_login(&runtime, &user, &client).await?;
+            self.count_failed_login(runtime, &user, client).await?;
             return Err(Error::InvalidCredentials);
         }
         if user.disabled {
@@ -156,7 +219,7 @@ impl Latch {
         if runtime.tenant.settings.email_verification == EmailVerification::Required && !user.email_verified {
             return Err(Error::EmailNotVerified);
         }
-        let scope = grant_scope(&runtime, &user, scope)?;
+        let scope = grant_scope(runtime, &user, scope)?;
         if Self::needs_mfa(&user) {
             return Err(self.mfa_challenge(&user, scope, Challenge::Normal).await);
         }
@@ -168,7 +231,7 @@ impl Latch {
                 tracing::info!(tenant = %tenant, user = %user.id, "password hash upgraded to current parameters");
             }
         }
-        self.start_session(&runtime, user, scope, client).await
+        Ok(Authenticated { user, scope, auth_time: now, amr: vec![AMR_PASSWORD.to_owned()] })
     }
 
     /// During a lock, an account with a second factor answers every password

@@ -52,6 +52,14 @@ pub enum EventKind {
     RecoveryCodeUsed,
     /// A user verified their email address.
     EmailVerified,
+    /// An OAuth client was registered.
+    ClientCreated,
+    /// An OAuth client's settings changed.
+    ClientUpdated,
+    /// An OAuth client's secret was replaced.
+    ClientSecretRotated,
+    /// An OAuth client was removed.
+    ClientDeleted,
 }
 
 impl EventKind {
@@ -80,6 +88,10 @@ impl EventKind {
             EventKind::MfaFailed => "mfa_failed",
             EventKind::RecoveryCodeUsed => "recovery_code_used",
             EventKind::EmailVerified => "email_verified",
+            EventKind::ClientCreated => "client_created",
+            EventKind::ClientUpdated => "client_updated",
+            EventKind::ClientSecretRotated => "client_secret_rotated",
+            EventKind::ClientDeleted => "client_deleted",
         }
     }
 }

@@ -8,8 +8,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
+use super::accounts::{AMR_OTP, AMR_PASSWORD, Authenticated};
 use super::events::{Event, EventKind};
-use super::{ClientInfo, Error, Latch, Principal, Result, TenantId, TokenPair};
+use super::{ClientInfo, Error, Latch, Principal, Result, TenantId, TenantRuntime, TokenPair};
 use crate::crypto::{random_token, token_hash};
 use crate::store::{Change, OneTimeRecord, TotpRecord, UserRecord};
 
@@ -223,6 +224,20 @@ impl Latch {
         client: ClientInfo,
     ) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
+        let authenticated = self.check_second_factor(&runtime, mfa_token, factor, &client).await?;
+        self.start_session(&runtime, authenticated, client, None).await
+    }
+
+    /// The second-factor step of every login with TOTP: the challenge of the
+    /// password step and a code (or a recovery code).
+    pub(crate) async fn check_second_factor(
+        &self,
+        runtime: &TenantRuntime,
+        mfa_token: &str,
+        factor: SecondFactor,
+        client: &ClientInfo,
+    ) -> Result<Authenticated> {
+        let tenant = &runtime.tenant.id;
         let (hash, owned, now) = (token_hash(mfa_token), tenant.clone(), self.now());
         let taken = self.store.write(move |store| store.take_one_time(&owned, &hash, CHALLENGE_PURPOSE, now)).await?;
         let Some(mut challenge) = taken else {
@@ -246,7 +261,7 @@ impl Latch {
         // Counted before the code is checked (during a lock, up to the
         // threshold), so no more codes than the lockout threshold are
         // checked per lock, however many challenges and requests run at once.
-        let user = match self.take_code_attempt(&runtime, &user, challenge.in_lock).await {
+        let user = match self.take_code_attempt(runtime, &user, challenge.in_lock).await {
             Ok((counted, _)) => counted,
             Err(locked) => {
                 self.keep_challenge(tenant, hash, challenge).await?;
@@ -276,7 +291,7 @@ impl Latch {
             }
             let event = Event::new(EventKind::MfaFailed).subject(user.id).ip(client.ip.clone());
             self.record(tenant, event).await;
-            self.report_failure(&runtime, &user, &client).await;
+            self.report_failure(runtime, &user, client).await;
             return Err(Error::InvalidMfaCode);
         };
         if matches!(factor, SecondFactor::RecoveryCode(_)) {
@@ -285,7 +300,7 @@ impl Latch {
             self.record(tenant, event.detail(format!("{left} recovery codes left"))).await;
         }
         let scope = challenge.scope.unwrap_or_default();
-        self.start_session(&runtime, user, scope, client).await
+        Ok(Authenticated { user, scope, auth_time: now, amr: vec![AMR_PASSWORD.to_owned(), AMR_OTP.to_owned()] })
     }
 
     /// Puts a challenge taken for an attempt back, for the next attempt.

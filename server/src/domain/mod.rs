@@ -7,9 +7,11 @@
 mod accounts;
 mod admin;
 mod authority;
+mod clients;
 mod events;
 mod keys;
 mod mfa;
+mod oidc;
 mod passwords;
 mod patch;
 mod recovery;
@@ -21,12 +23,21 @@ mod types;
 mod verification;
 
 pub use crate::ids::TenantId;
-pub use accounts::{PasswordChange, Profile, Registered, Registration};
+pub use accounts::Authenticated;
+pub use accounts::{NewAccount, PasswordChange, Profile, Registered, Registration};
 pub use admin::{NewUser, Page};
 pub use authority::{Actor, Operator};
+pub use clients::{
+    ClientChanges, ClientCredentials, NewClient, client_changes, client_setting_names, is_redirect_uri,
+    redirect_uri_matches,
+};
 pub use events::{Event, EventKind};
 pub use keys::DEFAULT_PUBLISH_DELAY_SECONDS;
 pub use mfa::{SecondFactor, TotpEnrollment};
+pub use oidc::{
+    Authorization, AuthorizationError, AuthorizationRequest, BROWSER_SESSION_SECONDS, BrowserSession, CODE_TTL_SECONDS,
+    Userinfo, s256,
+};
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use patch::InvalidSetting;
 pub use runtime::TenantRuntime;
@@ -160,6 +171,33 @@ pub enum Error {
     /// TOTP is not on for this account.
     #[error("TOTP is not enabled for this account")]
     MfaNotEnabled,
+    /// An authorization code or a refresh token that cannot be used: unknown,
+    /// used, expired, or bound to another client or redirect URI.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// An authorization code presented a second time: the session its first
+    /// use started has been ended.
+    #[error("the authorization code was already used; the session it started has been ended")]
+    AuthorizationCodeReused,
+    /// The access token lacks a scope this endpoint needs.
+    #[error("the access token lacks the `{0}` scope")]
+    InsufficientScope(&'static str),
+    /// The client may not use this grant type.
+    #[error("this client may not use the grant type `{0}`")]
+    UnauthorizedClient(String),
+    /// No such OAuth client in this tenant.
+    #[error("no such client")]
+    ClientNotFound,
+    /// The client id is taken in this tenant.
+    #[error("a client with this id already exists")]
+    ClientExists,
+    /// A token request's client authentication failed: unknown client, or a
+    /// missing or wrong secret.
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// A public client has no secret to replace.
+    #[error("public clients have no secret")]
+    PublicClientHasNoSecret,
     /// The current password given to change it is wrong.
     #[error("the current password is wrong")]
     CurrentPasswordWrong,

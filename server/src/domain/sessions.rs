@@ -8,10 +8,11 @@ use latch_shared::{Audience, Claims};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use super::accounts::Authenticated;
 use super::events::{Event, EventKind};
 use super::{Error, Latch, Result, TenantId, TenantRuntime};
 use crate::crypto::{random_token, token_hash};
-use crate::store::{Grace, SessionRecord, StoreError, UserRecord};
+use crate::store::{ClientRecord, Grace, SessionRecord, StoreError, UserRecord};
 
 /// Refresh tokens start with this, so secret scanners can recognise them.
 const REFRESH_TOKEN_PREFIX: &str = "latch_rt_";
@@ -41,6 +42,18 @@ pub struct TokenPair {
     pub session_id: Uuid,
     /// The user.
     pub user: UserRecord,
+    /// For an OAuth client's session with the `openid` scope: the ID token.
+    pub id_token: Option<String>,
+}
+
+/// Tokens issued to an OAuth client: its audience and `client_id` go into
+/// the access token, and with the `openid` scope an ID token comes along.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ForClient<'a> {
+    /// The client.
+    pub client: &'a ClientRecord,
+    /// The authorization request's `nonce`, for the ID token (none on refresh).
+    pub nonce: Option<&'a str>,
 }
 
 /// A caller authenticated by an access token whose session is still live.
@@ -84,7 +97,7 @@ fn grace_context(session: &SessionRecord, generation: u64) -> String {
 }
 
 /// The scopes `user` may hold in this tenant, sorted.
-fn allowed_scopes<'a>(runtime: &'a TenantRuntime, user: &UserRecord) -> Vec<&'a str> {
+pub(super) fn allowed_scopes<'a>(runtime: &'a TenantRuntime, user: &UserRecord) -> Vec<&'a str> {
     let roles = &runtime.tenant.settings.roles;
     let mut scopes: Vec<&str> =
         user.roles.iter().filter_map(|role| roles.get(role)).flatten().map(String::as_str).collect();
@@ -107,32 +120,32 @@ pub(super) fn grant_scope(runtime: &TenantRuntime, user: &UserRecord, requested:
 }
 
 impl Latch {
-    /// Starts a session for `user` and issues its first token pair.
+    /// Starts a session for who passed a login's checks, for `oauth_client`
+    /// (`None`: latch's own JSON login and legacy grants), and issues its
+    /// first token pair.
     pub(super) async fn start_session(
         &self,
         runtime: &TenantRuntime,
-        user: UserRecord,
-        scope: String,
+        authenticated: Authenticated,
         client: ClientInfo,
+        for_client: Option<ForClient<'_>>,
     ) -> Result<TokenPair> {
+        let Authenticated { user, scope, auth_time, amr } = authenticated;
         let now = self.now();
         let refresh_token = random_token(REFRESH_TOKEN_PREFIX);
         let session = SessionRecord {
-            tenant: user.tenant.clone(),
-            id: Uuid::now_v7(),
-            user_id: user.id,
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + runtime.tenant.settings.refresh_token_ttl as i64,
-            generation: 0,
             user_agent: client.user_agent.map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
             ip: client.ip.clone(),
-            revoked_at: None,
-            grace: None,
             scope: Some(scope.clone()),
-            client_id: None,
-            auth_time: Some(now),
-            amr: Vec::new(),
+            client_id: for_client.map(|f| f.client.client_id.clone()),
+            auth_time: Some(auth_time),
+            amr,
+            ..SessionRecord::new(
+                user.tenant.clone(),
+                user.id,
+                now,
+                now + runtime.tenant.settings.refresh_token_ttl as i64,
+            )
         };
         let hash = token_hash(refresh_token.expose_secret());
         let (stored, checked_hash) = (session.clone(), user.password_hash.clone());
@@ -164,9 +177,10 @@ impl Latch {
             Event::new(EventKind::LoginSucceeded).actor(user.id).subject(session.id).ip(client.ip),
         )
         .await;
-        self.token_pair(runtime, user, &session, scope, refresh_token, now)
+        self.token_pair(runtime, user, &session, scope, refresh_token, now, for_client)
     }
 
+    #[allow(clippy::too_many_arguments)] // the parts of one answer, each from its own source
     fn token_pair(
         &self,
         runtime: &TenantRuntime,
@@ -175,12 +189,22 @@ impl Latch {
         scope: String,
         refresh_token: SecretString,
         now: i64,
+        for_client: Option<ForClient<'_>>,
     ) -> Result<TokenPair> {
         let settings = &runtime.tenant.settings;
+        // A client's own audience comes beside the tenant's, which the
+        // server's checks (userinfo, `/users/me`) require.
+        let extra_audience = for_client
+            .map(|f| f.client.settings.audience.as_str())
+            .filter(|aud| !aud.is_empty() && *aud != runtime.audience);
+        let aud = match extra_audience {
+            Some(extra) => Audience::Many(vec![runtime.audience.clone(), extra.to_owned()]),
+            None => Audience::One(runtime.audience.clone()),
+        };
         let claims = Claims {
             iss: runtime.issuer.clone(),
             sub: user.id.to_string(),
-            aud: Audience::One(runtime.audience.clone()),
+            aud,
             exp: now + settings.access_token_ttl as i64,
             iat: now,
             nbf: now,
@@ -191,8 +215,15 @@ impl Latch {
             scope: scope.clone(),
             email: settings.email_claim.then(|| user.email.clone()),
             email_verified: settings.email_claim.then_some(user.email_verified),
+            client_id: session.client_id.clone(),
         };
         let access_token = runtime.signer.sign(&claims).map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
+        let id_token = match for_client {
+            Some(for_client) if scope.split(' ').any(|s| s == "openid") => {
+                Some(self.id_token(runtime, &user, session, &scope, for_client, now)?)
+            }
+            _ => None,
+        };
         Ok(TokenPair {
             access_token,
             refresh_token,
@@ -200,6 +231,7 @@ impl Latch {
             scope,
             session_id: session.id,
             user,
+            id_token,
         })
     }
 
@@ -217,8 +249,18 @@ impl Latch {
     /// retired. Presenting it again within the tenant's grace window returns
     /// the same successor (two tabs refreshing at once); later, or for any
     /// older token, it revokes the whole session.
-    pub async fn refresh(&self, tenant: &TenantId, presented: &str, client: &ClientInfo) -> Result<TokenPair> {
+    ///
+    /// A session started for an OAuth client refreshes only for that client,
+    /// and one started by latch's own login only without a client.
+    pub async fn refresh(
+        &self,
+        tenant: &TenantId,
+        presented: &str,
+        client: &ClientInfo,
+        oauth_client: Option<&ClientRecord>,
+    ) -> Result<TokenPair> {
         let runtime = self.runtime(tenant).await?;
+        let for_client = oauth_client.map(|client| ForClient { client, nonce: None });
         let hash = token_hash(presented);
         loop {
             let now = self.now();
@@ -233,7 +275,7 @@ impl Latch {
                 })
                 .await?;
             let Some((refresh, session, Some(user))) = found else { return Err(Error::InvalidRefreshToken) };
-            if !session.is_active(now) {
+            if !session.is_active(now) || session.client_id.as_deref() != oauth_client.map(|c| c.client_id.as_str()) {
                 return Err(Error::InvalidRefreshToken);
             }
             if user.disabled {
@@ -252,10 +294,12 @@ impl Latch {
                 // only once it is durable, or a crash could bring back the
                 // old token and lose the one answered here.
                 self.store.durable().await?;
-                return self.token_pair(&runtime, user, &session, scope, successor, now);
+                return self.token_pair(&runtime, user, &session, scope, successor, now, for_client);
             }
             match self.rotate_to_next_generation(&runtime, &session, now).await {
-                Ok((next, next_token)) => return self.token_pair(&runtime, user, &next, scope, next_token, now),
+                Ok((next, next_token)) => {
+                    return self.token_pair(&runtime, user, &next, scope, next_token, now, for_client);
+                }
                 // Another request rotated or revoked it first: decide again on fresh state.
                 Err(Error::Store(StoreError::Stale | StoreError::NotFound)) => continue,
                 Err(e) => return Err(e),
@@ -501,7 +545,7 @@ mod tests {
         gate.forget_permits(gate.available_permits());
         let rotating = tokio::spawn({
             let (latch, tenant, presented) = (latch.clone(), tenant.clone(), presented.clone());
-            async move { latch.refresh(&tenant, &presented, &ClientInfo::default()).await }
+            async move { latch.refresh(&tenant, &presented, &ClientInfo::default(), None).await }
         });
         // Wait (bounded) until the first refresh has rotated the session in the store; it
         // cannot answer before a flush, which the gate holds back.
@@ -519,7 +563,7 @@ mod tests {
         // The second tab presents the same token inside the grace window.
         let mut second = tokio::spawn({
             let (latch, tenant) = (latch.clone(), tenant.clone());
-            async move { latch.refresh(&tenant, &presented, &ClientInfo::default()).await }
+            async move { latch.refresh(&tenant, &presented, &ClientInfo::default(), None).await }
         });
         // It must not answer while the rotation it would hand out is not
         // durable. (A wrong implementation answers at once; a right one cannot
