@@ -20,6 +20,7 @@ mod mfa;
 mod npm_package;
 mod oauth;
 mod oidc;
+mod oidc_browser;
 mod openapi;
 mod persistence;
 mod recovery;

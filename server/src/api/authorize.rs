@@ -418,8 +418,9 @@ impl AuthorizeApi {
     }
 
     /// Signs the browser in after a password (and second-factor) step.
-    async fn sign_in(step: &Step<'_>, authenticated: Authenticated) -> Result<(Outcome, String), Error> {
-        let cookie_value = step.latch.start_browser_session(step.tenant(), &authenticated).await?;
+    async fn sign_in(step: &Step<'_>, req: &Request, authenticated: Authenticated) -> Result<(Outcome, String), Error> {
+        let previous = cookie_value(req, SESSION_COOKIE);
+        let cookie_value = step.latch.start_browser_session(step.tenant(), &authenticated, previous).await?;
         let browser = step
             .latch
             .browser_session(step.tenant(), cookie_value.expose_secret())
@@ -694,7 +695,7 @@ impl AuthorizeApi {
             Some("login") => {
                 let password = form.password.as_deref().unwrap_or_default();
                 match latch.check_password(&step.runtime, email.unwrap_or_default(), password, None, &step.info).await {
-                    Ok(authenticated) => Self::sign_in(&step, authenticated).await.map(|(o, c)| (o, Some(c))),
+                    Ok(authenticated) => Self::sign_in(&step, req, authenticated).await.map(|(o, c)| (o, Some(c))),
                     Err(Error::MfaRequired { mfa_token }) => {
                         Ok((Outcome::Page(step.otp_page(mfa_token.expose_secret(), None)), None))
                     }
@@ -711,7 +712,7 @@ impl AuthorizeApi {
                     }
                     Some(factor) => {
                         match latch.check_second_factor(&step.runtime, &mfa_token, factor, &step.info).await {
-                            Ok(authenticated) => Self::sign_in(&step, authenticated).await.map(|(o, c)| (o, Some(c))),
+                            Ok(authenticated) => Self::sign_in(&step, req, authenticated).await.map(|(o, c)| (o, Some(c))),
                             Err(Error::InvalidMfaCode) => Ok((
                                 Outcome::Page(
                                     step.otp_page(&mfa_token, Some("The code is wrong or was already used.")),
@@ -746,7 +747,7 @@ impl AuthorizeApi {
                 };
                 match latch.0.create_account(&step.runtime, registration).await {
                     Ok(NewAccount::SignedIn(authenticated)) => {
-                        Self::sign_in(&step, *authenticated).await.map(|(o, c)| (o, Some(c)))
+                        Self::sign_in(&step, req, *authenticated).await.map(|(o, c)| (o, Some(c)))
                     }
                     Ok(NewAccount::VerificationPending(_)) => {
                         let note = "Account created. Open the link we mailed you, then sign in.";

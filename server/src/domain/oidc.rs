@@ -316,15 +316,20 @@ impl Latch {
     }
 
     /// Starts a browser session for who just signed in at the hosted login;
-    /// returns the cookie value (only its hash is stored).
+    /// returns the cookie value (only its hash is stored). A sign-in again in
+    /// a browser that has one (`prompt=login`, `max_age`) replaces it with a
+    /// new cookie, so a cookie planted before sign-in is worth nothing; the
+    /// sessions the old one started move over if it is the same user, or end
+    /// if another user signs in, so a logout still ends them all.
     pub async fn start_browser_session(
         &self,
         tenant: &TenantId,
         authenticated: &Authenticated,
+        previous: Option<&str>,
     ) -> Result<SecretString> {
         let cookie = random_token(BROWSER_SESSION_PREFIX);
         let now = self.now();
-        let record = BrowserSessionRecord {
+        let mut record = BrowserSessionRecord {
             user_id: authenticated.user.id,
             auth_time: authenticated.auth_time,
             amr: authenticated.amr.clone(),
@@ -333,7 +338,25 @@ impl Latch {
             sessions: Vec::new(),
         };
         let (tenant, hash) = (tenant.clone(), token_hash(cookie.expose_secret()));
-        self.store.write(move |store| store.put_browser_session(&tenant, &hash, &record)).await?;
+        let previous = previous.map(token_hash);
+        self.store
+            .write(move |store| {
+                let old = match previous {
+                    Some(old) => store.delete_browser_session(&tenant, &old)?,
+                    None => None,
+                };
+                if let Some(old) = old {
+                    if old.user_id == record.user_id {
+                        record.sessions = old.sessions;
+                    } else {
+                        for session in old.sessions {
+                            store.revoke_session(&tenant, session, now)?;
+                        }
+                    }
+                }
+                store.put_browser_session(&tenant, &hash, &record)
+            })
+            .await?;
         Ok(cookie)
     }
 
