@@ -671,3 +671,64 @@ async fn userinfo_answers_bearer_errors_per_rfc_6750() {
         app.http.post(app.url("/t/demo/oauth/userinfo")).bearer_auth(&user.access).send().await.expect("request");
     assert_eq!(posted.json::<Value>().await.expect("json")["sub"], user.user.id);
 }
+
+#[tokio::test]
+async fn client_credentials_give_a_confidential_client_a_token_for_itself() {
+    let app = spawn_app().await;
+    let created = client(
+        &app,
+        "demo",
+        json!({"client_id": "worker", "type": "confidential", "name": "Worker",
+        "grant_types": ["client_credentials"], "scopes": ["orders:read", "orders:write"]}),
+    )
+    .await;
+    let secret = created["client_secret"].as_str().expect("secret").to_owned();
+    let grant = |scope: Option<&'static str>, secret: String| {
+        let (http, url) = (app.http.clone(), app.url("/t/demo/oauth/token"));
+        async move {
+            let mut form = vec![("grant_type", "client_credentials")];
+            form.extend(scope.map(|s| ("scope", s)));
+            http.post(url).basic_auth("worker", Some(secret)).form(&form).send().await.expect("request")
+        }
+    };
+    let issued = grant(None, secret.clone()).await;
+    assert_eq!(issued.status(), StatusCode::OK);
+    let body: Value = issued.json().await.expect("json");
+    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none(), "{body}");
+    assert_eq!(body["scope"], "orders:read orders:write");
+    let access = body["access_token"].as_str().expect("token");
+    let claims = claims_of(access);
+    assert_eq!((claims["sub"].clone(), claims["client_id"].clone()), (json!("worker"), json!("worker")));
+    assert!(claims.get("sid").is_none(), "no session behind it");
+    assert_eq!(app.get_with("/t/demo/users/me", access).await.status(), StatusCode::UNAUTHORIZED, "not a user");
+
+    let narrow: Value = grant(Some("orders:read"), secret.clone()).await.json().await.expect("json");
+    assert_eq!(narrow["scope"], "orders:read");
+    let beyond = grant(Some("admin"), secret.clone()).await;
+    assert_eq!(beyond.json::<Value>().await.expect("json")["error"], "invalid_scope");
+    assert_eq!(grant(None, "latch_cs_wrong".into()).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Introspection knows it while its client exists.
+    let introspect = |token: String| {
+        let (http, url) = (app.http.clone(), app.url("/t/demo/oauth/introspect"));
+        async move {
+            let response = http.post(url).bearer_auth(OPERATOR_TOKEN).form(&[("token", token)]).send().await;
+            response.expect("request").json::<Value>().await.expect("json")
+        }
+    };
+    let active = introspect(access.to_owned()).await;
+    assert_eq!((active["active"].clone(), active["client_id"].clone()), (json!(true), json!("worker")), "{active}");
+    assert_eq!(
+        app.send(Method::DELETE, "/t/demo/admin/clients/worker", OPERATOR_TOKEN, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(introspect(access.to_owned()).await, json!({"active": false}));
+
+    // Public clients and clients not allowed the grant are refused.
+    public_client(&app, "demo", "spa", true).await;
+    let public =
+        app.post_form("/t/demo/oauth/token", &[("grant_type", "client_credentials"), ("client_id", "spa")]).await;
+    assert_eq!(public.json::<Value>().await.expect("json")["error"], "unauthorized_client");
+    let anonymous = app.post_form("/t/demo/oauth/token", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}

@@ -712,7 +712,9 @@ impl AuthorizeApi {
                     }
                     Some(factor) => {
                         match latch.check_second_factor(&step.runtime, &mfa_token, factor, &step.info).await {
-                            Ok(authenticated) => Self::sign_in(&step, req, authenticated).await.map(|(o, c)| (o, Some(c))),
+                            Ok(authenticated) => {
+                                Self::sign_in(&step, req, authenticated).await.map(|(o, c)| (o, Some(c)))
+                            }
                             Err(Error::InvalidMfaCode) => Ok((
                                 Outcome::Page(
                                     step.otp_page(&mfa_token, Some("The code is wrong or was already used.")),

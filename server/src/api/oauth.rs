@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 use serde::Deserialize;
 
 use super::{ApiTags, client_info};
-use crate::domain::{ClientCredentials, Error, Introspection, Latch, SecondFactor, TenantId, TokenPair};
+use crate::domain::{ClientCredentials, ClientToken, Error, Introspection, Latch, SecondFactor, TenantId, TokenPair};
 
 /// OAuth 2.0 token, revocation and introspection endpoints.
 pub struct OAuthApi;
@@ -68,8 +68,9 @@ pub struct TokenSuccess {
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u32,
-    /// The refresh token (rotated at each use).
-    pub refresh_token: String,
+    /// The refresh token (rotated at each use); none for `client_credentials`.
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
     /// Granted scopes.
     pub scope: String,
     /// With the `openid` scope, for a client: the ID token (OpenID Connect Core §3.1.3.3).
@@ -275,7 +276,7 @@ impl From<TokenPair> for TokenResponse {
             access_token: pair.access_token,
             token_type: "Bearer".into(),
             expires_in: pair.expires_in,
-            refresh_token: pair.refresh_token.expose_secret().to_owned(),
+            refresh_token: Some(pair.refresh_token.expose_secret().to_owned()),
             scope: pair.scope,
             id_token: pair.id_token,
         };
@@ -283,9 +284,18 @@ impl From<TokenPair> for TokenResponse {
     }
 }
 
-/// The answer of an OAuth endpoint: its success, or the failure's variant.
-fn answer<T, R: From<T> + From<OAuthFailure>>(result: Result<T, OAuthFailure>) -> R {
-    result.map_or_else(R::from, R::from)
+impl From<ClientToken> for TokenResponse {
+    fn from(token: ClientToken) -> TokenResponse {
+        let body = TokenSuccess {
+            access_token: token.access_token,
+            token_type: "Bearer".into(),
+            expires_in: token.expires_in,
+            refresh_token: None,
+            scope: token.scope,
+            id_token: None,
+        };
+        TokenResponse::Ok(Json(body), NO_STORE.into(), NO_CACHE.into())
+    }
 }
 
 /// A revocation request (RFC 7009 §2.1).
@@ -360,6 +370,9 @@ pub struct IntrospectionResult {
     /// Roles.
     #[oai(skip_serializing_if_is_none)]
     pub roles: Option<Vec<String>>,
+    /// The client the token was issued to.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_id: Option<String>,
 }
 
 /// A confidential client's id and secret as HTTP Basic credentials (`client_secret_basic`).
@@ -551,6 +564,7 @@ impl From<Introspection> for IntrospectionResult {
                     tid: Some(claims.tid),
                     sid: Some(claims.sid),
                     roles: Some(principal.user.roles),
+                    client_id: claims.client_id,
                 }
             }
             Introspection::Refresh { session, user, scope, issuer } => IntrospectionResult {
@@ -565,8 +579,34 @@ impl From<Introspection> for IntrospectionResult {
                 tid: Some(session.tenant.to_string()),
                 sid: Some(session.id.to_string()),
                 roles: Some(user.roles),
+                client_id: session.client_id.clone(),
                 ..IntrospectionResult::default()
             },
+            Introspection::Client { payload } => {
+                let text = |name: &str| payload.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+                let number = |name: &str| payload.get(name).and_then(|v| v.as_i64());
+                let aud = match payload.get("aud") {
+                    Some(serde_json::Value::Array(auds)) => {
+                        Some(auds.iter().filter_map(|a| a.as_str()).collect::<Vec<_>>().join(" "))
+                    }
+                    other => other.and_then(|a| a.as_str()).map(str::to_owned),
+                };
+                IntrospectionResult {
+                    active: true,
+                    token_type: Some("access_token".into()),
+                    scope: text("scope"),
+                    sub: text("sub"),
+                    iss: text("iss"),
+                    aud,
+                    exp: number("exp"),
+                    iat: number("iat"),
+                    nbf: number("nbf"),
+                    jti: text("jti"),
+                    tid: text("tid"),
+                    client_id: text("client_id"),
+                    ..IntrospectionResult::default()
+                }
+            }
             Introspection::Inactive => IntrospectionResult::default(),
         }
     }
@@ -603,6 +643,11 @@ impl OAuthApi {
                     .any(|allowed| allowed == grant || (grant == MFA_GRANT && allowed == "password"))
             {
                 return Err(Error::UnauthorizedClient(grant.to_owned()).into());
+            }
+            if grant == "client_credentials" {
+                // RFC 6749 §4.4: only an authenticated (confidential) client.
+                let client = client.as_ref().ok_or(Error::InvalidClient)?;
+                return Ok(TokenResponse::from(latch.client_token(client, body.scope.as_deref()).await?));
             }
             let pair = match grant {
                 "authorization_code" => {
@@ -645,9 +690,9 @@ impl OAuthApi {
                     return Err(OAuthFailure::bad("unsupported_grant_type", description));
                 }
             };
-            Ok(pair)
+            Ok(TokenResponse::from(pair))
         };
-        answer(result.await)
+        result.await.unwrap_or_else(TokenResponse::from)
     }
 
     /// Revoke a refresh or access token (its whole session). Unknown tokens are not an error.

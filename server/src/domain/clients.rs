@@ -165,6 +165,17 @@ fn check_type(client: &ClientRecord) -> Result<()> {
     Ok(())
 }
 
+/// An access token issued to a client for itself.
+#[derive(Debug, Clone)]
+pub struct ClientToken {
+    /// The signed access token.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u32,
+    /// Its scopes.
+    pub scope: String,
+}
+
 /// How a client presented itself at the token endpoint.
 #[derive(Debug, Clone, Default)]
 pub struct ClientCredentials {
@@ -346,6 +357,54 @@ impl Latch {
             }
         }
         Ok(())
+    }
+
+    /// An access token for a confidential client itself (the
+    /// `client_credentials` grant, RFC 6749 §4.4): `sub` and `client_id` are
+    /// the client, the scopes those it asked for among its own (all of them,
+    /// but `openid`, by default); no refresh token, no session, so it works
+    /// until it expires and cannot be revoked early.
+    pub(crate) async fn client_token(&self, client: &ClientRecord, scope: Option<&str>) -> Result<ClientToken> {
+        if client.client_type != ClientType::Confidential {
+            return Err(Error::UnauthorizedClient("client_credentials".into()));
+        }
+        let runtime = self.runtime(&client.tenant).await?;
+        let allowed = &client.settings.scopes;
+        let scope: Vec<&str> = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(requested) => {
+                let wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+                if let Some(refused) = wanted.iter().find(|s| !allowed.iter().any(|a| a == *s)) {
+                    return Err(Error::InvalidScope((*refused).to_owned()));
+                }
+                wanted
+            }
+            None => allowed.iter().map(String::as_str).filter(|s| *s != "openid").collect(),
+        };
+        let mut scope = scope;
+        scope.sort_unstable();
+        scope.dedup();
+        let scope = scope.join(" ");
+        let now = self.now();
+        let ttl = runtime.tenant.settings.access_token_ttl;
+        let aud = match client.settings.audience.as_str() {
+            "" => serde_json::json!(runtime.audience),
+            extra if extra == runtime.audience => serde_json::json!(runtime.audience),
+            extra => serde_json::json!([runtime.audience, extra]),
+        };
+        let claims = serde_json::json!({
+            "iss": runtime.issuer,
+            "sub": client.client_id,
+            "aud": aud,
+            "exp": now + ttl as i64,
+            "iat": now,
+            "nbf": now,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "tid": client.tenant.to_string(),
+            "client_id": client.client_id,
+            "scope": scope,
+        });
+        let access_token = runtime.signer.sign(&claims).map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
+        Ok(ClientToken { access_token, expires_in: ttl, scope })
     }
 
     /// The client a token request comes from: a confidential client must

@@ -28,7 +28,7 @@ pub use accounts::{NewAccount, PasswordChange, Profile, Registered, Registration
 pub use admin::{NewUser, Page};
 pub use authority::{Actor, Operator};
 pub use clients::{
-    ClientChanges, ClientCredentials, NewClient, client_changes, client_setting_names, is_redirect_uri,
+    ClientChanges, ClientCredentials, ClientToken, NewClient, client_changes, client_setting_names, is_redirect_uri,
     redirect_uri_matches,
 };
 pub use events::{Event, EventKind};

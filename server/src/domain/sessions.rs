@@ -88,6 +88,11 @@ pub enum Introspection {
         /// The tenant's issuer.
         issuer: String,
     },
+    /// A live `client_credentials` token: its verified claims.
+    Client {
+        /// The claims.
+        payload: Box<serde_json::Map<String, serde_json::Value>>,
+    },
     /// Anything else: expired, revoked, rotated, foreign, malformed.
     Inactive,
 }
@@ -494,7 +499,25 @@ impl Latch {
                 let issuer = runtime.issuer.clone();
                 Ok(Introspection::Refresh { session: Box::new(session), user: Box::new(user), scope, issuer })
             }
-            _ => Ok(Introspection::Inactive),
+            _ => self.introspect_client_token(&runtime, token, now).await,
+        }
+    }
+
+    /// A `client_credentials` token: valid by every rule, `sub` its
+    /// `client_id`, and that client still registered.
+    async fn introspect_client_token(&self, runtime: &TenantRuntime, token: &str, now: i64) -> Result<Introspection> {
+        let Ok(verified) = latch_shared::verify(token, &runtime.keys, &runtime.validation, now) else {
+            return Ok(Introspection::Inactive);
+        };
+        let text = |name: &str| verified.payload.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let (Some(client_id), Some(sub)) = (text("client_id"), text("sub")) else { return Ok(Introspection::Inactive) };
+        if client_id != sub || verified.payload.contains_key("sid") {
+            return Ok(Introspection::Inactive);
+        }
+        match self.find_client(&runtime.tenant.id, &client_id).await {
+            Ok(_) => Ok(Introspection::Client { payload: Box::new(verified.payload) }),
+            Err(Error::ClientNotFound) => Ok(Introspection::Inactive),
+            Err(e) => Err(e),
         }
     }
 }
