@@ -14,6 +14,8 @@ const state = {
   tokens: null,
   claims: null,
   countdown: null,
+  /** The OAuth client of the session (its refresh tokens are bound to it), or null. */
+  client: null,
 };
 
 let verifierPackage;
@@ -38,6 +40,65 @@ const sameOrigin = (url) => {
   const { pathname, search } = new URL(url, location.href);
   return fetch(`${location.origin}${pathname}${search}`);
 };
+
+/** The demo tenant's own public client (registered by the server at start). */
+const DEMO_CLIENT = "latch-demo";
+const PKCE_KEY = "latch-demo-pkce";
+const base64url = (bytes) =>
+  btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+const redirectUri = () => `${location.origin}/demo/`;
+
+/** Starts the authorization code flow with PKCE: off to the hosted sign-in page. */
+async function startSignIn() {
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const expected = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  sessionStorage.setItem(PKCE_KEY, JSON.stringify({ verifier, state: expected, tenant: state.tenant }));
+  const params = new URLSearchParams({
+    response_type: "code",
+    client_id: DEMO_CLIENT,
+    redirect_uri: redirectUri(),
+    scope: "openid profile email",
+    state: expected,
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+  });
+  location.assign(`${tenantPath(state.tenant)}/oauth/authorize?${params}`);
+}
+
+/** The token endpoint, form-encoded as OAuth wants; throws its error description. */
+async function tokenRequest(tenant, form) {
+  const response = await fetch(`${tenantPath(tenant)}/oauth/token`, { method: "POST", body: new URLSearchParams(form) });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${answer.error}: ${answer.error_description ?? ""}`);
+  return answer;
+}
+
+/** Back from the sign-in page with `code` (or `error`): exchanges it with the verifier. */
+async function finishSignIn(params) {
+  const saved = JSON.parse(sessionStorage.getItem(PKCE_KEY) ?? "null");
+  sessionStorage.removeItem(PKCE_KEY);
+  history.replaceState(null, "", location.pathname);
+  if (params.get("error")) throw new Error(`Sign-in refused: ${params.get("error_description") ?? params.get("error")}`);
+  if (!saved || saved.state !== params.get("state")) throw new Error("This answer is not for this page's request; sign in again.");
+  $("tenant").value = saved.tenant;
+  await useTenant();
+  const tokens = await tokenRequest(saved.tenant, {
+    grant_type: "authorization_code",
+    code: params.get("code"),
+    redirect_uri: redirectUri(),
+    code_verifier: saved.verifier,
+    client_id: DEMO_CLIENT,
+  });
+  // The token answer names no user; userinfo does.
+  const info = await call("GET", `${tenantPath(saved.tenant)}/oauth/userinfo`, { token: tokens.access_token });
+  state.client = DEMO_CLIENT;
+  await signedIn({ ...tokens, user: { email: info.email } });
+  $("account-note").textContent = "Signed in with latch: an authorization code with PKCE, and an ID token.";
+}
 
 async function useTenant() {
   clearProblem(problem);
@@ -134,7 +195,7 @@ async function signedIn(tokens) {
 
 function signedOut(message) {
   clearInterval(state.countdown);
-  state.tokens = state.claims = null;
+  state.tokens = state.claims = state.client = null;
   $("session").hidden = true;
   $("verdict").textContent = $("who").textContent = "";
   $("account").hidden = false;
@@ -229,9 +290,16 @@ $("refresh").addEventListener("click", () =>
   run(async () => {
     const before = state.tokens;
     const sessionBefore = state.claims?.sid;
-    const tokens = await call("POST", `${tenantPath(state.tenant)}/auth/refresh`, {
-      body: { refresh_token: before.refresh_token },
-    });
+    const tokens = state.client
+      ? {
+          ...(await tokenRequest(state.tenant, {
+            grant_type: "refresh_token",
+            refresh_token: before.refresh_token,
+            client_id: state.client,
+          })),
+          user: before.user,
+        }
+      : await call("POST", `${tenantPath(state.tenant)}/auth/refresh`, { body: { refresh_token: before.refresh_token } });
     await signedIn(tokens);
     const tail = (token) => `…${token.slice(-6)}`;
     const same = state.claims?.sid === sessionBefore;
@@ -289,10 +357,19 @@ $("list-users").addEventListener("click", () =>
   }),
 );
 
-const requested = new URLSearchParams(location.search).get("tenant");
+$("oidc-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  run(async () => {
+    if (!state.verifier) await useTenant();
+    await startSignIn();
+  });
+});
+
+const query = new URLSearchParams(location.search);
+const requested = query.get("tenant");
 if (requested) $("tenant").value = requested;
 if (verifierPackage) {
-  await run(useTenant);
+  await run(() => (query.has("code") || query.has("error") ? finishSignIn(query) : useTenant()));
 }
 // Lets the end-to-end test know the page finished starting.
 document.body.dataset.ready = "true";

@@ -69,6 +69,11 @@ async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh
 
     assert!(text("resetDone").contains("Password changed"), "{seen}");
     assert_eq!(seen["loginAfterReset"], json!(email), "the new password works: {seen}");
+    assert_eq!(seen["hostedPageTitle"], json!("Sign in"), "{seen}");
+    assert_eq!(seen["signedInWithLatch"], json!(email), "Sign in with latch: {seen}");
+    assert!(text("signInNote").contains("authorization code with PKCE"), "{seen}");
+    assert_eq!(seen["oidcClientId"], json!("latch-demo"), "{seen}");
+    assert!(text("oidcRefresh").contains("same session"), "refresh through the token endpoint: {seen}");
     assert!(text("registeredUnverified").contains("open the link mailed"), "{seen}");
     assert!(text("verifiedPage").contains("verified"), "{seen}");
     assert_eq!(seen["loginAfterVerification"], json!("strict"), "{seen}");

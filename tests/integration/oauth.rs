@@ -130,11 +130,11 @@ async fn the_explorers_password_flow_logs_in_through_the_token_url_it_declares()
     let app = spawn_app().await;
     app.register("demo", "explorer@example.com").await;
     let spec: Value = app.http.get(app.url("/openapi.json")).send().await.expect("r").json().await.expect("json");
-    let scheme = &spec["components"]["securitySchemes"]["DemoPasswordFlow"];
+    let scheme = &spec["components"]["securitySchemes"]["DemoOAuth"];
     assert_eq!(scheme["type"], "oauth2");
     let token_url = scheme["flows"]["password"]["tokenUrl"].as_str().expect("tokenUrl");
     let me = &spec["paths"]["/t/{tenant}/users/me"]["get"]["security"];
-    assert!(me.to_string().contains("DemoPasswordFlow"), "{me}");
+    assert!(me.to_string().contains("DemoOAuth"), "{me}");
 
     // What Swagger UI sends for the password flow: a form, and an empty Basic client credential.
     let response = app

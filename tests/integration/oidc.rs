@@ -732,3 +732,34 @@ async fn client_credentials_give_a_confidential_client_a_token_for_itself() {
     let anonymous = app.post_form("/t/demo/oauth/token", &[("grant_type", "client_credentials")]).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_explorer_signs_in_to_the_demo_tenant_with_the_code_flow_and_pkce() {
+    let app = spawn_app().await;
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.expect("r").json().await.expect("json");
+    let flow = &spec["components"]["securitySchemes"]["DemoOAuth"]["flows"]["authorizationCode"];
+    assert_eq!(flow["authorizationUrl"], "/t/demo/oauth/authorize", "{flow}");
+    assert_eq!(flow["tokenUrl"], "/t/demo/oauth/token");
+    assert!(flow["scopes"].get("openid").is_some(), "{flow}");
+
+    let page = app.http.get(app.url("/docs")).send().await.expect("r").text().await.expect("html");
+    assert!(
+        page.contains(r#"initOAuth({ clientId: "latch-explorer", usePkceWithAuthorizationCodeGrant: true"#),
+        "the explorer uses PKCE with its client"
+    );
+    let receiver = app.http.get(app.url("/docs/oauth-receiver.html")).send().await.expect("r");
+    assert_eq!(receiver.status(), StatusCode::OK);
+
+    // The client the explorer names is registered for its receiver page.
+    let explorer: Value =
+        app.get_with("/t/demo/admin/clients/latch-explorer", OPERATOR_TOKEN).await.json().await.expect("json");
+    assert_eq!(explorer["redirect_uris"], json!([app.url("/docs/oauth-receiver.html")]));
+    assert_eq!((explorer["type"].clone(), explorer["first_party"].clone()), (json!("public"), json!(true)));
+    let challenge = latch_server::domain::s256(VERIFIER);
+    let authorize = format!(
+        "/t/demo/oauth/authorize?response_type=code&client_id=latch-explorer&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=x",
+        urlencode(&app.url("/docs/oauth-receiver.html"))
+    );
+    let sign_in = Browser::new(&app).get(&authorize).await;
+    assert_eq!(sign_in.status(), StatusCode::OK, "the sign-in page, not an error");
+}

@@ -117,6 +117,29 @@ try {
   seen.loginAfterReset = await page.textContent("#who");
   seen.violations.push(...(await watched.violations()));
 
+  // "Sign in with latch": the hosted sign-in page, then back with a code
+  // that the page exchanges (PKCE), the token verified like any other.
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.waitForSelector("#account:not([hidden])", { timeout: 15000 });
+  await page.getByRole("button", { name: "Sign in with latch" }).click();
+  await page.waitForURL((url) => url.pathname.endsWith("/oauth/authorize"), { timeout: 15000 });
+  seen.hostedPageTitle = await page.title();
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("a brand new passphrase");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL((url) => url.pathname === "/demo/", { timeout: 15000 });
+  await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
+  await waitForVerdict("verified");
+  seen.signedInWithLatch = await page.textContent("#who");
+  seen.signInNote = await page.textContent("#account-note");
+  seen.oidcClientId = JSON.parse(await page.textContent("#claims")).client_id;
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await page.waitForFunction(() => document.querySelector("#rotation")?.textContent.includes("same session"), null, {
+    timeout: 15000,
+  });
+  seen.oidcRefresh = await page.textContent("#rotation");
+  seen.violations.push(...(await watched.violations()));
+
   // A tenant that requires verified emails: registration mails a link whose
   // page verifies the address, then the login works.
   await page.goto(`${base}/demo/?tenant=${verifyingTenant}`);

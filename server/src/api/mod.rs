@@ -59,20 +59,43 @@ enum ApiTags {
 #[oai(ty = "bearer", bearer_format = "JWT")]
 pub struct BearerToken(Bearer);
 
-/// The OAuth 2.0 password flow against the `demo` tenant, so the explorer's
-/// "Authorize" can log in with an email and password.
+/// The scopes the explorer may ask the `demo` tenant for.
+#[derive(poem_openapi::OAuthScopes)]
+#[oai(rename_all = "lowercase")]
+pub enum DemoScopes {
+    /// OpenID Connect sign-in.
+    Openid,
+    /// The user's name.
+    Profile,
+    /// The user's email.
+    Email,
+}
+
+/// Signing in to the `demo` tenant from the explorer's "Authorize": the
+/// authorization code flow with PKCE through the hosted sign-in page (client
+/// `latch-explorer`, no secret), or the legacy password flow.
 #[derive(SecurityScheme)]
-#[oai(ty = "oauth2", flows(password(token_url = "/t/demo/oauth/token")))]
-pub struct DemoPasswordFlow(Bearer);
+#[oai(
+    ty = "oauth2",
+    flows(
+        authorization_code(
+            authorization_url = "/t/demo/oauth/authorize",
+            token_url = "/t/demo/oauth/token",
+            scopes = "DemoScopes"
+        ),
+        password(token_url = "/t/demo/oauth/token")
+    )
+)]
+pub struct DemoOAuth(Bearer);
 
 /// A user of the tenant: an access token pasted as a bearer token, or
-/// obtained through the explorer's password flow.
+/// obtained through the explorer's sign-in to the demo tenant.
 #[derive(SecurityScheme)]
 pub enum UserAuth {
     /// Bearer token.
     BearerToken(BearerToken),
-    /// OAuth 2.0 password flow (demo tenant).
-    DemoPasswordFlow(DemoPasswordFlow),
+    /// OAuth 2.0 (demo tenant).
+    DemoOAuth(DemoOAuth),
 }
 
 impl UserAuth {
@@ -80,9 +103,24 @@ impl UserAuth {
     pub fn token(&self) -> &str {
         match self {
             UserAuth::BearerToken(auth) => &auth.0.token,
-            UserAuth::DemoPasswordFlow(auth) => &auth.0.token,
+            UserAuth::DemoOAuth(auth) => &auth.0.token,
         }
     }
+}
+
+/// The explorer's page: poem-openapi's Swagger UI, told to use PKCE and the
+/// `latch-explorer` client for the code flow (its template has no such
+/// setting; a test checks the insertion took, should the template change).
+fn explorer_page(api: &OpenApiService<impl poem_openapi::OpenApi, ()>) -> String {
+    api.swagger_ui_html().replacen(
+        "SwaggerUIBundle({",
+        "window.ui = SwaggerUIBundle({",
+        1,
+    ) .replacen(
+        "</script>\n\n</body>",
+        "window.ui.initOAuth({ clientId: \"latch-explorer\", usePkceWithAuthorizationCodeGrant: true, scopes: \"openid profile email\" });\n</script>\n\n</body>",
+        1,
+    )
 }
 
 /// The operator token (printed at first start, or `LATCH_OPERATOR_TOKEN`).
@@ -143,7 +181,18 @@ pub fn openapi_json() -> String {
 pub fn app(latch: Arc<Latch>, limits: AuthRateLimit, body_timeout: Duration) -> impl Endpoint<Output = Response> {
     let api = service();
     let spec = api.spec_endpoint();
-    let explorer = api.swagger_ui();
+    let page = explorer_page(&api);
+    // The explorer's own page, with its OAuth settings; the rest of /docs
+    // (the OAuth receiver page) as poem-openapi serves it.
+    let explorer = api.swagger_ui().around(move |next, req| {
+        let page = page.clone();
+        async move {
+            if req.uri().path() == "/" || req.uri().path().is_empty() {
+                return Ok(poem::web::Html(page).into_response());
+            }
+            next.call(req).await.map(IntoResponse::into_response)
+        }
+    });
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", explorer)
