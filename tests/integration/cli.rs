@@ -224,3 +224,75 @@ async fn a_data_dir_of_a_newer_format_stops_the_binary_with_a_clear_message_and_
     let store = latch_server::store::sled::SledStore::open(&app.data_dir(), 8 << 20).err().expect("still refused");
     assert!(store.to_string().contains("latch-store/2"), "the marker was not rewritten: {store}");
 }
+
+#[tokio::test]
+async fn the_cli_registers_lists_changes_and_removes_oauth_clients() {
+    let mut app = spawn_app().await;
+    app.stop().await;
+    let create = [
+        "client",
+        "create",
+        "--tenant",
+        "demo",
+        "--client-id",
+        "grafana",
+        "--type",
+        "confidential",
+        "--name",
+        "Grafana",
+        "--redirect-uri",
+        "https://grafana.example/login/generic_oauth",
+        "--set",
+        "post_logout_redirect_uris=https://grafana.example/login",
+    ];
+    let created = latch_ok(&app, &create, "").await;
+    let secret_line = created.lines().find(|l| l.starts_with("client secret")).expect("the secret is printed");
+    let secret = secret_line.rsplit(' ').next().expect("secret").to_owned();
+    assert!(secret.starts_with("latch_cs_"), "{created}");
+    let json_end = created.find(secret_line).expect("after the JSON");
+    let shown: Value = serde_json::from_str(&created[..json_end]).expect("client JSON");
+    assert_eq!(shown["client_type"], "confidential");
+    assert!(shown.get("secret_sha256").is_none(), "the hash is not shown");
+
+    let listed = latch_ok(&app, &["client", "list", "--tenant", "demo"], "").await;
+    assert!(
+        listed.lines().any(|l| l.starts_with("grafana\tconfidential\tGrafana\thttps://grafana.example/")),
+        "{listed}"
+    );
+    assert!(listed.lines().any(|l| l.starts_with("latch-demo\tpublic")), "the demo's own clients: {listed}");
+    let updated =
+        latch_ok(&app, &["client", "update", "--tenant", "demo", "grafana", "--set", "first_party=true"], "").await;
+    assert_eq!(serde_json::from_str::<Value>(&updated).expect("json")["first_party"], true);
+    let (ok, _, stderr) = run_latch(
+        ["client", "update", "--tenant", "demo", "grafana", "--set", "grant_types=implicit"]
+            .into_iter()
+            .map(String::from)
+            .chain(data_dir_args(&app)),
+        "",
+    )
+    .await;
+    assert!(!ok && stderr.contains("invalid client setting `grant_types`"), "{stderr}");
+
+    // The server then accepts the secret the CLI printed.
+    app.restart().await;
+    app.register("demo", "grafana-user@example.com").await;
+    let form = [("grant_type", "refresh_token"), ("refresh_token", "latch_rt_unknown")];
+    let token = app.http.post(app.url("/t/demo/oauth/token")).basic_auth("grafana", Some(&secret)).form(&form);
+    let answer: Value = token.send().await.expect("request").json().await.expect("json");
+    assert_eq!(answer["error"], "invalid_grant", "authenticated, then the grant refused: {answer}");
+    app.stop().await;
+
+    let refused = run_latch(
+        ["client", "delete", "--tenant", "demo", "grafana"].into_iter().map(String::from).chain(data_dir_args(&app)),
+        "",
+    )
+    .await;
+    assert!(!refused.0 && refused.2.contains("--yes"), "{}", refused.2);
+    latch_ok(&app, &["client", "delete", "--tenant", "demo", "grafana", "--yes"], "").await;
+    let (ok, _, stderr) = run_latch(
+        ["client", "show", "--tenant", "demo", "grafana"].into_iter().map(String::from).chain(data_dir_args(&app)),
+        "",
+    )
+    .await;
+    assert!(!ok && stderr.contains("no such client"), "{stderr}");
+}
