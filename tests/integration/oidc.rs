@@ -763,3 +763,37 @@ async fn the_explorer_signs_in_to_the_demo_tenant_with_the_code_flow_and_pkce() 
     let sign_in = Browser::new(&app).get(&authorize).await;
     assert_eq!(sign_in.status(), StatusCode::OK, "the sign-in page, not an error");
 }
+
+#[tokio::test]
+async fn the_hosted_form_shares_the_rate_limit_and_shows_lockouts_and_clients_stay_in_their_tenant() {
+    let app = spawn_app_with_rate_limit(4).await;
+    app.create_tenant(json!({"id": "other", "lockout_threshold": 2})).await;
+    public_client(&app, "other", "shop", true).await;
+    app.register("other", "locked@example.com").await;
+    public_client(&app, "demo", "demo-only", true).await;
+    let browser = Browser::new(&app);
+
+    let foreign = browser.get(&authorize_path("other", "demo-only", "")).await;
+    assert_eq!(foreign.status(), StatusCode::BAD_REQUEST, "a client of another tenant is unknown here");
+
+    let page = browser.get(&authorize_path("other", "shop", "")).await;
+    let html = page.text().await.expect("html");
+    let browser = &browser;
+    let attempt = |password: &'static str| {
+        let fields = with(form_fields(&html, "login"), &[("email", "locked@example.com"), ("password", password)]);
+        async move { browser.post("/t/other/oauth/authorize", &fields).await }
+    };
+    assert!(attempt("wrong password 1").await.text().await.expect("html").contains("The email or password is wrong."));
+    let locked = attempt("wrong password 2").await.text().await.expect("html");
+    assert!(locked.contains("The email or password is wrong."), "the failure that locks: {locked}");
+    let refused = attempt(PASSWORD).await.text().await.expect("html");
+    assert!(refused.contains("the account is locked. Try again in"), "{refused}");
+    let limited = attempt(PASSWORD).await;
+    assert_eq!(
+        limited.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the register call and three posts used the budget of 4"
+    );
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.text().await.expect("html").contains("Too many sign-in attempts"));
+}
