@@ -374,14 +374,8 @@ impl AuthorizeApi {
         tenant: &str,
         request: AuthorizationRequest,
     ) -> Result<Step<'a>, AuthorizeResponse> {
-        let not_found =
-            || AuthorizeResponse::NotFound(Html(error_page("Not found", "There is no such sign-in service.")));
-        let tenant = TenantId::parse(tenant).map_err(|_| not_found())?;
-        let runtime = match latch.runtime(&tenant).await {
-            Ok(runtime) => runtime,
-            Err(Error::TenantNotFound) => return Err(not_found()),
-            Err(e) => return Err(unavailable(&e)),
-        };
+        let runtime = tenant_runtime(latch, tenant).await?;
+        let tenant = runtime.tenant.id.clone();
         let authorization = match latch.check_authorization(&tenant, request.clone()).await {
             Ok(authorization) => authorization,
             Err(AuthorizationError::Page(text)) => {
@@ -397,15 +391,7 @@ impl AuthorizeApi {
             }
         };
         let secure = latch.public_url().starts_with("https://");
-        let (csrf, new_csrf) = match cookie_value(req, CSRF_COOKIE).filter(|value| value.len() >= 32) {
-            Some(existing) => (existing.to_owned(), None),
-            None => {
-                let fresh = random_token("").expose_secret().to_owned();
-                let path = format!("/t/{tenant}/oauth/");
-                let set = cookie(CSRF_COOKIE, &fresh, &path, None, "Strict", secure);
-                (fresh, Some(set))
-            }
-        };
+        let (csrf, new_csrf) = csrf_token(req, &tenant, secure);
         Ok(Step { latch, runtime, request, authorization, csrf, new_csrf, secure, info: client_info(req) })
     }
 
@@ -475,16 +461,11 @@ impl AuthorizeApi {
         posted: bool,
     ) -> AuthorizeResponse {
         let bad = |text: &str| AuthorizeResponse::BadRequest(Html(error_page("Cannot sign out", text)));
-        let Ok(tenant) = TenantId::parse(tenant) else {
-            return AuthorizeResponse::NotFound(Html(error_page("Not found", "There is no such sign-in service.")));
-        };
-        let runtime = match latch.runtime(&tenant).await {
+        let runtime = match tenant_runtime(latch, tenant).await {
             Ok(runtime) => runtime,
-            Err(Error::TenantNotFound) => {
-                return AuthorizeResponse::NotFound(Html(error_page("Not found", "There is no such sign-in service.")));
-            }
-            Err(e) => return unavailable(&e),
+            Err(answer) => return answer,
         };
+        let tenant = runtime.tenant.id.clone();
         let hinted = match form.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
             Some(hint) => match latch.id_token_client(&tenant, hint).await {
                 Ok((client_id, _)) => Some(client_id),
@@ -530,15 +511,7 @@ impl AuthorizeApi {
         if !confirmed {
             // No proof the application asked: the user confirms, so another
             // site cannot sign them out with a link.
-            let (csrf, set) = match csrf_cookie {
-                Some(existing) => (existing.to_owned(), None),
-                None => {
-                    let fresh = random_token("").expose_secret().to_owned();
-                    let path = format!("/t/{tenant}/oauth/");
-                    let set = cookie(CSRF_COOKIE, &fresh, &path, None, "Strict", secure);
-                    (fresh, Some(set))
-                }
-            };
+            let (csrf, set) = csrf_token(req, &tenant, secure);
             let mut fields: Vec<(&str, String)> = vec![("csrf", csrf)];
             for (name, value) in [
                 ("post_logout_redirect_uri", &form.post_logout_redirect_uri),
@@ -576,6 +549,30 @@ impl AuthorizeApi {
                     "no-store".into(),
                 )
             }
+        }
+    }
+}
+
+/// The tenant a hosted page is for, with its runtime; `Err` is the page to answer instead.
+async fn tenant_runtime(latch: &Latch, tenant: &str) -> Result<Arc<TenantRuntime>, AuthorizeResponse> {
+    let not_found = || AuthorizeResponse::NotFound(Html(error_page("Not found", "There is no such sign-in service.")));
+    let tenant = TenantId::parse(tenant).map_err(|_| not_found())?;
+    match latch.runtime(&tenant).await {
+        Ok(runtime) => Ok(runtime),
+        Err(Error::TenantNotFound) => Err(not_found()),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// The CSRF token of the browser's `latch_csrf` cookie, or a new one with
+/// the `Set-Cookie` that gives it.
+fn csrf_token(req: &Request, tenant: &TenantId, secure: bool) -> (String, Option<String>) {
+    match cookie_value(req, CSRF_COOKIE).filter(|value| value.len() >= 32) {
+        Some(existing) => (existing.to_owned(), None),
+        None => {
+            let fresh = random_token("").expose_secret().to_owned();
+            let set = cookie(CSRF_COOKIE, &fresh, &format!("/t/{tenant}/oauth/"), None, "Strict", secure);
+            (fresh, Some(set))
         }
     }
 }

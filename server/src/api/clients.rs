@@ -269,18 +269,9 @@ impl ClientsApi {
 
 #[cfg(test)]
 mod tests {
-    use poem_openapi::registry::{MetaSchemaRef, Registry};
-    use poem_openapi::types::Type;
-
+    use super::super::tests::properties;
     use super::*;
     use crate::domain::client_setting_names;
-
-    fn properties<T: Type>() -> Vec<String> {
-        let mut registry = Registry::new();
-        T::register(&mut registry);
-        let MetaSchemaRef::Reference(name) = T::schema_ref() else { panic!("not a named schema") };
-        registry.schemas[&name].properties.iter().map(|(property, _)| (*property).to_owned()).collect()
-    }
 
     #[test]
     fn every_stored_client_setting_is_in_the_request_and_view_schemas() {

@@ -251,3 +251,17 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request, deadline: Duration) 
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
 }
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::registry::{MetaSchemaRef, Registry};
+    use poem_openapi::types::Type;
+
+    /// The property names of `T`'s OpenAPI schema.
+    pub fn properties<T: Type>() -> Vec<String> {
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        let MetaSchemaRef::Reference(name) = T::schema_ref() else { panic!("not a named schema") };
+        registry.schemas[&name].properties.iter().map(|(property, _)| (*property).to_owned()).collect()
+    }
+}

@@ -435,18 +435,9 @@ impl TenantsApi {
 
 #[cfg(test)]
 mod tests {
-    use poem_openapi::registry::{MetaSchemaRef, Registry};
-    use poem_openapi::types::Type;
-
+    use super::super::tests::properties;
     use super::*;
     use crate::domain::setting_names;
-
-    fn properties<T: Type>() -> Vec<String> {
-        let mut registry = Registry::new();
-        T::register(&mut registry);
-        let MetaSchemaRef::Reference(name) = T::schema_ref() else { panic!("not a named schema") };
-        registry.schemas[&name].properties.iter().map(|(property, _)| (*property).to_owned()).collect()
-    }
 
     /// A setting added to the stored record but not to the request bodies or
     /// the view would be settable nowhere, or invisible.

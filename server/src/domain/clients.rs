@@ -251,21 +251,11 @@ impl Latch {
             .write(move |store| {
                 let mut refused = None;
                 let client = store.update_client(&tenant, &id, &mut |stored| {
-                    let checked = changes.apply(&stored.settings).map_err(Error::from).and_then(|settings| {
+                    super::patch::checked(stored, &mut refused, |stored| {
+                        let settings = changes.apply(&stored.settings)?;
                         let changed = ClientRecord { settings, updated_at: now, ..stored.clone() };
                         check_type(&changed).map(|()| changed)
-                    });
-                    match checked {
-                        Ok(changed) => {
-                            *stored = changed;
-                            refused = None;
-                            Change::Write
-                        }
-                        Err(e) => {
-                            refused = Some(e);
-                            Change::Keep
-                        }
-                    }
+                    })
                 })?;
                 Ok((client, refused))
             })

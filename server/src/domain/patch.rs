@@ -114,6 +114,28 @@ impl<T: Ruled> Patch<T> {
     }
 }
 
+/// A store change that may be refused: `check` runs on the stored record
+/// inside the store's atomic step (so two changes of different fields both
+/// hold); its `Ok` replaces the record, its `Err` keeps it and is left in
+/// `refused` (cleared when a retried step succeeds).
+pub(super) fn checked<T>(
+    stored: &mut T,
+    refused: &mut Option<super::Error>,
+    check: impl FnOnce(&T) -> super::Result<T>,
+) -> crate::store::Change {
+    match check(stored) {
+        Ok(changed) => {
+            *stored = changed;
+            *refused = None;
+            crate::store::Change::Write
+        }
+        Err(e) => {
+            *refused = Some(e);
+            crate::store::Change::Keep
+        }
+    }
+}
+
 /// The serde names of `T`'s fields.
 pub fn field_names<T: Serialize + Default>() -> Vec<String> {
     defaults::<T>().keys().cloned().collect()

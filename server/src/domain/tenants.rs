@@ -65,20 +65,10 @@ impl Latch {
             .write(move |store| {
                 let mut refused = None;
                 let tenant = store.update_tenant(&owned, &mut |stored| {
-                    // Validated against the stored settings as they are now,
-                    // so two updates of different settings both hold.
-                    let mut changed = stored.clone();
-                    match changes.clone().apply(&mut changed) {
-                        Ok(()) => {
-                            *stored = changed;
-                            refused = None;
-                            Change::Write
-                        }
-                        Err(e) => {
-                            refused = Some(e);
-                            Change::Keep
-                        }
-                    }
+                    super::patch::checked(stored, &mut refused, |stored| {
+                        let mut changed = stored.clone();
+                        changes.apply(&mut changed).map(|()| changed)
+                    })
                 })?;
                 Ok((tenant, refused))
             })
