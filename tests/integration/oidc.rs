@@ -797,3 +797,18 @@ async fn the_hosted_form_shares_the_rate_limit_and_shows_lockouts_and_clients_st
     assert!(limited.headers().contains_key("retry-after"));
     assert!(limited.text().await.expect("html").contains("Too many sign-in attempts"));
 }
+
+#[tokio::test]
+async fn a_password_change_ends_single_sign_on_in_every_browser() {
+    let app = spawn_app().await;
+    public_client(&app, "demo", "shop", true).await;
+    let user = app.register("demo", "sso-change@example.com").await;
+    let browser = Browser::new(&app);
+    code_for(&app, &browser, "demo", "shop", "sso-change@example.com").await;
+    assert_eq!(browser.get(&authorize_path("demo", "shop", "")).await.status(), StatusCode::FOUND, "signed in");
+    let change = json!({"current_password": PASSWORD, "new_password": "a changed passphrase"});
+    let changed = app.send(Method::POST, "/t/demo/users/me/password", &user.access, Some(&change)).await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let after = browser.get(&authorize_path("demo", "shop", "")).await;
+    assert_eq!(after.status(), StatusCode::OK, "the sign-in page: the old sign-in no longer counts");
+}

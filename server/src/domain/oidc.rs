@@ -336,6 +336,7 @@ impl Latch {
             created_at: now,
             expires_at: now + BROWSER_SESSION_SECONDS,
             sessions: Vec::new(),
+            generation: authenticated.user.reset_generation,
         };
         let (tenant, hash) = (tenant.clone(), token_hash(cookie.expose_secret()));
         let previous = previous.map(token_hash);
@@ -360,8 +361,9 @@ impl Latch {
         Ok(cookie)
     }
 
-    /// The browser session a cookie stands for, if it is live and its user
-    /// may still sign in.
+    /// The browser session a cookie stands for, if it is live, its user may
+    /// still sign in, and their password has not changed (nor been reset,
+    /// nor the account disabled) since.
     pub async fn browser_session(&self, tenant: &TenantId, cookie: &str) -> Result<Option<BrowserSession>> {
         let (owned, hash, now) = (tenant.clone(), token_hash(cookie), self.now());
         let found = self
@@ -372,7 +374,9 @@ impl Latch {
             })
             .await?;
         Ok(found
-            .filter(|(record, user)| record.expires_at > now && !user.disabled && user.created_at <= record.auth_time)
+            .filter(|(record, user)| {
+                record.expires_at > now && !user.disabled && user.reset_generation == record.generation
+            })
             .map(|(record, user)| BrowserSession { hash, record, user }))
     }
 

@@ -57,6 +57,7 @@ fn browser_session(expires_at: i64) -> BrowserSessionRecord {
         created_at: 1,
         expires_at,
         sessions: Vec::new(),
+        generation: 0,
     }
 }
 

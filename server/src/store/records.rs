@@ -227,7 +227,8 @@ impl UserRecord {
         self.locked_code_attempts = 0;
     }
 
-    /// Makes every reset link sent so far stop working.
+    /// Makes every reset link sent so far, and every browser sign-in
+    /// (single sign-on) made so far, stop working.
     pub fn void_reset_links(&mut self) {
         self.reset_generation = self.reset_generation.wrapping_add(1);
     }
@@ -555,4 +556,8 @@ pub struct BrowserSessionRecord {
     pub expires_at: i64,
     /// Sessions started through it (ended with it at logout), newest last.
     pub sessions: Vec<Uuid>,
+    /// The user's `reset_generation` at sign-in: a password change, a reset
+    /// or a disable since then ends the browser session too.
+    #[serde(default)]
+    pub generation: u32,
 }
