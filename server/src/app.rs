@@ -165,7 +165,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let limits = AuthRateLimit::per_minute(settings.auth_rate_limit_per_minute, clock);
     let rotator = tokio::spawn(periodic_upkeep(latch.clone(), limits.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = crate::api::app(latch.clone(), limits, settings.connections.body_timeout).boxed();
+    let trusted = crate::api::TrustedProxies::new(settings.trusted_proxies.clone());
+    let app = crate::api::app(latch.clone(), limits, trusted, settings.connections.body_timeout).boxed();
     let stopped = async {
         let _ = stopped.await;
     };

@@ -105,6 +105,10 @@ pub struct ConfigArgs {
     /// The sender of latch's mail [default: latch <latch@localhost>].
     #[arg(long, global = true)]
     pub mail_from: Option<String>,
+    /// A reverse proxy whose forwarding headers are believed, as an address or
+    /// CIDR (repeatable; env comma-separated) [default: none].
+    #[arg(long = "trusted-proxy", global = true, value_name = "CIDR")]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Secrets: environment only. A file naming one gets an error that says
@@ -140,9 +144,13 @@ impl ConfigArgs {
                 serde_json::from_value::<ConfigArgs>(Value::Object(one)).map(|_| value)
             };
             let scalar = serde_json::from_str::<Value>(text).ok().filter(|v| v.is_number() || v.is_boolean());
+            // A list key takes a comma-separated value.
+            let list =
+                || Value::Array(text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect());
             let value = scalar
                 .and_then(|scalar| fits(scalar).ok())
                 .map_or_else(|| fits(Value::String(text.clone())), Ok)
+                .or_else(|e| fits(list()).map_err(|_| e))
                 .map_err(|e| ConfigError::Invalid(format!("{variable}: {e}")))?;
             layer.insert(key, value);
         }
@@ -219,6 +227,8 @@ pub struct Settings {
     pub mail_from: String,
     /// Connection cap and timeouts.
     pub connections: ConnectionLimits,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The shortest operator token accepted from the environment.
@@ -331,6 +341,20 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(format!("public URL {url:?} must start with http:// or https://")));
         }
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "trusted_proxies: {text:?} is not an address or CIDR such as 10.0.0.0/8 or 127.0.0.1"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if config.hash_concurrency == Some(0) {
             return Err(ConfigError::Invalid("hash_concurrency must be at least 1".into()));
         }
@@ -351,6 +375,7 @@ impl Settings {
             smtp: smtp(&config, env),
             mail_from: config.mail_from.clone().unwrap_or_else(|| "latch <latch@localhost>".into()),
             connections,
+            trusted_proxies,
         })
     }
 
@@ -417,6 +442,7 @@ mod tests {
             "smtp_security" => ("tls", json!("tls")),
             "smtp_username" => ("latch", json!("latch")),
             "mail_from" => ("Sample <auth@sample.example>", json!("Sample <auth@sample.example>")),
+            "trusted_proxies" => ("10.0.0.0/8", json!(["10.0.0.0/8"])),
             _ => return None,
         })
     }
@@ -441,19 +467,24 @@ mod tests {
             let read = |args: &ConfigArgs, env: &Environment| {
                 serde_json::to_value(args.merged(env).expect("valid")).expect("serializes")[&key].clone()
             };
-            let from_flag = Flags::from_arg_matches(&Flags::command().get_matches_from([
-                "latch".to_owned(),
-                format!("--{}", key.replace('_', "-")),
-                text.into(),
-            ]))
-            .expect("parses")
-            .config;
+            // SPEC §9 names the list's flag in the singular (it repeats).
+            let flag = match key.as_str() {
+                "trusted_proxies" => "--trusted-proxy".to_owned(),
+                other => format!("--{}", other.replace('_', "-")),
+            };
+            let from_flag =
+                Flags::from_arg_matches(&Flags::command().get_matches_from(["latch".to_owned(), flag, text.into()]))
+                    .expect("parses")
+                    .config;
             assert_eq!(read(&from_flag, &Environment::new()), expected, "flag for {key}");
             let env = Environment::from([(ConfigArgs::variable(&key), text.to_owned())]);
             assert_eq!(read(&ConfigArgs::default(), &env), expected, "variable for {key}");
             let value = match &expected {
                 Value::String(text) => toml::Value::String(text.clone()),
                 Value::Bool(b) => toml::Value::Boolean(*b),
+                Value::Array(items) => toml::Value::Array(
+                    items.iter().map(|i| toml::Value::String(i.as_str().expect("text").to_owned())).collect(),
+                ),
                 other => toml::Value::Integer(other.as_i64().expect("integer")),
             };
             std::fs::write(&file, toml::to_string(&toml::Table::from_iter([(key.clone(), value)])).expect("toml"))

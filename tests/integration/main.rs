@@ -23,6 +23,7 @@ mod oidc;
 mod oidc_browser;
 mod openapi;
 mod persistence;
+mod proxies;
 mod recovery;
 mod registration;
 mod sessions;

@@ -390,7 +390,7 @@ impl AuthorizeApi {
                 return Err(AuthorizeResponse::Found(with_params(&redirect_uri, &params), None));
             }
         };
-        let secure = latch.public_url().starts_with("https://");
+        let secure = latch.public_url().starts_with("https://") || super::proxies::client_of(req).https;
         let (csrf, new_csrf) = csrf_token(req, &tenant, secure);
         Ok(Step { latch, runtime, request, authorization, csrf, new_csrf, secure, info: client_info(req) })
     }
@@ -497,7 +497,7 @@ impl AuthorizeApi {
                 }
             }
         };
-        let secure = latch.public_url().starts_with("https://");
+        let secure = latch.public_url().starts_with("https://") || super::proxies::client_of(req).https;
         let csrf_cookie = cookie_value(req, CSRF_COOKIE).filter(|value| value.len() >= 32);
         let confirmed = if posted {
             let presented = form.csrf.as_deref().unwrap_or_default();

@@ -107,10 +107,10 @@ fn endpoint(req: &Request) -> Option<&str> {
 pub async fn limit_auth<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     if is_limited(&req)
         && let Some(limits) = req.data::<AuthRateLimit>()
-        && let Some(addr) = req.remote_addr().as_socket_addr()
-        && let Err(retry_after) = limits.check(client_key(addr.ip()))
+        && let Some(ip) = super::proxies::client_of(&req).ip
+        && let Err(retry_after) = limits.check(client_key(ip))
     {
-        tracing::info!(ip = %addr.ip(), path = req.uri().path(), "rate limited");
+        tracing::info!(%ip, path = req.uri().path(), "rate limited");
         let error = Error::RateLimited { retry_after };
         // The token endpoint answers in its own (RFC 6749 §5.2) format, the
         // hosted sign-in page with a page.

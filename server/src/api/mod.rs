@@ -14,6 +14,9 @@ mod mfa;
 mod models;
 mod oauth;
 mod pages;
+mod proxies;
+
+pub use proxies::TrustedProxies;
 mod tenants;
 mod users;
 mod wellknown;
@@ -142,7 +145,7 @@ fn tenant_id(raw: &str) -> ApiResult<TenantId> {
 
 fn client_info(req: &Request) -> ClientInfo {
     ClientInfo {
-        ip: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()),
+        ip: proxies::client_of(req).ip.map(|ip| ip.to_string()),
         user_agent: req.header("user-agent").map(str::to_owned),
     }
 }
@@ -178,7 +181,12 @@ pub fn openapi_json() -> String {
 
 /// The whole HTTP application.
 /// A request body must arrive within `body_timeout` of its head.
-pub fn app(latch: Arc<Latch>, limits: AuthRateLimit, body_timeout: Duration) -> impl Endpoint<Output = Response> {
+pub fn app(
+    latch: Arc<Latch>,
+    limits: AuthRateLimit,
+    trusted: TrustedProxies,
+    body_timeout: Duration,
+) -> impl Endpoint<Output = Response> {
     let api = service();
     let spec = api.spec_endpoint();
     let page = explorer_page(&api);
@@ -201,8 +209,10 @@ pub fn app(latch: Arc<Latch>, limits: AuthRateLimit, body_timeout: Duration) -> 
         .nest("/", api)
         .around(limits::limit_auth)
         .around(headers::cors)
+        .around(proxies::identify_client)
         .data(latch)
         .data(limits)
+        .data(trusted)
         .around(move |next, req| limit_body(next, req, body_timeout))
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(
