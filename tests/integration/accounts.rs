@@ -138,3 +138,20 @@ async fn an_expired_access_token_is_rejected_with_its_reason() {
         assert_problem(app.get_with("/t/demo/users/me", access).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
     assert_eq!(body["token_error"], "expired");
 }
+
+#[tokio::test]
+async fn a_refused_bearer_token_gets_an_rfc_6750_challenge() {
+    let app = spawn_app().await;
+    let user = app.register("demo", "challenge@example.com").await;
+    let missing = app.http.get(app.url("/t/demo/users/me")).send().await.expect("request");
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer", "no token: no error attribute");
+    let garbage = app.get_with("/t/demo/users/me", "not-a-token").await;
+    let challenge = garbage.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
+    assert!(challenge.starts_with("Bearer error=\"invalid_token\", error_description=\""), "{challenge}");
+    assert_problem(garbage, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let logout = app.http.post(app.url("/t/demo/auth/logout")).bearer_auth(&user.access).send().await.expect("request");
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let ended = app.get_with("/t/demo/users/me", &user.access).await;
+    assert!(ended.headers()["www-authenticate"].to_str().expect("ascii").contains("error=\"invalid_token\""));
+}

@@ -53,13 +53,32 @@ impl Problem {
         }
     }
 
+    /// The RFC 6750 §3 challenge of a 401: `error="invalid_token"` with a
+    /// description when a bearer token was presented and refused, a bare
+    /// `Bearer` when none was (or the 401 is about something else).
+    fn bearer_challenge(&self) -> HeaderValue {
+        match self.code.as_str() {
+            "invalid_token" | "session_ended" => {
+                // A quoted-string: no quotes, backslashes or controls in it.
+                let description: String = self
+                    .detail
+                    .chars()
+                    .filter(|c| *c != '"' && *c != '\\' && !c.is_control() && c.is_ascii())
+                    .collect();
+                HeaderValue::from_str(&format!("Bearer error=\"invalid_token\", error_description=\"{description}\""))
+                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""))
+            }
+            _ => HeaderValue::from_static("Bearer"),
+        }
+    }
+
     /// The response carrying this problem.
     pub fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&self)).unwrap_or_default();
         let mut response = Response::builder().status(status).content_type("application/problem+json").body(body);
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, self.bearer_challenge());
         }
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
