@@ -275,14 +275,13 @@ mod tests {
 
     #[test]
     fn every_stored_client_setting_is_in_the_request_and_view_schemas() {
-        for (schema, properties) in [
-            ("CreateClientRequest", properties::<CreateClientRequest>()),
-            ("UpdateClientRequest", properties::<UpdateClientRequest>()),
-            ("Client", properties::<Client>()),
-        ] {
-            for setting in client_setting_names() {
-                assert!(properties.contains(&setting), "{schema} lacks the setting `{setting}`");
-            }
-        }
+        super::super::tests::assert_schemas_list(
+            &client_setting_names(),
+            &[
+                ("CreateClientRequest", properties::<CreateClientRequest>()),
+                ("UpdateClientRequest", properties::<UpdateClientRequest>()),
+                ("Client", properties::<Client>()),
+            ],
+        );
     }
 }

@@ -274,4 +274,15 @@ mod tests {
         let MetaSchemaRef::Reference(name) = T::schema_ref() else { panic!("not a named schema") };
         registry.schemas[&name].properties.iter().map(|(property, _)| (*property).to_owned()).collect()
     }
+
+    /// Asserts that every one of `fields` (a stored record's serde names) is a
+    /// property of each named schema: a field added to the record but not to
+    /// a request body or the view would be settable nowhere, or invisible.
+    pub fn assert_schemas_list(fields: &[String], schemas: &[(&str, Vec<String>)]) {
+        for (schema, properties) in schemas {
+            for field in fields {
+                assert!(properties.contains(field), "{schema} lacks the field `{field}`");
+            }
+        }
+    }
 }

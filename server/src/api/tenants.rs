@@ -443,15 +443,14 @@ mod tests {
     /// the view would be settable nowhere, or invisible.
     #[test]
     fn every_stored_setting_is_in_the_request_and_view_schemas() {
-        for (schema, properties) in [
-            ("CreateTenantRequest", properties::<CreateTenantRequest>()),
-            ("UpdateTenantRequest", properties::<UpdateTenantRequest>()),
-            ("TenantSettingsView", properties::<TenantSettingsView>()),
-        ] {
-            for setting in setting_names() {
-                assert!(properties.contains(&setting), "{schema} lacks the setting `{setting}`");
-            }
-        }
+        super::super::tests::assert_schemas_list(
+            &setting_names(),
+            &[
+                ("CreateTenantRequest", properties::<CreateTenantRequest>()),
+                ("UpdateTenantRequest", properties::<UpdateTenantRequest>()),
+                ("TenantSettingsView", properties::<TenantSettingsView>()),
+            ],
+        );
     }
 
     /// The request's fields reach the domain by name: each one set in a body
