@@ -2,7 +2,7 @@
 # Runs every test latch has: Rust (rules, server, store, HTTP integration),
 # the wasm build and its size budget, and the npm package in Node, workerd and
 # Chromium. Installs what it needs when missing (wasm32 target, the pinned
-# wasm-bindgen CLI, binaryen, npm packages, Debian's chromium), so it works on a
+# wasm-bindgen CLI, binaryen, npm packages, Debian's chromium and prometheus), so it works on a
 # fresh machine with only the Rust toolchain, Node 20 and npm.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,10 +14,16 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are required (Node 20+)"; exit 1; }
-if ! command -v chromium >/dev/null; then
+# Debian packages the tests drive: chromium (pages, the package in a
+# browser) and prometheus (it scrapes latch; promtool checks the exposition).
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+{ [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || missing="$missing prometheus"
+if [ -n "$missing" ]; then
   as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
   $as_root apt-get update
-  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y chromium
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y $missing
 fi
 
 step "format and lints"

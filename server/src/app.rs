@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use poem::EndpointExt as _;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::AuthRateLimit;
 use crate::clock::Clock;
@@ -46,11 +46,15 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The public base URL.
     pub public_url: String,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     /// What start-up did.
     pub startup: Startup,
     latch: Arc<Latch>,
-    stop: oneshot::Sender<()>,
+    stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
+    metrics: Option<JoinHandle<std::io::Result<()>>>,
+    tls_watch: Option<JoinHandle<()>>,
     committer: JoinHandle<StoreResult<()>>,
     rotator: JoinHandle<()>,
 }
@@ -147,6 +151,29 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     Ok(Opened { latch, committer })
 }
 
+/// `latch init`: creates a new data directory (refusing one that holds a
+/// store), its master key and operator token, and `first` as its first
+/// tenant; the `demo` tenant is not created, at init or at the first start.
+pub async fn init(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    first: NewTenant,
+) -> anyhow::Result<(Startup, crate::store::TenantRecord, String)> {
+    if SledStore::holds_store(&settings.data_dir) {
+        anyhow::bail!(
+            "{} already holds a latch store; `latch init` only sets up a new one",
+            settings.data_dir.display()
+        );
+    }
+    let settings = Settings { demo_tenant: false, ..settings.clone() };
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+    let (latch, committer, startup) = assemble(prepare(&settings).await?, &settings, clock, public_url).await?;
+    let created = latch.create_tenant(&Operator::local(), first).await;
+    let issuer = created.as_ref().map(|tenant| latch.issuer(&tenant.id)).unwrap_or_default();
+    close_store(latch, committer).await?;
+    Ok((startup, created?, issuer))
+}
+
 /// Opens the store, prepares secrets and the demo tenant, binds and starts serving.
 pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     // Bound first: an address in use or a bad `--listen` refuses the start
@@ -154,9 +181,21 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(settings.listen.as_str())
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let metrics_listener = match &settings.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address.as_str())
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+        None => None,
+    };
+    // A certificate that does not load refuses the start, before any data is made.
+    let tls =
+        settings.tls.as_ref().map(|files| crate::tls::acceptor(files).map(|tls| (files.clone(), tls))).transpose()?;
     let prepared = prepare(settings).await?;
     let addr = listener.local_addr().context("the listener has no socket address")?;
-    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
     let (latch, committer, startup) = assemble(prepared, settings, clock.clone(), public_url.clone()).await?;
 
     if settings.demo_tenant {
@@ -164,15 +203,40 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     }
     let limits = AuthRateLimit::per_minute(settings.auth_rate_limit_per_minute, clock);
     let rotator = tokio::spawn(periodic_upkeep(latch.clone(), limits.clone()));
-    let (stop, stopped) = oneshot::channel::<()>();
+    let stop = CancellationToken::new();
     let trusted = crate::api::TrustedProxies::new(settings.trusted_proxies.clone());
     let app = crate::api::app(latch.clone(), limits, trusted, settings.connections.body_timeout).boxed();
-    let stopped = async {
-        let _ = stopped.await;
+    let (acceptor, tls_watch) = match tls {
+        Some((files, (acceptor, resolver))) => (Some(acceptor), Some(tokio::spawn(crate::tls::watch(files, resolver)))),
+        None => (None, None),
     };
-    let server = tokio::spawn(serve(listener, app, settings.connections, stopped, SHUTDOWN_GRACE));
+    let stopped = stop.clone().cancelled_owned();
+    let server = tokio::spawn(serve(listener, acceptor, app, settings.connections, stopped, SHUTDOWN_GRACE));
+    let (metrics, metrics_addr) = match metrics_listener {
+        Some(listener) => {
+            let metrics_addr = listener.local_addr().context("the metrics listener has no socket address")?;
+            let endpoint = crate::metrics::endpoint(crate::metrics::install()?, settings.data_dir.clone()).boxed();
+            let stopped = stop.clone().cancelled_owned();
+            let task = tokio::spawn(serve(listener, None, endpoint, settings.connections, stopped, SHUTDOWN_GRACE));
+            tracing::info!(addr = %metrics_addr, "metrics at /metrics");
+            (Some(task), Some(metrics_addr))
+        }
+        None => (None, None),
+    };
     tracing::info!(%addr, %public_url, "latch is serving");
-    Ok(RunningServer { addr, public_url, startup, latch, stop, server, committer, rotator })
+    Ok(RunningServer {
+        addr,
+        public_url,
+        metrics_addr,
+        startup,
+        latch,
+        stop,
+        server,
+        metrics,
+        tls_watch,
+        committer,
+        rotator,
+    })
 }
 
 /// Every minute: rotates the keys of tenants whose automatic rotation is due,
@@ -240,9 +304,15 @@ impl RunningServer {
 
     /// Stops accepting, lets in-flight requests finish, flushes and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let RunningServer { stop, server, committer, rotator, latch, .. } = self;
-        let _ = stop.send(());
+        let RunningServer { stop, server, metrics, tls_watch, committer, rotator, latch, .. } = self;
+        stop.cancel();
         server.await.context("server task")??;
+        if let Some(metrics) = metrics {
+            metrics.await.context("metrics task")??;
+        }
+        if let Some(watch) = tls_watch {
+            watch.abort();
+        }
         rotator.abort();
         let _ = rotator.await;
         close_store(latch, committer).await?;

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use latch_shared::Algorithm;
 
 use crate::clock::SystemClock;
-use crate::config::{ConfigArgs, Settings};
+use crate::config::{CommonArgs, ConfigArgs, Settings};
 use crate::domain::{Actor, ClientChanges, Latch, NewClient, NewTenant, NewUser, Operator, TenantChanges, TenantId};
 use crate::store::ClientType;
 use crate::store::sled::SledStore;
@@ -24,13 +24,36 @@ pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    config: ConfigArgs,
+    common: CommonArgs,
+    /// Log what a command does (-v: the --log filter, info by default).
+    /// Commands other than `serve` log only errors without it.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
+
+/// The signing algorithms a tenant can be created with.
+const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server (the default).
-    Serve,
+    /// Run the server (the default). Its settings can also come from the
+    /// --config file and `LATCH_*` variables (see the README).
+    Serve {
+        #[command(flatten)]
+        config: Box<ConfigArgs>,
+    },
+    /// Set up a new data directory without starting the server: the master
+    /// key, the operator token (printed once) and the first tenant.
+    Init {
+        /// The first tenant's id (slug).
+        tenant: String,
+        /// Its signing algorithm [default: EdDSA].
+        #[arg(long, value_parser = ALGORITHMS)]
+        algorithm: Option<String>,
+        /// Its display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Tenants (on a data directory no server is running on; while it runs, use /admin/tenants).
     Tenant {
         #[command(subcommand)]
@@ -178,8 +201,8 @@ enum TenantCommand {
     Create {
         /// The tenant id (slug).
         id: String,
-        /// Signing algorithm: EdDSA (default), ES256, RS256 or HS256.
-        #[arg(long)]
+        /// Signing algorithm [default: EdDSA].
+        #[arg(long, value_parser = ALGORITHMS)]
         algorithm: Option<String>,
         #[command(flatten)]
         settings: TenantSettingsArgs,
@@ -316,13 +339,38 @@ struct UserArgs {
     email: String,
 }
 
+impl Cli {
+    /// The flags' layer of the configuration: the global flags, and the
+    /// server's flags when the command is `serve`.
+    pub fn config(&self) -> ConfigArgs {
+        let mut config = match &self.command {
+            Some(Command::Serve { config }) => (**config).clone(),
+            _ => ConfigArgs::default(),
+        };
+        config.common = self.common.clone();
+        config
+    }
+}
+
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = || Settings::resolve(&cli.config, &crate::config::process_environment());
+    let flags = cli.config();
+    let resolved = Settings::resolve(&flags, &crate::config::process_environment())?;
+    // Commands print their results; their log holds only errors unless -v.
+    let log = if cli.verbose { resolved.log.clone() } else { "error".to_owned() };
+    let settings = || {
+        crate::telemetry::init(&log, resolved.log_format)?;
+        anyhow::Ok(resolved.clone())
+    };
     match cli.command {
-        None => serve(&cli.config),
-        Some(Command::Serve) => serve(&cli.config),
+        None | Some(Command::Serve { .. }) => serve(resolved),
+        Some(Command::Init { tenant, algorithm, name }) => {
+            let algorithm = algorithm.as_deref().and_then(Algorithm::parse);
+            let changes = name.map(TenantChanges::name).unwrap_or_default();
+            let first = NewTenant { id: TenantId::parse(&tenant)?, algorithm, settings: changes };
+            init(&settings()?, first)
+        }
         Some(Command::Keys { command: KeysCommand::Rotate { tenant, publish_delay } }) => {
             with_data_dir(&settings()?, |latch| async move {
                 let tenant = crate::domain::TenantId::parse(&tenant)?;
@@ -359,9 +407,7 @@ async fn tenant_command(latch: Arc<Latch>, command: TenantCommand) -> anyhow::Re
     let operator = Operator::local();
     match command {
         TenantCommand::Create { id, algorithm, settings } => {
-            let algorithm = algorithm
-                .map(|a| Algorithm::parse(&a).ok_or_else(|| anyhow::anyhow!("unknown algorithm {a:?}")))
-                .transpose()?;
+            let algorithm = algorithm.as_deref().and_then(Algorithm::parse);
             let new = NewTenant { id: TenantId::parse(&id)?, algorithm, settings: settings.changes()? };
             let tenant = latch.create_tenant(&operator, new).await?;
             println!(
@@ -593,9 +639,8 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     if !settings.data_dir.exists() {
-        anyhow::bail!("no data directory at {}", settings.data_dir.display());
+        anyhow::bail!("no data directory at {} (create one with `latch init TENANT`)", settings.data_dir.display());
     }
-    crate::telemetry::init(&settings.log, settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let opened = crate::app::open(settings, Arc::new(SystemClock)).await.map_err(|e| {
@@ -611,9 +656,31 @@ where
     })
 }
 
-fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(args, &crate::config::process_environment())?;
-    crate::telemetry::init(&settings.log, settings.log_format);
+/// `latch init`: a new data directory, its secrets and the first tenant.
+fn init(settings: &Settings, first: NewTenant) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (startup, tenant, issuer) = runtime.block_on(crate::app::init(settings, Arc::new(SystemClock), first))?;
+    println!("initialized {}", settings.data_dir.display());
+    if startup.master_key_created {
+        println!(
+            "  master key     : created {} (0600); back it up apart from the data",
+            settings.master_key_file.display()
+        );
+    }
+    match &startup.new_operator_token {
+        Some(token) => {
+            println!("  operator token : {}", token.expose_secret());
+            println!("                   shown this once; keep it (set LATCH_OPERATOR_TOKEN to choose your own)");
+        }
+        None => println!("  operator token : from LATCH_OPERATOR_TOKEN"),
+    }
+    println!("  first tenant   : {} ({}), issuer {issuer}", tenant.id, tenant.algorithm.as_str());
+    println!("start the server with `latch serve` and the same --data-dir");
+    Ok(())
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log, settings.log_format)?;
     // Store calls are short and flushes run one at a time: a few blocking
     // threads keep up, and each thread glibc gives an arena of its own costs
     // resident memory (tokio's default allows 512).
@@ -645,6 +712,9 @@ fn print_banner(server: &crate::app::RunningServer, settings: &Settings) {
             println!("  operator token : from LATCH_OPERATOR_TOKEN")
         }
         None => println!("  operator token : shown at first start (set LATCH_OPERATOR_TOKEN to replace it)"),
+    }
+    if let Some(metrics) = server.metrics_addr {
+        println!("  metrics        : http://{metrics}/metrics");
     }
     println!("  API explorer   : {url}/docs");
     println!("  web demo       : {url}/demo/");

@@ -39,20 +39,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every non-secret setting, as flags (clap), TOML keys and `LATCH_*`
-/// variables (serde) alike: `None` is "not given in this layer".
+/// The keys every command reads (global flags): where the data is, the
+/// file the rest may come from, and how to log.
 #[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigArgs {
-    /// Address and port to listen on [default: 127.0.0.1:8080].
-    #[arg(long, global = true)]
-    pub listen: Option<String>,
+pub struct CommonArgs {
     /// Data directory [default: ./latch-data].
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
-    /// Public base URL, used in issuers and links [default: http://{listen}].
-    #[arg(long, global = true)]
-    pub public_url: Option<String>,
     /// Master key file, created 0600 on first start [default: latch-master.key beside the data directory].
     #[arg(long, global = true)]
     pub master_key_file: Option<PathBuf>,
@@ -66,49 +59,77 @@ pub struct ConfigArgs {
     /// Log format [default: text].
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// Every non-secret setting, as flags (clap), TOML keys and `LATCH_*`
+/// variables (serde) alike: `None` is "not given in this layer". The
+/// [`CommonArgs`] are flags of every command; the rest are flags of `serve`
+/// only (the other commands read them from the file or the environment).
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+pub struct ConfigArgs {
+    /// The keys every command takes as flags (filled from the global flags).
+    #[arg(skip)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+    /// Address and port to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Public base URL, used in issuers and links [default: http://{listen}].
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Password hashes computed at once [default: CPU count].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub hash_concurrency: Option<usize>,
     /// sled page cache in MiB [default: 32].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub cache_mb: Option<u64>,
     /// Create the `demo` tenant on first start [default: true].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub demo_tenant: Option<bool>,
     /// Requests per minute per client IP to the auth and token endpoints, 0: off [default: 30].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub auth_rate_limit_per_minute: Option<u32>,
     /// Open connections at most [default: 4096].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub max_connections: Option<usize>,
     /// Seconds for a request head to arrive [default: 10].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub header_timeout_seconds: Option<u64>,
     /// Seconds an idle connection stays open [default: 60].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub idle_timeout_seconds: Option<u64>,
     /// Seconds for a request body to arrive [default: 30].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub body_timeout_seconds: Option<u64>,
     /// SMTP relay host [default: none, mail goes to the file outbox].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub smtp_host: Option<String>,
     /// SMTP relay port [default: 587, or 465 with `tls`].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub smtp_port: Option<u16>,
     /// SMTP transport security [default: starttls].
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, value_enum)]
     pub smtp_security: Option<SmtpSecurity>,
     /// SMTP login (its password: `LATCH_SMTP_PASSWORD`).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub smtp_username: Option<String>,
     /// The sender of latch's mail [default: latch <latch@localhost>].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub mail_from: Option<String>,
     /// A reverse proxy whose forwarding headers are believed, as an address or
     /// CIDR (repeatable; env comma-separated) [default: none].
-    #[arg(long = "trusted-proxy", global = true, value_name = "CIDR")]
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); reread
+    /// when the file changes or on SIGHUP [default: plain HTTP].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Address and port serving Prometheus metrics at /metrics [default: off].
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Secrets: environment only. A file naming one gets an error that says
@@ -166,6 +187,10 @@ impl ConfigArgs {
         if let Some((key, variable)) = SECRETS.iter().find(|(key, _)| table.contains_key(*key)) {
             return Err(error(format!("`{key}` is a secret and is not read from files; set {variable} instead")));
         }
+        let keys = ConfigArgs::keys();
+        if let Some(unknown) = table.keys().find(|key| !keys.contains(key)) {
+            return Err(error(format!("unknown key `{unknown}`; the keys are {}", keys.join(", "))));
+        }
         table.try_into().map_err(|e: toml::de::Error| error(e.to_string()))
     }
 
@@ -179,7 +204,7 @@ impl ConfigArgs {
         merged.extend(as_map(over)?.into_iter().filter(|(_, value)| !value.is_null()));
         let mut layer: ConfigArgs =
             serde_json::from_value(Value::Object(merged)).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        layer.config = over.config.clone().or(self.config);
+        layer.common.config = over.common.config.clone().or(self.common.config);
         Ok(layer)
     }
 
@@ -187,7 +212,7 @@ impl ConfigArgs {
     /// then the environment, then `self` (the flags).
     pub fn merged(&self, env: &Environment) -> Result<ConfigArgs, ConfigError> {
         let file_path =
-            self.config.clone().or_else(|| env.get(CONFIG_VAR).filter(|p| !p.is_empty()).map(PathBuf::from));
+            self.common.config.clone().or_else(|| env.get(CONFIG_VAR).filter(|p| !p.is_empty()).map(PathBuf::from));
         let file = match &file_path {
             Some(path) => ConfigArgs::from_file(path)?,
             None => ConfigArgs::default(),
@@ -229,6 +254,32 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Reverse proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Where `/metrics` is served; `None`: metrics are off.
+    pub metrics_listen: Option<String>,
+}
+
+/// The PEM files HTTPS is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// An address to listen on: `host:port`. A bare port gets a suggestion.
+fn listen_address(key: &str, text: &str) -> Result<String, ConfigError> {
+    let has_port = text.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if has_port {
+        return Ok(text.to_owned());
+    }
+    let hint = match text.parse::<u16>() {
+        Ok(port) => format!("; did you mean 127.0.0.1:{port} (this machine only) or 0.0.0.0:{port} (every interface)?"),
+        Err(_) => String::new(),
+    };
+    Err(ConfigError::Invalid(format!("{key}: {text:?} is not an address and port such as 127.0.0.1:8080{hint}")))
 }
 
 /// The shortest operator token accepted from the environment.
@@ -317,8 +368,9 @@ impl Settings {
     pub fn resolve(args: &ConfigArgs, env: &Environment) -> Result<Settings, ConfigError> {
         let config = args.merged(env)?;
         let connections = connection_limits(&config)?;
-        let data_dir = config.data_dir.clone().unwrap_or_else(|| PathBuf::from("latch-data"));
+        let data_dir = config.common.data_dir.clone().unwrap_or_else(|| PathBuf::from("latch-data"));
         let master_key_file = config
+            .common
             .master_key_file
             .clone()
             .unwrap_or_else(|| data_dir.parent().unwrap_or(Path::new("")).join("latch-master.key"));
@@ -355,17 +407,31 @@ impl Settings {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+            (None, None) => None,
+            _ => return Err(ConfigError::Invalid("tls_cert and tls_key go together: give both, or neither".into())),
+        };
+        let log = config.common.log.clone().unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log) {
+            return Err(ConfigError::Invalid(format!(
+                "log: {log:?} is not a log filter ({e}); use a level (error, warn, info, debug, trace) or directives such as info,latch_server=debug"
+            )));
+        }
+        let listen = listen_address("listen", config.listen.as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let metrics_listen =
+            config.metrics_listen.as_deref().map(|m| listen_address("metrics_listen", m)).transpose()?;
         if config.hash_concurrency == Some(0) {
             return Err(ConfigError::Invalid("hash_concurrency must be at least 1".into()));
         }
         Ok(Settings {
-            listen: config.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into()),
+            listen,
             data_dir,
             public_url,
             master_key_file,
             operator_token,
-            log: config.log.clone().unwrap_or_else(|| "info".into()),
-            log_format: config.log_format.unwrap_or_default(),
+            log,
+            log_format: config.common.log_format.unwrap_or_default(),
             hash_concurrency: config
                 .hash_concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
@@ -376,6 +442,8 @@ impl Settings {
             mail_from: config.mail_from.clone().unwrap_or_else(|| "latch <latch@localhost>".into()),
             connections,
             trusted_proxies,
+            tls,
+            metrics_listen,
         })
     }
 
@@ -396,7 +464,11 @@ mod tests {
         let file = dir.path().join("latch.toml");
         std::fs::write(&file, "listen = \"0.0.0.0:9000\"\npublic_url = \"https://auth.example/\"\nlog = \"debug\"\n")
             .expect("write");
-        let args = ConfigArgs { config: Some(file), listen: Some("127.0.0.1:7000".into()), ..ConfigArgs::default() };
+        let args = ConfigArgs {
+            common: CommonArgs { config: Some(file), ..CommonArgs::default() },
+            listen: Some("127.0.0.1:7000".into()),
+            ..ConfigArgs::default()
+        };
         let settings = Settings::resolve(&args, &Environment::new()).expect("valid");
         assert_eq!(settings.listen, "127.0.0.1:7000");
         assert_eq!(settings.public_url.as_deref(), Some("https://auth.example"));
@@ -409,7 +481,10 @@ mod tests {
     fn unknown_keys_and_secrets_in_the_file_are_refused_naming_the_variable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latch.toml");
-        let args = ConfigArgs { config: Some(file.clone()), ..ConfigArgs::default() };
+        let args = ConfigArgs {
+            common: CommonArgs { config: Some(file.clone()), ..CommonArgs::default() },
+            ..ConfigArgs::default()
+        };
         for (key, variable) in SECRETS {
             std::fs::write(&file, format!("{key} = \"in-a-file\"\n")).expect("write");
             let err = Settings::resolve(&args, &Environment::new()).expect_err("refused").to_string();
@@ -443,6 +518,9 @@ mod tests {
             "smtp_username" => ("latch", json!("latch")),
             "mail_from" => ("Sample <auth@sample.example>", json!("Sample <auth@sample.example>")),
             "trusted_proxies" => ("10.0.0.0/8", json!(["10.0.0.0/8"])),
+            "tls_cert" => ("/etc/latch/cert.pem", json!("/etc/latch/cert.pem")),
+            "tls_key" => ("/etc/latch/key.pem", json!("/etc/latch/key.pem")),
+            "metrics_listen" => ("127.0.0.1:9464", json!("127.0.0.1:9464")),
             _ => return None,
         })
     }
@@ -450,17 +528,17 @@ mod tests {
     /// Every key works as a flag, a `LATCH_*` variable and a TOML key.
     #[test]
     fn every_key_is_read_from_the_file_the_environment_and_a_flag() {
-        use clap::{CommandFactory as _, FromArgMatches as _, Parser};
-        #[derive(Parser)]
-        struct Flags {
-            #[command(flatten)]
-            config: ConfigArgs,
-        }
+        use crate::cli::Cli;
+        use clap::{CommandFactory as _, Parser as _};
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("latch.toml");
         let keys = ConfigArgs::keys();
-        assert!(keys.len() >= 19, "{keys:?}");
-        let flags: Vec<String> = Flags::command().get_arguments().map(|arg| arg.get_id().as_str().to_owned()).collect();
+        assert!(keys.len() >= 22, "{keys:?}");
+        // The flags of `serve`: its own and the global ones.
+        let mut command = Cli::command();
+        command.build();
+        let serve = command.find_subcommand("serve").expect("a serve command");
+        let flags: Vec<String> = serve.get_arguments().map(|arg| arg.get_id().as_str().to_owned()).collect();
         for key in keys {
             let (text, expected) = sample(&key).unwrap_or_else(|| panic!("no sample value for the key `{key}`"));
             assert!(flags.contains(&key), "no flag for `{key}`");
@@ -472,10 +550,7 @@ mod tests {
                 "trusted_proxies" => "--trusted-proxy".to_owned(),
                 other => format!("--{}", other.replace('_', "-")),
             };
-            let from_flag =
-                Flags::from_arg_matches(&Flags::command().get_matches_from(["latch".to_owned(), flag, text.into()]))
-                    .expect("parses")
-                    .config;
+            let from_flag = Cli::try_parse_from(["latch", "serve", &flag, text]).expect("parses").config();
             assert_eq!(read(&from_flag, &Environment::new()), expected, "flag for {key}");
             let env = Environment::from([(ConfigArgs::variable(&key), text.to_owned())]);
             assert_eq!(read(&ConfigArgs::default(), &env), expected, "variable for {key}");
@@ -489,7 +564,10 @@ mod tests {
             };
             std::fs::write(&file, toml::to_string(&toml::Table::from_iter([(key.clone(), value)])).expect("toml"))
                 .expect("write");
-            let in_file = ConfigArgs { config: Some(file.clone()), ..ConfigArgs::default() };
+            let in_file = ConfigArgs {
+                common: CommonArgs { config: Some(file.clone()), ..CommonArgs::default() },
+                ..ConfigArgs::default()
+            };
             assert_eq!(read(&in_file, &Environment::new()), expected, "file key {key}");
         }
     }
@@ -538,8 +616,11 @@ mod tests {
         assert!(Settings::resolve(&ConfigArgs::default(), &token("short")).is_err());
         assert!(Settings::resolve(&ConfigArgs::default(), &token("a-long-enough-operator-token")).is_ok());
         let inside = ConfigArgs {
-            data_dir: Some("/srv/latch".into()),
-            master_key_file: Some("/srv/latch/master.key".into()),
+            common: CommonArgs {
+                data_dir: Some("/srv/latch".into()),
+                master_key_file: Some("/srv/latch/master.key".into()),
+                ..CommonArgs::default()
+            },
             ..ConfigArgs::default()
         };
         assert!(Settings::resolve(&inside, &Environment::new()).is_err());
@@ -561,16 +642,22 @@ mod tests {
         ];
         for key in spellings {
             let args = ConfigArgs {
-                data_dir: Some(data.clone()),
-                master_key_file: Some(key.clone()),
+                common: CommonArgs {
+                    data_dir: Some(data.clone()),
+                    master_key_file: Some(key.clone()),
+                    ..CommonArgs::default()
+                },
                 ..ConfigArgs::default()
             };
             let err = Settings::resolve(&args, &Environment::new()).expect_err(&format!("{} is inside", key.display()));
             assert!(err.to_string().contains("outside the data directory"), "{err}");
         }
         let relative_data = ConfigArgs {
-            data_dir: Some(link.clone()),
-            master_key_file: Some(data.join("k.key")),
+            common: CommonArgs {
+                data_dir: Some(link.clone()),
+                master_key_file: Some(data.join("k.key")),
+                ..CommonArgs::default()
+            },
             ..ConfigArgs::default()
         };
         assert!(
@@ -578,8 +665,11 @@ mod tests {
             "the data dir given through a symlink"
         );
         let beside = ConfigArgs {
-            data_dir: Some(data.clone()),
-            master_key_file: Some(dir.path().join("data-keys/k.key")),
+            common: CommonArgs {
+                data_dir: Some(data.clone()),
+                master_key_file: Some(dir.path().join("data-keys/k.key")),
+                ..CommonArgs::default()
+            },
             ..ConfigArgs::default()
         };
         assert!(

@@ -16,6 +16,9 @@
 //!   deadline, enforced where the body is read (`api::limit_body`).
 //! * A failing `accept()` (EMFILE, ENFILE, ENOBUFS…) is retried after a delay
 //!   that doubles from [`ACCEPT_BACKOFF_MIN`] to [`ACCEPT_BACKOFF_MAX`].
+//! * With TLS, the handshake runs in the connection's own task (a slow
+//!   client never holds up the accept loop) and must finish within
+//!   `header_timeout`.
 //! * At shutdown, accepting stops, each connection finishes the request it
 //!   is serving and closes, and whatever is left after the grace period is
 //!   dropped.
@@ -42,6 +45,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -112,22 +116,25 @@ async fn accept_with_backoff<A: Accept>(listener: &mut A) -> (A::Io, SocketAddr)
     }
 }
 
-/// Serves `endpoint` on `listener` under `limits` until `shutdown` resolves;
-/// then lets connections finish their requests for at most `grace`.
+/// Serves `endpoint` on `listener` under `limits` (over TLS when `tls` is
+/// given) until `shutdown` resolves; then lets connections finish their
+/// requests for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     endpoint: BoxEndpoint<'static>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> io::Result<()> {
     let local = LocalAddr(listener.local_addr()?.into());
-    serve_from(listener, local, endpoint, limits, shutdown, grace).await;
+    serve_from(listener, tls, local, endpoint, limits, shutdown, grace).await;
     Ok(())
 }
 
 async fn serve_from<A: Accept>(
     mut listener: A,
+    tls: Option<TlsAcceptor>,
     local: LocalAddr,
     endpoint: BoxEndpoint<'static>,
     limits: ConnectionLimits,
@@ -157,12 +164,16 @@ async fn serve_from<A: Accept>(
             endpoint: endpoint.clone(),
             local: local.clone(),
             remote: RemoteAddr(peer.into()),
+            scheme: if tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
             limits,
             finish: finish.clone(),
             drop_now: drop_now.clone(),
             _slot: slot,
         };
-        connections.spawn(connection.serve(io));
+        match &tls {
+            None => connections.spawn(connection.serve(io)),
+            Some(acceptor) => connections.spawn(connection.serve_tls(acceptor.clone(), io)),
+        };
     }
     drop(listener);
     finish.cancel();
@@ -182,6 +193,8 @@ struct Connection {
     endpoint: Arc<BoxEndpoint<'static>>,
     local: LocalAddr,
     remote: RemoteAddr,
+    /// `https` on a TLS listener.
+    scheme: http::uri::Scheme,
     limits: ConnectionLimits,
     /// Shutdown began: finish the request in progress, take no more.
     finish: CancellationToken,
@@ -192,15 +205,29 @@ struct Connection {
 }
 
 impl Connection {
+    /// The TLS handshake, within the header timeout, then the connection.
+    async fn serve_tls(self, acceptor: TlsAcceptor, io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static) {
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(self.limits.header_timeout, acceptor.accept(io)) => handshake,
+            _ = self.finish.cancelled() => return,
+        };
+        match handshake {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(error)) => tracing::debug!(remote = %self.remote.0, %error, "TLS handshake failed"),
+            Err(_) => tracing::debug!(remote = %self.remote.0, "TLS handshake timed out"),
+        }
+    }
+
     async fn serve<Io: AsyncRead + AsyncWrite + Send + Unpin + 'static>(self, io: Io) {
-        let Connection { endpoint, local, remote, limits, finish, drop_now, _slot } = self;
+        let Connection { endpoint, local, remote, scheme, limits, finish, drop_now, _slot } = self;
+        let _open = crate::metrics::connection_opened();
         let activity = Arc::new(Activity::new());
         let service = hyper::service::service_fn({
             let activity = activity.clone();
             let remote = remote.clone();
             move |request: http::Request<Incoming>| {
                 let request_in_progress = activity.request_started();
-                let request = Request::from((request, local.clone(), remote.clone(), http::uri::Scheme::HTTP));
+                let request = Request::from((request, local.clone(), remote.clone(), scheme.clone()));
                 let endpoint = endpoint.clone();
                 async move {
                     let response = endpoint.get_response(request).await;

@@ -108,14 +108,17 @@ async fn a_backup_taken_online_restores_elsewhere_with_every_login_and_old_token
     }
     let rotated = app.refresh("demo", &accounts[0].2.refresh).await;
 
-    // Online, through the operator API: the CLI finds the data directory in use and asks the server.
+    // Online, through the operator API: the CLI finds the data directory in
+    // use and asks the server at the address the configuration file gives.
     let file = app.dir.path().join("latch.backup");
+    let config = app.dir.path().join("latch.toml");
+    std::fs::write(&config, format!("listen = \"{}\"\n", app.addr)).expect("write the config");
     let (ok, stdout, stderr) = run_latch(
         [
             "backup".into(),
             file.display().to_string(),
-            "--listen".into(),
-            app.addr.to_string(),
+            "--config".into(),
+            config.display().to_string(),
             "--data-dir".into(),
             app.data_dir().display().to_string(),
         ],

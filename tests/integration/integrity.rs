@@ -208,9 +208,12 @@ async fn a_damaged_store_is_refused_with_a_message_that_names_restore() {
 
 fn settings_for(data_dir: &Path, key: &Path) -> latch_server::config::Settings {
     let args = latch_server::config::ConfigArgs {
+        common: latch_server::config::CommonArgs {
+            data_dir: Some(data_dir.to_owned()),
+            master_key_file: Some(key.to_owned()),
+            ..latch_server::config::CommonArgs::default()
+        },
         listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(data_dir.to_owned()),
-        master_key_file: Some(key.to_owned()),
         ..latch_server::config::ConfigArgs::default()
     };
     latch_server::config::Settings::resolve(&args, &operator_environment()).expect("settings")
@@ -270,7 +273,8 @@ async fn nothing_is_created_on_disk_when_a_start_up_check_fails() {
         ];
         let (ok, _, stderr) = run_latch(args, "").await;
         assert!(!ok, "{listen}: refused");
-        assert!(stderr.contains("cannot listen"), "{listen}: {stderr}");
+        let reason = if listen == "8080" { "did you mean 127.0.0.1:8080" } else { "cannot listen" };
+        assert!(stderr.contains(reason), "{listen}: {stderr}");
         assert!(!data.exists() && !key.exists(), "{listen}: nothing created");
     }
     drop(taken);

@@ -118,7 +118,14 @@ async fn start(
     clock: Arc<dyn Clock>,
     configure: &Configure,
 ) -> RunningServer {
-    let args = ConfigArgs { listen: Some(listen.into()), data_dir: Some(data_dir.to_owned()), ..ConfigArgs::default() };
+    let args = ConfigArgs {
+        common: latch_server::config::CommonArgs {
+            data_dir: Some(data_dir.to_owned()),
+            ..latch_server::config::CommonArgs::default()
+        },
+        listen: Some(listen.into()),
+        ..ConfigArgs::default()
+    };
     let mut settings = Settings::resolve(&args, &operator_environment()).expect("settings");
     settings.auth_rate_limit_per_minute = 0;
     configure(&mut settings);

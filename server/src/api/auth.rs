@@ -140,7 +140,10 @@ impl AuthApi {
         let Json(body) = body;
         let registration = Registration { email: body.email, password: body.password, name: body.name };
         Ok(match latch.register(&tenant, registration, client_info(req)).await? {
-            Registered::LoggedIn(pair) => RegisterResponse::Created(Json(pair.into()), NO_STORE.into()),
+            Registered::LoggedIn(pair) => {
+                crate::metrics::tokens_issued(tenant.as_str(), "register");
+                RegisterResponse::Created(Json(pair.into()), NO_STORE.into())
+            }
             Registered::VerificationPending(user) => RegisterResponse::VerificationPending(Json(VerificationPending {
                 user: user.into(),
                 detail: "open the link mailed to this address, then log in".into(),
@@ -159,6 +162,7 @@ impl AuthApi {
     ) -> ApiResult<TokenResponse> {
         let tenant = tenant_id(&tenant)?;
         let pair = latch.login(&tenant, &body.email, &body.password, body.scope.as_deref(), client_info(req)).await?;
+        crate::metrics::tokens_issued(tenant.as_str(), "password");
         Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
     }
 
@@ -173,6 +177,7 @@ impl AuthApi {
     ) -> ApiResult<TokenResponse> {
         let tenant = tenant_id(&tenant)?;
         let pair = latch.refresh(&tenant, &body.refresh_token, &client_info(req), None).await?;
+        crate::metrics::tokens_issued(tenant.as_str(), "refresh_token");
         Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
     }
 

@@ -43,11 +43,16 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
     } else {
         API_CSP
     };
+    let https = super::proxies::client_of(&req).https;
     let mut response = next.call(req).await.map(IntoResponse::into_response)?;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if https {
+        // Served over https (here, or by a trusted proxy): browsers keep to it for a year.
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     }
@@ -124,7 +129,7 @@ pub async fn cors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> 
     }
     let mut response = match next.call(req).await {
         Ok(response) => response.into_response(),
-        Err(err) => super::error::error_response(err),
+        Err(err) => super::observe::error_response(err),
     };
     if !matches!(rule, Cors::None) {
         response.headers_mut().append(header::VARY, HeaderValue::from_static("origin"));

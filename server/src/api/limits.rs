@@ -111,6 +111,7 @@ pub async fn limit_auth<E: Endpoint>(next: E, req: Request) -> poem::Result<Resp
         && let Err(retry_after) = limits.check(client_key(ip))
     {
         tracing::info!(%ip, path = req.uri().path(), "rate limited");
+        crate::metrics::rate_limited();
         let error = Error::RateLimited { retry_after };
         // The token endpoint answers in its own (RFC 6749 §5.2) format, the
         // hosted sign-in page with a page.

@@ -170,6 +170,7 @@ impl MfaApi {
         let Json(body) = body;
         let factor = second_factor(body.code, body.recovery_code)?;
         let pair = latch.complete_mfa(&tenant, &body.mfa_token, factor, client_info(req)).await?;
+        crate::metrics::tokens_issued(tenant.as_str(), "mfa");
         Ok(TokenResponse::Ok(Json(pair.into()), NO_STORE.into()))
     }
 }

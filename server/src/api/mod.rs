@@ -13,6 +13,7 @@ mod limits;
 mod mfa;
 mod models;
 mod oauth;
+mod observe;
 mod pages;
 mod proxies;
 
@@ -209,10 +210,8 @@ pub fn app(
         .nest("/", api)
         .around(limits::limit_auth)
         .around(headers::cors)
-        .around(proxies::identify_client)
         .data(latch)
         .data(limits)
-        .data(trusted)
         .around(move |next, req| limit_body(next, req, body_timeout))
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(
@@ -223,9 +222,10 @@ pub fn app(
             )
             .into_response()
         }))
-        .catch_all_error(|err| async move { error::error_response(err) })
+        .catch_all_error(|err| async move { observe::error_response(err) })
         .map_to_response()
         .around(headers::security_headers)
+        .around(move |next, req| observe::observe(next, req, trusted.clone()))
 }
 
 /// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so

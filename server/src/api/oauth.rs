@@ -647,9 +647,11 @@ impl OAuthApi {
             if grant == "client_credentials" {
                 // RFC 6749 §4.4: only an authenticated (confidential) client.
                 let client = client.as_ref().ok_or(Error::InvalidClient)?;
-                return Ok(TokenResponse::from(latch.client_token(client, body.scope.as_deref()).await?));
+                let issued = latch.client_token(client, body.scope.as_deref()).await?;
+                crate::metrics::tokens_issued(tenant.as_str(), "client_credentials");
+                return Ok(TokenResponse::from(issued));
             }
-            let pair = match grant {
+            let (pair, label) = match grant {
                 "authorization_code" => {
                     // RFC 6749 §4.1.3: the client authenticates, or names itself if public.
                     let client = client.as_ref().ok_or(Error::InvalidClient)?;
@@ -657,15 +659,16 @@ impl OAuthApi {
                         .code
                         .as_deref()
                         .ok_or_else(|| OAuthFailure::missing("the authorization_code grant needs code"))?;
-                    latch
+                    let pair = latch
                         .exchange_code(client, code, body.redirect_uri.as_deref(), body.code_verifier.as_deref(), info)
-                        .await?
+                        .await?;
+                    (pair, "authorization_code")
                 }
                 "password" => {
                     let (Some(username), Some(password)) = (body.username, body.password) else {
                         return Err(OAuthFailure::missing("the password grant needs username and password"));
                     };
-                    latch.login(&tenant, &username, &password, body.scope.as_deref(), info).await?
+                    (latch.login(&tenant, &username, &password, body.scope.as_deref(), info).await?, "password")
                 }
                 "refresh_token" => {
                     let Some(refresh_token) = body.refresh_token else {
@@ -674,7 +677,7 @@ impl OAuthApi {
                     if body.scope.is_some() {
                         return Err(OAuthFailure::bad("invalid_scope", "a refresh keeps the scopes granted at login"));
                     }
-                    latch.refresh(&tenant, &refresh_token, &info, client.as_ref()).await?
+                    (latch.refresh(&tenant, &refresh_token, &info, client.as_ref()).await?, "refresh_token")
                 }
                 MFA_GRANT => {
                     let Some(mfa_token) = body.mfa_token else {
@@ -683,13 +686,14 @@ impl OAuthApi {
                     let Some(factor) = SecondFactor::one_of(body.otp, body.recovery_code) else {
                         return Err(OAuthFailure::missing("give exactly one of otp and recovery_code"));
                     };
-                    latch.complete_mfa(&tenant, &mfa_token, factor, info).await?
+                    (latch.complete_mfa(&tenant, &mfa_token, factor, info).await?, "mfa")
                 }
                 other => {
                     let description = format!("grant_type `{other}` is not supported");
                     return Err(OAuthFailure::bad("unsupported_grant_type", description));
                 }
             };
+            crate::metrics::tokens_issued(tenant.as_str(), label);
             Ok(TokenResponse::from(pair))
         };
         result.await.unwrap_or_else(TokenResponse::from)

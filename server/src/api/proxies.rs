@@ -6,14 +6,13 @@
 //! own address by sending the header itself; `X-Forwarded-Proto: https` (or
 //! `proto=https`) marks the request as https for cookies' `Secure`.
 //!
-//! The result is put into the request once (`Client`), and the rate limits,
+//! The result is put into the request once (`Client`, by `observe`), and the rate limits,
 //! audit events and session lists read it from there.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use poem::{Endpoint, IntoResponse, Request, Response};
 
 /// The proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
@@ -90,17 +89,8 @@ fn node_address(node: &str) -> Option<IpAddr> {
     node.parse().ok().or_else(|| node.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
 }
 
-/// The middleware: puts the request's [`Client`] into its extensions.
-pub async fn identify_client<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    let trusted = req.data::<TrustedProxies>().cloned().unwrap_or_default();
-    let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
-    let client = trusted.client(peer, req.headers());
-    req.extensions_mut().insert(client);
-    next.call(req).await.map(IntoResponse::into_response)
-}
-
 /// The client a request came from (the peer when no middleware ran).
-pub fn client_of(req: &Request) -> Client {
+pub fn client_of(req: &poem::Request) -> Client {
     req.extensions()
         .get::<Client>()
         .copied()

@@ -146,6 +146,7 @@ impl Latch {
     /// Records an event. It rides along with the next flush: an event is
     /// never worth failing or slowing the request that caused it.
     pub(crate) async fn record(&self, tenant: &TenantId, event: Event) {
+        crate::metrics::audit_event(tenant.as_str(), event.kind.as_str());
         let record = EventRecord {
             tenant: tenant.clone(),
             id: Uuid::now_v7(),

@@ -193,8 +193,12 @@ impl PasswordHasher {
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| Error::Internal("the password hasher is closed".into()))?;
+        let queued_at = std::time::Instant::now();
+        crate::metrics::hash_queue(1.0);
+        let permit = self.permits.acquire().await;
+        crate::metrics::hash_queue(-1.0);
+        crate::metrics::hash_wait(queued_at.elapsed());
+        let _permit = permit.map_err(|_| Error::Internal("the password hasher is closed".into()))?;
         let (done, result) = oneshot::channel();
         let queued = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).send(Box::new(move || {
             let _ = done.send(job());

@@ -236,9 +236,11 @@ async fn commit_loop(
             waiters.push(next);
         }
         let flushing = shared.clone();
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || flushing.shared().as_deref().ok_or_else(closed)?.flush())
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(format!("flush task failed: {e}"))));
+        crate::metrics::store_flush(started.elapsed(), waiters.len());
         shared.note(&result);
         if let Err(e) = &result {
             tracing::error!(error = %e, "store flush failed; writes are not acknowledged");

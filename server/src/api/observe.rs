@@ -1,0 +1,186 @@
+//! What every request leaves behind: its request id (echoed as
+//! `X-Request-Id`), one log line at `info`, and the HTTP metrics.
+//!
+//! The line names the route *template* as the OpenAPI document spells it
+//! (`/t/{tenant}/users/{user}`), never the raw path or query, which can
+//! carry tokens, codes and emails; the tenant is the one path segment the
+//! template names `{tenant}`. Headers and bodies are
+//! never logged.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use poem::PathPattern;
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Endpoint, IntoResponse, Request, Response};
+use tracing::Instrument as _;
+
+use super::proxies::TrustedProxies;
+
+/// The header carrying the request id, both ways.
+pub const REQUEST_ID: &str = "x-request-id";
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+/// The route of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// A client's `X-Request-Id` if it is one we can log and echo safely:
+/// 1 to 128 characters of letters, digits and `-_.:`.
+fn valid_request_id(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    (!text.is_empty() && text.len() <= MAX_REQUEST_ID && text.chars().all(safe)).then_some(text)
+}
+
+/// The routes of the OpenAPI document, by shape: poem names a path's
+/// parameters `:param0`, `:param1`…, so a matched pattern is found here by
+/// its literal segments, and reported as the document spells it.
+struct Routes {
+    /// Shape (`/t/*/users/*`) → the document's path and the methods it answers.
+    by_shape: std::collections::HashMap<String, (String, String)>,
+}
+
+fn shape<'a>(segments: impl Iterator<Item = &'a str>) -> String {
+    let parameter = |s: &str| s.starts_with(':') || s.starts_with('{') || s.starts_with('*');
+    segments.map(|s| if parameter(s) { "*" } else { s }).collect::<Vec<_>>().join("/")
+}
+
+fn routes() -> &'static Routes {
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap_or_default();
+        let mut by_shape = std::collections::HashMap::new();
+        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(method, _)| method.to_ascii_uppercase())
+                .filter(|method| poem::http::Method::from_bytes(method.as_bytes()).is_ok())
+                .collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            by_shape.insert(shape(path.split('/')), (path.clone(), methods.join(", ")));
+        }
+        Routes { by_shape }
+    })
+}
+
+/// The route a matched pattern names: the OpenAPI path
+/// (`/t/{tenant}/users/{user}`), or poem's pattern for routes outside the
+/// document (`/demo/*path`).
+fn route_of(pattern: &str) -> String {
+    match routes().by_shape.get(&shape(pattern.split('/'))) {
+        Some((path, _)) => path.clone(),
+        None => pattern.to_owned(),
+    }
+}
+
+/// The tenant of a request: the path segment where the route says
+/// `{tenant}`, when it is a valid tenant id.
+fn tenant_of<'a>(route: &str, path: &'a str) -> Option<&'a str> {
+    let at = route.split('/').position(|segment| segment == "{tenant}")?;
+    let segment = path.split('/').nth(at)?;
+    crate::domain::TenantId::parse(segment).is_ok().then_some(segment)
+}
+
+/// Identifies the client (through the trusted proxies), gives the request an
+/// id, serves it inside a span carrying that id, and logs and counts it.
+pub async fn observe<E: Endpoint>(next: E, mut req: Request, trusted: TrustedProxies) -> poem::Result<Response> {
+    let started = Instant::now();
+    let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
+    let mut client = trusted.client(peer, req.headers());
+    client.https |= *req.scheme() == poem::http::uri::Scheme::HTTPS;
+    req.extensions_mut().insert(client);
+    let id = match req.headers().get(REQUEST_ID).and_then(valid_request_id) {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.call(req).instrument(span).await.map(IntoResponse::into_response)?;
+    let route = response.data::<PathPattern>().map_or_else(|| UNMATCHED.to_owned(), |p| route_of(&p.0));
+    let route = route.as_str();
+    let status = response.status();
+    let latency = started.elapsed();
+    let tenant = tenant_of(route, &path);
+    let client = client.ip.map(|ip| ip.to_string());
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route,
+        tenant,
+        status = status.as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        client,
+        "request"
+    );
+    crate::metrics::http_request(method.as_str(), route, status, latency);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// The methods a matched pattern answers (for `Allow` on a 405); routes
+/// outside the OpenAPI document answer GET only.
+fn allowed_methods(pattern: &str) -> String {
+    match routes().by_shape.get(&shape(pattern.split('/'))) {
+        Some((_, methods)) => methods.clone(),
+        None => "GET, HEAD".into(),
+    }
+}
+
+/// An error that reached the edge of the app, as a response: the problem
+/// document, with `Allow` on a 405, keeping the route template for the log.
+pub(super) fn error_response(err: poem::Error) -> Response {
+    let template = err.data::<PathPattern>().cloned();
+    let mut response = super::error::error_response(err);
+    if let Some(template) = template {
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Ok(allow) = HeaderValue::from_str(&allowed_methods(&template.0))
+        {
+            response.headers_mut().insert(poem::http::header::ALLOW, allow);
+        }
+        response.set_data(template);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_request_ids_are_taken_from_the_client() {
+        let id = |text: &str| HeaderValue::from_str(text).ok().and_then(|v| valid_request_id(&v).map(str::to_owned));
+        assert_eq!(id("3f6c-aa_b.9:z").as_deref(), Some("3f6c-aa_b.9:z"));
+        assert_eq!(id(""), None);
+        assert_eq!(id("has space"), None);
+        assert_eq!(id("line\u{7f}break"), None);
+        assert_eq!(id("quote\"d"), None);
+        assert_eq!(id(&"a".repeat(MAX_REQUEST_ID)).map(|s| s.len()), Some(MAX_REQUEST_ID));
+        assert_eq!(id(&"a".repeat(MAX_REQUEST_ID + 1)), None);
+    }
+
+    #[test]
+    fn the_tenant_is_the_segment_the_template_names() {
+        assert_eq!(route_of("/t/:param0/users/:param1"), "/t/{tenant}/users/{user}");
+        assert_eq!(route_of("/t/:param0/users/me"), "/t/{tenant}/users/me");
+        assert_eq!(route_of("/demo/*path"), "/demo/*path");
+        assert_eq!(tenant_of("/t/{tenant}/users/me", "/t/acme/users/me"), Some("acme"));
+        assert_eq!(tenant_of("/admin/tenants/{tenant}", "/admin/tenants/beta"), Some("beta"));
+        assert_eq!(tenant_of("/t/{tenant}/users/me", "/t/NOT%20A%20SLUG/users/me"), None);
+        assert_eq!(tenant_of("/healthz", "/healthz"), None);
+    }
+
+    #[test]
+    fn allow_lists_the_documented_methods_of_a_template() {
+        assert_eq!(allowed_methods("/t/:param0/auth/login"), "POST");
+        let me = allowed_methods("/t/:param0/users/me");
+        assert!(me.contains("GET") && me.contains("PATCH") && me.contains("HEAD"), "{me}");
+        assert_eq!(allowed_methods("/demo/*path"), "GET, HEAD");
+    }
+}
