@@ -38,15 +38,18 @@ async fn the_jwks_is_cacheable_and_answers_304_to_its_etag() {
 }
 
 #[tokio::test]
-async fn hs256_tenants_publish_no_secret_and_still_authenticate() {
+async fn new_tenants_cannot_choose_hs256_whose_tokens_nobody_else_could_verify() {
     let app = spawn_app().await;
-    app.create_tenant(json!({"id": "hmac", "algorithm": "HS256"})).await;
-    let jwks: Value =
-        app.http.get(app.url("/t/hmac/.well-known/jwks.json")).send().await.expect("r").json().await.expect("j");
-    assert_eq!(jwks, json!({"keys": []}));
-    let tokens = app.register("hmac", "hmac@example.com").await;
-    let access = tokens.access.as_str();
-    assert_eq!(app.get_with("/t/hmac/users/me", access).await.status(), StatusCode::OK);
+    let refused = app
+        .http
+        .post(app.url("/admin/tenants"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"id": "hmac", "algorithm": "HS256"}))
+        .send()
+        .await
+        .expect("request");
+    assert_problem(refused, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_eq!(app.get_with("/t/hmac/.well-known/jwks.json", "").await.status(), StatusCode::NOT_FOUND);
 }
 
 /// Verifies like an outside Rust service would: discovery → JWKS → jsonwebtoken.

@@ -85,9 +85,35 @@ pub enum SigningAlgorithm {
     /// RSA PKCS#1 v1.5, 2048 bits.
     #[oai(rename = "RS256")]
     Rs256,
-    /// HMAC-SHA-256 (opt-in; the secret is never published).
+    /// HMAC-SHA-256: only tenants created before latch stopped offering it
+    /// (its secret is never published, so nobody else can verify its tokens).
     #[oai(rename = "HS256")]
     Hs256,
+}
+
+/// The algorithms a new tenant can sign with: all public-key, so any JWT
+/// library and `@latch/verifier` verify its tokens from the JWKS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum NewTenantAlgorithm {
+    /// Ed25519 (the default).
+    #[oai(rename = "EdDSA")]
+    EdDsa,
+    /// ECDSA P-256.
+    #[oai(rename = "ES256")]
+    Es256,
+    /// RSA PKCS#1 v1.5, 2048 bits.
+    #[oai(rename = "RS256")]
+    Rs256,
+}
+
+impl From<NewTenantAlgorithm> for latch_shared::Algorithm {
+    fn from(alg: NewTenantAlgorithm) -> latch_shared::Algorithm {
+        match alg {
+            NewTenantAlgorithm::EdDsa => latch_shared::Algorithm::EdDSA,
+            NewTenantAlgorithm::Es256 => latch_shared::Algorithm::ES256,
+            NewTenantAlgorithm::Rs256 => latch_shared::Algorithm::RS256,
+        }
+    }
 }
 
 impl From<SigningAlgorithm> for latch_shared::Algorithm {

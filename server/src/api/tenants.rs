@@ -8,7 +8,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::models::SigningAlgorithm;
+use super::models::{NewTenantAlgorithm, SigningAlgorithm};
 use super::{ApiResult, ApiTags, NoContent, OperatorToken, tenant_id};
 use crate::clock::rfc3339;
 use crate::domain::{
@@ -95,8 +95,9 @@ tenant_request! {
     CreateTenantRequest {
         /// Slug: 1-63 characters of a-z, 0-9 and '-'.
         id: String,
-        /// Signing algorithm (default EdDSA).
-        algorithm: Option<SigningAlgorithm>,
+        /// Signing algorithm (default EdDSA). HS256 is not offered: its
+        /// secret could not be published, so no one could verify the tokens.
+        algorithm: Option<NewTenantAlgorithm>,
     }
 }
 

@@ -23,6 +23,16 @@ impl Latch {
     pub async fn create_tenant(&self, _: &Operator, new: NewTenant) -> Result<TenantRecord> {
         let now = self.now();
         let algorithm = new.algorithm.unwrap_or(Algorithm::EdDSA);
+        if algorithm == Algorithm::HS256 {
+            // Tenants made before keep signing HS256; a new one cannot, since
+            // nobody but latch could verify its tokens.
+            return Err(Error::InvalidSetting(super::patch::InvalidSetting {
+                of: "tenant",
+                setting: "algorithm".into(),
+                expected: "EdDSA, ES256 or RS256 (HS256 is not offered: its secret cannot be published for verifiers)"
+                    .into(),
+            }));
+        }
         let mut tenant = TenantRecord {
             name: new.id.to_string(),
             id: new.id,
