@@ -89,3 +89,13 @@ async fn cors_lets_only_the_tenants_own_origins_call_it_and_anyone_read_its_jwks
     let no_origin = app.http.get(app.url("/t/demo/users/me")).bearer_auth(access).send().await.expect("request");
     assert!(no_origin.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn browsers_find_an_icon_instead_of_a_404() {
+    let app = spawn_app().await;
+    let icon = app.http.get(app.url("/favicon.ico")).send().await.expect("request");
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+    let bytes = icon.bytes().await.expect("body");
+    assert_eq!(&bytes[..4], &[0, 0, 1, 0], "an ICO file");
+}

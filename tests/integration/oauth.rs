@@ -256,7 +256,7 @@ async fn introspection_reports_live_tokens_and_nothing_about_dead_ones() {
 
     let active = introspect(&app, "demo", &secret, access).await;
     assert_eq!(active["active"], true);
-    assert_eq!(active["token_type"], "access_token");
+    assert_eq!((&active["token_type"], &active["token_use"]), (&json!("Bearer"), &json!("access_token")));
     assert_eq!(active["sub"], user.user.id);
     assert_eq!(active["username"], "live@example.com");
     assert_eq!(active["scope"], "email openid profile");
@@ -265,7 +265,7 @@ async fn introspection_reports_live_tokens_and_nothing_about_dead_ones() {
     assert_eq!(active["exp"], 1_900_000_000i64 + 900);
     let refresh_info = introspect(&app, "demo", &secret, refresh).await;
     assert_eq!(refresh_info["active"], true);
-    assert_eq!(refresh_info["token_type"], "refresh_token");
+    assert_eq!((&refresh_info["token_type"], &refresh_info["token_use"]), (&json!("Bearer"), &json!("refresh_token")));
     assert_eq!(refresh_info["sid"], active["sid"]);
 
     let foreign = app.register("other", "live@example.com").await;

@@ -54,3 +54,33 @@ async fn the_explorer_renders_in_chromium_under_its_content_security_policy() {
     assert_eq!(page["violations"], serde_json::json!([]), "no CSP violation: {page}");
     assert_eq!(page["errors"], serde_json::json!([]), "no script error: {page}");
 }
+
+/// Every `null` in `body` is a property its schema (`name` in `spec`) declares nullable.
+fn assert_nulls_declared(spec: &Value, name: &str, body: &Value) {
+    let schema = &spec["components"]["schemas"][name];
+    assert!(schema.is_object(), "no schema {name}");
+    for (property, value) in body.as_object().expect("an object") {
+        if value.is_null() {
+            let declared = &schema["properties"][property];
+            let nullable = declared["nullable"] == true;
+            assert!(nullable, "{name}.{property} is null in an answer but not declared nullable: {declared}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn nulls_in_answers_are_declared_nullable_in_the_document() {
+    let app = spawn_app().await;
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.expect("r").json().await.expect("json");
+    let tokens = app.register("demo", "nullable@example.com").await;
+    let me: Value = app.get_with("/t/demo/users/me", &tokens.access).await.json().await.expect("json");
+    assert!(me["name"].is_null(), "a user without a name: {me}");
+    assert_nulls_declared(&spec, "User", &me);
+
+    let rotated = app.send(reqwest::Method::POST, "/admin/tenants/demo/keys/rotate", OPERATOR_TOKEN, None).await;
+    assert_eq!(rotated.status(), StatusCode::CREATED);
+    let keys: Value = app.get_with("/admin/tenants/demo/keys", OPERATOR_TOKEN).await.json().await.expect("json");
+    let current = keys["keys"].as_array().expect("keys").last().expect("a key").clone();
+    assert!(current["retired_at"].is_null(), "the newest key is not retired: {keys}");
+    assert_nulls_declared(&spec, "SigningKeyInfo", &current);
+}

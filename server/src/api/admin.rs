@@ -28,6 +28,7 @@ pub struct UserList {
     /// The users.
     pub users: Vec<User>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -40,10 +41,13 @@ pub struct CreateUserRequest {
     /// Password (the tenant's policy applies). Left out, the user is invited:
     /// a link to choose a password is mailed (valid 7 days).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub password: Option<String>,
     /// Display name.
+    #[oai(nullable)]
     pub name: Option<String>,
     /// Roles (default: the tenant's default roles); each must be defined by the tenant.
+    #[oai(nullable)]
     pub roles: Option<Vec<String>>,
 }
 
@@ -68,12 +72,16 @@ pub struct AuditEvent {
     /// `user_deleted`, `roles_changed`, `key_rotated`.
     pub kind: String,
     /// Who did it: a user id, `operator`, or `system`.
+    #[oai(nullable)]
     pub actor: Option<String>,
     /// Whom or what it concerns: a user, session or key id.
+    #[oai(nullable)]
     pub subject: Option<String>,
     /// Client IP, where there was a client.
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// Extra detail.
+    #[oai(nullable)]
     pub detail: Option<String>,
 }
 
@@ -97,6 +105,7 @@ pub struct EventList {
     /// The events.
     pub events: Vec<AuditEvent>,
     /// Pass as `cursor` to get older events; absent on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

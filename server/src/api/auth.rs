@@ -24,6 +24,7 @@ pub struct RegisterRequest {
     #[oai(write_only)]
     pub password: String,
     /// Display name.
+    #[oai(nullable)]
     pub name: Option<String>,
 }
 
@@ -36,6 +37,7 @@ pub struct LoginRequest {
     #[oai(write_only)]
     pub password: String,
     /// Space-separated scopes to request (default: all the user's roles allow).
+    #[oai(nullable)]
     pub scope: Option<String>,
 }
 

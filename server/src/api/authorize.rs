@@ -39,49 +39,69 @@ const CSRF_COOKIE: &str = "latch_csrf";
 #[derive(Debug, Clone, Default, Object, Deserialize)]
 pub struct AuthorizeForm {
     /// As in the authorization request.
+    #[oai(nullable)]
     pub response_type: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub client_id: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub redirect_uri: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub scope: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub state: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub nonce: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub code_challenge: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub code_challenge_method: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub prompt: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub max_age: Option<String>,
     /// As in the authorization request.
+    #[oai(nullable)]
     pub login_hint: Option<String>,
     /// The page's CSRF token (equal to the `latch_csrf` cookie).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub csrf: Option<String>,
     /// `login`, `otp`, `consent`, `register` or `forgot`.
+    #[oai(nullable)]
     pub step: Option<String>,
     /// Login, registration, reset: the email.
+    #[oai(nullable)]
     pub email: Option<String>,
     /// Login, registration: the password.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub password: Option<String>,
     /// Registration: the display name.
+    #[oai(nullable)]
     pub name: Option<String>,
     /// Second factor: the challenge of the password step.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub mfa_token: Option<String>,
     /// Second factor: a TOTP code.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub otp: Option<String>,
     /// Second factor: a recovery code instead.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub recovery_code: Option<String>,
     /// Consent: `allow` or `deny`.
+    #[oai(nullable)]
     pub decision: Option<String>,
 }
 
@@ -440,15 +460,20 @@ pub fn rate_limited_page(retry_after: u64) -> poem::Response {
 pub struct LogoutForm {
     /// An ID token this tenant issued to the client.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub id_token_hint: Option<String>,
     /// Where to send the browser afterwards (registered for the client).
+    #[oai(nullable)]
     pub post_logout_redirect_uri: Option<String>,
     /// Returned with that redirect.
+    #[oai(nullable)]
     pub state: Option<String>,
     /// The client, when there is no `id_token_hint`.
+    #[oai(nullable)]
     pub client_id: Option<String>,
     /// The confirmation form's CSRF token.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub csrf: Option<String>,
 }
 

@@ -48,22 +48,29 @@ macro_rules! client_request {
         pub struct $name {
             $($(#[$field_attr])* #[serde(skip)] pub $field: $ty,)*
             /// Display name, shown on the consent page (1-200 characters; required on creation).
+            #[oai(nullable)]
             pub name: Option<String>,
             /// Where authorization answers may go, matched exactly: https, http on a loopback
             /// host (any port for public clients' `127.0.0.1`/`[::1]`, RFC 8252), or a private-use
             /// scheme such as `com.example.app:/cb`. At most 20; no wildcards, no fragments.
+            #[oai(nullable)]
             pub redirect_uris: Option<Vec<String>>,
             /// Where RP-initiated logout may send the browser afterwards (same rules).
+            #[oai(nullable)]
             pub post_logout_redirect_uris: Option<Vec<String>>,
             /// `authorization_code`, `refresh_token`, `client_credentials` (confidential clients
             /// only), `password` (legacy) (default: `authorization_code`, `refresh_token`).
+            #[oai(nullable)]
             pub grant_types: Option<Vec<String>>,
             /// Scopes the client may ask for (default `openid profile email`); users get the
             /// intersection with what their roles allow.
+            #[oai(nullable)]
             pub scopes: Option<Vec<String>>,
             /// The tenant's own app: no consent page (default false).
+            #[oai(nullable)]
             pub first_party: Option<bool>,
             /// An extra `aud` for its access tokens, beside the tenant's (default empty: none).
+            #[oai(nullable)]
             pub audience: Option<String>,
         }
 

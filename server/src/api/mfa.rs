@@ -61,9 +61,11 @@ pub struct DisableTotpRequest {
     pub password: String,
     /// A current TOTP code (or give `recovery_code`).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub code: Option<String>,
     /// A recovery code instead of `code`.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub recovery_code: Option<String>,
 }
 
@@ -75,9 +77,11 @@ pub struct MfaLoginRequest {
     pub mfa_token: String,
     /// A current TOTP code (or give `recovery_code`).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub code: Option<String>,
     /// A recovery code instead of `code`.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub recovery_code: Option<String>,
 }
 

@@ -205,6 +205,7 @@ pub fn app(
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", explorer)
+        .at("/favicon.ico", poem::get(favicon))
         .at("/demo", poem::get(demo::root))
         .at("/demo/*path", poem::get(demo::file))
         .nest("/", api)
@@ -226,6 +227,16 @@ pub fn app(
         .map_to_response()
         .around(headers::security_headers)
         .around(move |next, req| observe::observe(next, req, trusted.clone()))
+}
+
+/// latch's icon, so browsers opening the demo, the explorer or the sign-in
+/// pages find one instead of logging a 404.
+#[poem::handler]
+fn favicon() -> Response {
+    Response::builder()
+        .content_type("image/x-icon")
+        .header(poem::http::header::CACHE_CONTROL, "public, max-age=86400")
+        .body(include_bytes!("favicon.ico").as_slice())
 }
 
 /// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so

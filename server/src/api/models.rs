@@ -15,6 +15,7 @@ pub struct User {
     /// Email as registered.
     pub email: String,
     /// Display name.
+    #[oai(nullable)]
     pub name: Option<String>,
     /// Roles in the tenant.
     pub roles: Vec<String>,

@@ -23,39 +23,52 @@ pub struct OAuthApi;
 pub struct TokenRequest {
     /// `authorization_code`, `refresh_token`, `password` (legacy), or
     /// `urn:latch:params:oauth:grant-type:mfa-otp`.
+    #[oai(nullable)]
     pub grant_type: Option<String>,
     /// The authorization code (authorization_code grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub code: Option<String>,
     /// The redirect URI of the authorization request (authorization_code grant).
+    #[oai(nullable)]
     pub redirect_uri: Option<String>,
     /// The PKCE verifier (authorization_code grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub code_verifier: Option<String>,
     /// The user's email (password grant).
+    #[oai(nullable)]
     pub username: Option<String>,
     /// The user's password (password grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub password: Option<String>,
     /// Space-separated scopes to request (a subset of what the user's roles allow).
+    #[oai(nullable)]
     pub scope: Option<String>,
     /// The refresh token (refresh_token grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub refresh_token: Option<String>,
     /// The `mfa_token` of an `mfa_required` answer (MFA grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub mfa_token: Option<String>,
     /// A current TOTP code (MFA grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub otp: Option<String>,
     /// A recovery code instead of `otp` (MFA grant).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub recovery_code: Option<String>,
     /// The client (`client_secret_post`, or a public client); with Basic
     /// authentication (`client_secret_basic`) it may be left out.
+    #[oai(nullable)]
     pub client_id: Option<String>,
     /// A confidential client's secret (`client_secret_post`).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub client_secret: Option<String>,
 }
 
@@ -84,6 +97,7 @@ pub struct OAuthError {
     /// `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`, `invalid_client`, `server_error`.
     pub error: String,
     /// What went wrong.
+    #[oai(nullable)]
     pub error_description: Option<String>,
     /// With `mfa_required`: the challenge to complete with the MFA grant.
     #[oai(skip_serializing_if_is_none)]
@@ -303,8 +317,10 @@ impl From<ClientToken> for TokenResponse {
 pub struct RevokeRequest {
     /// The token to revoke: a refresh or an access token.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub token: Option<String>,
     /// `refresh_token` or `access_token`.
+    #[oai(nullable)]
     pub token_type_hint: Option<String>,
 }
 
@@ -321,8 +337,10 @@ oauth_response! {
 pub struct IntrospectRequest {
     /// The token to inspect.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub token: Option<String>,
     /// `access_token` or `refresh_token` (optional; both are tried).
+    #[oai(nullable)]
     pub token_type_hint: Option<String>,
 }
 
@@ -331,9 +349,12 @@ pub struct IntrospectRequest {
 pub struct IntrospectionResult {
     /// Whether the token is live.
     pub active: bool,
-    /// `access_token` or `refresh_token`.
+    /// `Bearer` (RFC 7662 §2.2: the token type of RFC 6749 §7.1).
     #[oai(skip_serializing_if_is_none)]
     pub token_type: Option<String>,
+    /// What the token is: `access_token` or `refresh_token` (as Ory Hydra's `token_use`).
+    #[oai(skip_serializing_if_is_none)]
+    pub token_use: Option<String>,
     /// Scopes.
     #[oai(skip_serializing_if_is_none)]
     pub scope: Option<String>,
@@ -549,7 +570,8 @@ impl From<Introspection> for IntrospectionResult {
                 };
                 IntrospectionResult {
                     active: true,
-                    token_type: Some("access_token".into()),
+                    token_type: Some("Bearer".into()),
+                    token_use: Some("access_token".into()),
                     // The user's roles and the session's scope as they stand
                     // now, not as the token froze them at issue.
                     scope: Some(scope),
@@ -569,7 +591,8 @@ impl From<Introspection> for IntrospectionResult {
             }
             Introspection::Refresh { session, user, scope, issuer } => IntrospectionResult {
                 active: true,
-                token_type: Some("refresh_token".into()),
+                token_type: Some("Bearer".into()),
+                token_use: Some("refresh_token".into()),
                 scope: Some(scope),
                 username: Some(user.email),
                 sub: Some(user.id.to_string()),
@@ -593,7 +616,8 @@ impl From<Introspection> for IntrospectionResult {
                 };
                 IntrospectionResult {
                     active: true,
-                    token_type: Some("access_token".into()),
+                    token_type: Some("Bearer".into()),
+                    token_use: Some("access_token".into()),
                     scope: text("scope"),
                     sub: text("sub"),
                     iss: text("iss"),

@@ -33,47 +33,66 @@ macro_rules! tenant_request {
         pub struct $name {
             $($(#[$field_attr])* #[serde(skip)] pub $field: $ty,)*
             /// Display name (on creation, defaults to the id).
+            #[oai(nullable)]
             pub name: Option<String>,
             /// Access-token lifetime in seconds (60-86400, default 900); changes apply to new tokens.
+            #[oai(nullable)]
             pub access_token_ttl: Option<u32>,
             /// Refresh-token lifetime in seconds (300-31622400, default 30 days), renewed at each rotation.
+            #[oai(nullable)]
             pub refresh_token_ttl: Option<u32>,
             /// The `aud` of access tokens (default: the tenant id). After a change the server
             /// refuses tokens with the old audience.
+            #[oai(nullable)]
             pub audience: Option<String>,
             /// Minimum password length (8-256, default 10), for new passwords.
+            #[oai(nullable)]
             pub password_min_length: Option<u32>,
             /// Put the user's email into access tokens (default false).
+            #[oai(nullable)]
             pub email_claim: Option<bool>,
             /// Seconds a just-rotated refresh token may be presented again (0-300, default 10).
+            #[oai(nullable)]
             pub refresh_grace_seconds: Option<u32>,
             /// Rotate the signing key automatically every N days (default 0: never).
+            #[oai(nullable)]
             pub key_rotation_days: Option<u32>,
             /// Browser origins (`https://app.example`, `http://localhost:5173`) allowed by CORS (default none).
+            #[oai(nullable)]
             pub cors_allowed_origins: Option<Vec<String>>,
             /// Roles and the scopes each grants, the whole map (default `user`: openid profile
             /// email; `admin`: the same plus `admin`). `admin` must be defined.
+            #[oai(nullable)]
             pub roles: Option<BTreeMap<String, Vec<String>>>,
             /// Roles new users get (default `["user"]`); each must be defined.
+            #[oai(nullable)]
             pub default_roles: Option<Vec<String>>,
             /// Audit events kept (10-1000000, default 10000); the oldest are dropped beyond it.
+            #[oai(nullable)]
             pub audit_retention: Option<u32>,
             /// Failed logins in a row that lock an account (0-100, default 5; 0: never).
+            #[oai(nullable)]
             pub lockout_threshold: Option<u32>,
             /// First lock length in seconds (1-86400, default 30); each further failure doubles it.
+            #[oai(nullable)]
             pub lockout_base_seconds: Option<u32>,
             /// Longest lock in seconds (up to 604800, default 3600).
+            #[oai(nullable)]
             pub lockout_max_seconds: Option<u32>,
             /// Email verification of new accounts (default `off`).
+            #[oai(nullable)]
             pub email_verification: Option<EmailVerificationMode>,
             /// The app's page that password-reset links open, an http(s) URL; `tenant` and
             /// `token` are added to its query (default empty: latch's `/demo/reset-password`).
+            #[oai(nullable)]
             pub reset_password_url: Option<String>,
             /// The app's page that email-verification links open, likewise
             /// (default empty: latch's `/demo/verify-email`).
+            #[oai(nullable)]
             pub verify_email_url: Option<String>,
             /// `open` (default): anyone may register; `closed`: registration answers
             /// 403 `registration_closed` and users come from the admin API or CLI.
+            #[oai(nullable)]
             pub registration: Option<RegistrationMode>,
         }
 
@@ -206,6 +225,7 @@ pub struct RotateKeyRequest {
     /// Seconds the new key is published in the JWKS before it signs (default
     /// 300, the JWKS max-age, so cached JWKS hold it before any token it
     /// signs; 0 signs at once, for verifiers that do not cache the JWKS).
+    #[oai(nullable)]
     pub publish_delay_seconds: Option<u32>,
 }
 
@@ -221,6 +241,7 @@ pub struct SigningKeyInfo {
     /// Signs from, RFC 3339.
     pub active_from: String,
     /// Stopped signing at, RFC 3339.
+    #[oai(nullable)]
     pub retired_at: Option<String>,
 }
 

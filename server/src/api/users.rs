@@ -22,6 +22,7 @@ pub struct UsersApi;
 #[derive(Debug, Object)]
 pub struct UpdateProfileRequest {
     /// New display name; an empty string clears it.
+    #[oai(nullable)]
     pub name: Option<String>,
 }
 
@@ -48,8 +49,10 @@ pub struct Session {
     /// When its refresh token expires, RFC 3339.
     pub expires_at: String,
     /// User-Agent at login.
+    #[oai(nullable)]
     pub user_agent: Option<String>,
     /// Client IP at login.
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// Whether the calling token belongs to this session.
     pub current: bool,

@@ -21,11 +21,14 @@ pub struct JsonWebKey {
     /// Key type: `OKP`, `EC` or `RSA`.
     pub kty: String,
     /// Key id.
+    #[oai(nullable)]
     pub kid: Option<String>,
     /// The key's one algorithm.
+    #[oai(nullable)]
     pub alg: Option<String>,
     /// Always `sig`.
     #[oai(rename = "use")]
+    #[oai(nullable)]
     pub use_: Option<String>,
     /// Curve (`Ed25519`, `P-256`).
     #[oai(skip_serializing_if_is_none)]
@@ -116,6 +119,7 @@ pub struct Discovery {
     /// (or invite) users. Not OIDC's `registration_endpoint`, which is for clients.
     pub latch_registration: String,
     /// latch's own member: where people register, present while registration is open.
+    #[oai(nullable)]
     pub latch_registration_endpoint: Option<String>,
 }
 
