@@ -17,9 +17,15 @@ pub struct InvalidTenantId;
 pub struct TenantId(String);
 
 impl TenantId {
+    /// The rule of [`TenantId::parse`] as a regular expression, for the
+    /// OpenAPI document.
+    pub const PATTERN: &'static str = "^[a-z0-9-]{1,63}$";
+    /// The longest tenant id.
+    pub const MAX_LEN: usize = 63;
+
     /// Parses a tenant id.
     pub fn parse(raw: &str) -> Result<TenantId, InvalidTenantId> {
-        let valid = (1..=63).contains(&raw.len())
+        let valid = (1..=TenantId::MAX_LEN).contains(&raw.len())
             && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if valid { Ok(TenantId(raw.to_owned())) } else { Err(InvalidTenantId) }
     }

@@ -1,7 +1,7 @@
 //! Bad input gets a 4xx problem+json, never a 5xx, and changes nothing.
 
-use reqwest::StatusCode;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -180,4 +180,45 @@ async fn health_endpoints_answer() {
     let ready = app.http.get(app.url("/readyz")).send().await.expect("request");
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(ready.text().await.expect("text"), "ready");
+}
+
+#[tokio::test]
+async fn a_number_where_the_document_declares_a_string_is_refused_not_coerced() {
+    let app = spawn_app().await;
+    let created = app.send(Method::POST, "/admin/tenants", OPERATOR_TOKEN, Some(&json!({"id": 0}))).await;
+    let problem = assert_problem(created, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("`id` must be a JSON string")), "{problem}");
+    assert_eq!(app.get_with("/admin/tenants/0", OPERATOR_TOKEN).await.status(), StatusCode::NOT_FOUND, "no tenant 0");
+    let login = app.post_json("/t/demo/auth/login", &json!({"email": 12345, "password": true})).await;
+    assert_problem(login, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn the_document_states_the_tenant_id_pattern_and_the_settings_ranges() {
+    let app = spawn_app().await;
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.expect("r").json().await.expect("json");
+    let login = &spec["paths"]["/t/{tenant}/auth/login"]["post"]["parameters"][0];
+    assert_eq!(login["name"], "tenant");
+    assert_eq!(login["schema"]["pattern"], "^[a-z0-9-]{1,63}$");
+    assert_eq!(spec["components"]["schemas"]["CreateTenantRequest"]["properties"]["id"]["maxLength"], 63);
+    let ttl = &spec["components"]["schemas"]["UpdateTenantRequest"]["properties"]["access_token_ttl"];
+    assert_eq!((&ttl["minimum"], &ttl["maximum"]), (&json!(60), &json!(86_400)), "{ttl}");
+    // Bodies that refuse unknown members say so, and do refuse them; user-facing ones stay open.
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["UpdateTenantRequest"]["additionalProperties"], false);
+    assert!(schemas["RegisterRequest"]["additionalProperties"].is_null());
+    let misspelt = json!({"acess_token_ttl": 600});
+    let answer = app.send(Method::PATCH, "/admin/tenants/demo", OPERATOR_TOKEN, Some(&misspelt)).await;
+    assert_problem(answer, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // The stated range is the enforced one, at both ends.
+    for (ttl, status) in [
+        (59, StatusCode::BAD_REQUEST),
+        (60, StatusCode::OK),
+        (86_400, StatusCode::OK),
+        (86_401, StatusCode::BAD_REQUEST),
+    ] {
+        let body = json!({"access_token_ttl": ttl});
+        let answer = app.send(Method::PATCH, "/admin/tenants/demo", OPERATOR_TOKEN, Some(&body)).await;
+        assert_eq!(answer.status(), status, "access_token_ttl {ttl}");
+    }
 }

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod authorize;
 mod clients;
+mod contract;
 mod demo;
 mod error;
 mod headers;
@@ -116,7 +117,8 @@ impl UserAuth {
 /// `latch-explorer` client for the code flow (its template has no such
 /// setting; a test checks the insertion took, should the template change).
 fn explorer_page(api: &OpenApiService<impl poem_openapi::OpenApi, ()>) -> String {
-    api.swagger_ui_html().replacen(
+    // The page embeds the document: the one `/openapi.json` serves.
+    api.swagger_ui_html().replacen(&api.spec(), &document(&api.spec()), 1).replacen(
         "SwaggerUIBundle({",
         "window.ui = SwaggerUIBundle({",
         1,
@@ -177,7 +179,70 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
 
 /// The OpenAPI document as served at `/openapi.json`.
 pub fn openapi_json() -> String {
-    service().spec()
+    document(&service().spec())
+}
+
+/// The request bodies that refuse unknown members (`#[oai(deny_unknown_fields)]`,
+/// which poem-openapi does not state in the document): operator and admin
+/// bodies, where a misspelt setting must not be silently ignored.
+fn closed_bodies() -> [std::borrow::Cow<'static, str>; 7] {
+    use poem_openapi::types::Type as _;
+    [
+        admin::CreateUserRequest::name(),
+        admin::SetRolesRequest::name(),
+        clients::CreateClientRequest::name(),
+        clients::UpdateClientRequest::name(),
+        tenants::CreateTenantRequest::name(),
+        tenants::UpdateTenantRequest::name(),
+        tenants::RotateKeyRequest::name(),
+    ]
+}
+
+/// poem-openapi's document with what its derive macros cannot say, taken
+/// from the one place each rule lives: the tenant-id pattern on every
+/// `tenant` path parameter and on a new tenant's `id` (`TenantId`), the
+/// ranges of the numeric tenant and client settings (their `Rule`s), and
+/// `additionalProperties: false` on the bodies that refuse unknown members.
+fn document(spec: &str) -> String {
+    use serde_json::{Value, json};
+    let Ok(mut doc) = serde_json::from_str::<Value>(spec) else { return spec.to_owned() };
+    let tenant_id = |schema: &mut Value| {
+        schema["pattern"] = json!(TenantId::PATTERN);
+        schema["minLength"] = json!(1);
+        schema["maxLength"] = json!(TenantId::MAX_LEN);
+    };
+    for operations in doc["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut()) {
+        for operation in operations.as_object_mut().into_iter().flat_map(|ops| ops.values_mut()) {
+            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                if parameter["name"] == "tenant" && parameter["in"] == "path" {
+                    tenant_id(&mut parameter["schema"]);
+                }
+            }
+        }
+    }
+    fn ranges<T: crate::domain::Ruled>() -> impl Iterator<Item = (&'static str, i64, i64)> {
+        T::RULES.iter().filter_map(|rule| rule.range.map(|(min, max)| (rule.setting, min, max)))
+    }
+    let ranged: Vec<_> =
+        ranges::<crate::store::TenantSettings>().chain(ranges::<crate::store::ClientSettings>()).collect();
+    let closed = closed_bodies();
+    for (name, schema) in doc["components"]["schemas"].as_object_mut().into_iter().flatten() {
+        if closed.iter().any(|closed| closed == name) {
+            schema["additionalProperties"] = json!(false);
+        }
+        if name == "CreateTenantRequest" {
+            tenant_id(&mut schema["properties"]["id"]);
+        }
+        for (setting, min, max) in &ranged {
+            if let Some(property) = schema["properties"].get_mut(*setting)
+                && property["type"] == "integer"
+            {
+                property["minimum"] = json!(min);
+                property["maximum"] = json!(max);
+            }
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| spec.to_owned())
 }
 
 /// The whole HTTP application.
@@ -189,7 +254,10 @@ pub fn app(
     body_timeout: Duration,
 ) -> impl Endpoint<Output = Response> {
     let api = service();
-    let spec = api.spec_endpoint();
+    let document = openapi_json();
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder().content_type("application/json; charset=utf-8").body(document.clone())
+    });
     let page = explorer_page(&api);
     // The explorer's own page, with its OAuth settings; the rest of /docs
     // (the OAuth receiver page) as poem-openapi serves it.
@@ -262,6 +330,10 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request, deadline: Duration) 
         poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE),
         other => poem::Error::from_string(other.to_string(), StatusCode::BAD_REQUEST),
     })?;
+    if req.content_type().is_some_and(|t| t.starts_with("application/json")) {
+        contract::check_json_body(req.method(), req.uri().path(), &body)
+            .map_err(|reason| poem::Error::from_string(reason, StatusCode::BAD_REQUEST))?;
+    }
     // A POST with no body at all is an empty JSON body: endpoints whose
     // fields are all optional take it, the others answer 400 for what is
     // missing rather than 415 for a content type nobody had to send.

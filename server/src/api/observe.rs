@@ -7,7 +7,6 @@
 //! template names `{tenant}`. Headers and bodies are
 //! never logged.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use poem::PathPattern;
@@ -15,6 +14,7 @@ use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument as _;
 
+use super::contract::{allowed_methods, route_of};
 use super::proxies::TrustedProxies;
 
 /// The header carrying the request id, both ways.
@@ -30,51 +30,6 @@ fn valid_request_id(value: &HeaderValue) -> Option<&str> {
     let text = value.to_str().ok()?;
     let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
     (!text.is_empty() && text.len() <= MAX_REQUEST_ID && text.chars().all(safe)).then_some(text)
-}
-
-/// The routes of the OpenAPI document, by shape: poem names a path's
-/// parameters `:param0`, `:param1`…, so a matched pattern is found here by
-/// its literal segments, and reported as the document spells it.
-struct Routes {
-    /// Shape (`/t/*/users/*`) → the document's path and the methods it answers.
-    by_shape: std::collections::HashMap<String, (String, String)>,
-}
-
-fn shape<'a>(segments: impl Iterator<Item = &'a str>) -> String {
-    let parameter = |s: &str| s.starts_with(':') || s.starts_with('{') || s.starts_with('*');
-    segments.map(|s| if parameter(s) { "*" } else { s }).collect::<Vec<_>>().join("/")
-}
-
-fn routes() -> &'static Routes {
-    static ROUTES: OnceLock<Routes> = OnceLock::new();
-    ROUTES.get_or_init(|| {
-        let spec: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap_or_default();
-        let mut by_shape = std::collections::HashMap::new();
-        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
-            let mut methods: Vec<String> = operations
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(method, _)| method.to_ascii_uppercase())
-                .filter(|method| poem::http::Method::from_bytes(method.as_bytes()).is_ok())
-                .collect();
-            if methods.iter().any(|m| m == "GET") {
-                methods.push("HEAD".into());
-            }
-            by_shape.insert(shape(path.split('/')), (path.clone(), methods.join(", ")));
-        }
-        Routes { by_shape }
-    })
-}
-
-/// The route a matched pattern names: the OpenAPI path
-/// (`/t/{tenant}/users/{user}`), or poem's pattern for routes outside the
-/// document (`/demo/*path`).
-fn route_of(pattern: &str) -> String {
-    match routes().by_shape.get(&shape(pattern.split('/'))) {
-        Some((path, _)) => path.clone(),
-        None => pattern.to_owned(),
-    }
 }
 
 /// The tenant of a request: the path segment where the route says
@@ -124,15 +79,6 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request, trusted: TrustedPro
     Ok(response)
 }
 
-/// The methods a matched pattern answers (for `Allow` on a 405); routes
-/// outside the OpenAPI document answer GET only.
-fn allowed_methods(pattern: &str) -> String {
-    match routes().by_shape.get(&shape(pattern.split('/'))) {
-        Some((_, methods)) => methods.clone(),
-        None => "GET, HEAD".into(),
-    }
-}
-
 /// An error that reached the edge of the app, as a response: the problem
 /// document, with `Allow` on a 405, keeping the route template for the log.
 pub(super) fn error_response(err: poem::Error) -> Response {
@@ -167,20 +113,9 @@ mod tests {
 
     #[test]
     fn the_tenant_is_the_segment_the_template_names() {
-        assert_eq!(route_of("/t/:param0/users/:param1"), "/t/{tenant}/users/{user}");
-        assert_eq!(route_of("/t/:param0/users/me"), "/t/{tenant}/users/me");
-        assert_eq!(route_of("/demo/*path"), "/demo/*path");
         assert_eq!(tenant_of("/t/{tenant}/users/me", "/t/acme/users/me"), Some("acme"));
         assert_eq!(tenant_of("/admin/tenants/{tenant}", "/admin/tenants/beta"), Some("beta"));
         assert_eq!(tenant_of("/t/{tenant}/users/me", "/t/NOT%20A%20SLUG/users/me"), None);
         assert_eq!(tenant_of("/healthz", "/healthz"), None);
-    }
-
-    #[test]
-    fn allow_lists_the_documented_methods_of_a_template() {
-        assert_eq!(allowed_methods("/t/:param0/auth/login"), "POST");
-        let me = allowed_methods("/t/:param0/users/me");
-        assert!(me.contains("GET") && me.contains("PATCH") && me.contains("HEAD"), "{me}");
-        assert_eq!(allowed_methods("/demo/*path"), "GET, HEAD");
     }
 }

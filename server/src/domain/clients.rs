@@ -65,6 +65,7 @@ const CLIENT_RULES: &[Rule<ClientSettings>] = &[
         setting: "name",
         expected: "1-200 characters without control characters",
         holds: |c| DisplayName::parse(&c.name).is_ok(),
+        range: None,
     },
     Rule {
         setting: "redirect_uris",
@@ -74,27 +75,32 @@ const CLIENT_RULES: &[Rule<ClientSettings>] = &[
             valid_uris(&c.redirect_uris)
                 && (!c.redirect_uris.is_empty() || !c.grant_types.iter().any(|g| g == "authorization_code"))
         },
+        range: None,
     },
     Rule {
         setting: "post_logout_redirect_uris",
         expected: "at most 20 absolute URIs, as for redirect_uris",
         holds: |c| valid_uris(&c.post_logout_redirect_uris),
+        range: None,
     },
     Rule {
         setting: "grant_types",
         expected: "one or more of authorization_code, refresh_token, client_credentials, password",
         holds: |c| !c.grant_types.is_empty() && c.grant_types.iter().all(|g| GRANT_TYPES.contains(&g.as_str())),
+        range: None,
     },
     Rule {
         setting: "scopes",
         expected: "at most 64 scope tokens",
         holds: |c| c.scopes.len() <= 64 && c.scopes.iter().all(|s| is_scope_token(s)),
+        range: None,
     },
-    Rule { setting: "first_party", expected: "true or false", holds: |_| true },
+    Rule { setting: "first_party", expected: "true or false", holds: |_| true, range: None },
     Rule {
         setting: "audience",
         expected: "a string of at most 512 bytes without control characters (empty: only the tenant's)",
         holds: |c| c.audience.len() <= 512 && !c.audience.chars().any(char::is_control),
+        range: None,
     },
 ];
 

@@ -39,7 +39,7 @@ pub use oidc::{
     Userinfo, s256,
 };
 pub use passwords::{PasswordHasher, Verdict, default_params};
-pub use patch::InvalidSetting;
+pub use patch::{InvalidSetting, Rule, Ruled};
 pub use runtime::TenantRuntime;
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
 pub use settings::{ADMIN_ROLE, TenantChanges, effective_audience, setting_names};

@@ -25,10 +25,33 @@ pub struct InvalidSetting {
 pub struct Rule<T: 'static> {
     /// The field's serde name.
     pub setting: &'static str,
-    /// What a valid value looks like, for error messages and help.
+    /// What a valid value looks like, for error messages and help; with a
+    /// `range`, the unit that follows it ("60-86400 seconds").
     pub expected: &'static str,
     /// Whether the record satisfies the rule (a rule may look at other fields).
     pub holds: fn(&T) -> bool,
+    /// A number's inclusive range: checked here, and stated in the OpenAPI
+    /// document (`minimum`, `maximum`) from this one place.
+    pub range: Option<(i64, i64)>,
+}
+
+fn anything<T>(_: &T) -> bool {
+    true
+}
+
+impl<T: 'static> Rule<T> {
+    /// A number from `min` to `max` (inclusive), in `unit`.
+    pub const fn within(setting: &'static str, min: i64, max: i64, unit: &'static str) -> Rule<T> {
+        Rule { setting, expected: unit, holds: anything::<T>, range: Some((min, max)) }
+    }
+
+    /// What a valid value looks like.
+    pub fn expected(&self) -> String {
+        match self.range {
+            Some((min, max)) => format!("{min}-{max} {}", self.expected),
+            None => self.expected.to_owned(),
+        }
+    }
 }
 
 /// A record whose fields are changed through a [`Patch`].
@@ -43,7 +66,7 @@ pub trait Ruled: Serialize + DeserializeOwned + Default + 'static {
 }
 
 fn invalid<T: Ruled>(rule: &Rule<T>) -> InvalidSetting {
-    InvalidSetting { of: T::OF, setting: rule.setting.to_owned(), expected: rule.expected.to_owned() }
+    InvalidSetting { of: T::OF, setting: rule.setting.to_owned(), expected: rule.expected() }
 }
 
 fn rule<T: Ruled>(setting: &str) -> Result<&'static Rule<T>, InvalidSetting> {
@@ -55,7 +78,12 @@ fn rule<T: Ruled>(setting: &str) -> Result<&'static Rule<T>, InvalidSetting> {
 
 /// Checks every rule of `record`; the first broken one is the error.
 pub fn validate<T: Ruled>(record: &T) -> Result<(), InvalidSetting> {
-    match T::RULES.iter().find(|rule| !(rule.holds)(record)) {
+    let fields = serde_json::to_value(record).unwrap_or_default();
+    let in_range = |rule: &Rule<T>| match rule.range {
+        Some((min, max)) => fields.get(rule.setting).and_then(Value::as_i64).is_some_and(|n| (min..=max).contains(&n)),
+        None => true,
+    };
+    match T::RULES.iter().find(|rule| !in_range(rule) || !(rule.holds)(record)) {
         Some(rule) => Err(invalid(rule)),
         None => Ok(()),
     }

@@ -99,25 +99,14 @@ fn sort_dedup(values: &mut Vec<String>) {
 
 /// One rule per stored setting (a test checks that none is missing).
 const RULES: &[Rule<TenantSettings>] = &[
-    Rule {
-        setting: "access_token_ttl",
-        expected: "60-86400 seconds",
-        holds: |s| (60..=86_400).contains(&s.access_token_ttl),
-    },
-    Rule {
-        setting: "refresh_token_ttl",
-        expected: "300-31622400 seconds",
-        holds: |s| (300..=366 * 86_400).contains(&s.refresh_token_ttl),
-    },
-    Rule {
-        setting: "password_min_length",
-        expected: "8-256 characters",
-        holds: |s| (8..=256).contains(&s.password_min_length),
-    },
+    Rule::within("access_token_ttl", 60, 86_400, "seconds"),
+    Rule::within("refresh_token_ttl", 300, 366 * 86_400, "seconds"),
+    Rule::within("password_min_length", 8, 256, "characters"),
     Rule {
         setting: "audience",
         expected: "a string of at most 512 bytes without control characters (empty: the tenant id)",
         holds: |s| s.audience.len() <= 512 && !s.audience.chars().any(char::is_control),
+        range: None,
     },
     Rule {
         setting: "roles",
@@ -132,48 +121,46 @@ const RULES: &[Rule<TenantSettings>] = &[
                         && scopes.iter().all(|s| is_scope_token(s))
                 })
         },
+        range: None,
     },
     Rule {
         setting: "default_roles",
         expected: "a list of roles the tenant defines",
         holds: |s| s.default_roles.iter().all(|role| s.roles.contains_key(role)),
+        range: None,
     },
-    Rule { setting: "email_claim", expected: "true or false", holds: |_| true },
+    Rule { setting: "email_claim", expected: "true or false", holds: |_| true, range: None },
     Rule {
         setting: "cors_allowed_origins",
         expected: "at most 100 origins such as `https://app.example` or `http://localhost:5173`",
         holds: |s| s.cors_allowed_origins.len() <= 100 && s.cors_allowed_origins.iter().all(|o| is_origin(o)),
+        range: None,
     },
-    Rule { setting: "refresh_grace_seconds", expected: "0-300 seconds", holds: |s| s.refresh_grace_seconds <= 300 },
-    Rule { setting: "key_rotation_days", expected: "a number of days (0: never)", holds: |_| true },
-    Rule {
-        setting: "audit_retention",
-        expected: "10-1000000 events",
-        holds: |s| (10..=1_000_000).contains(&s.audit_retention),
-    },
-    Rule { setting: "lockout_threshold", expected: "0-100 failures (0: never)", holds: |s| s.lockout_threshold <= 100 },
-    Rule {
-        setting: "lockout_base_seconds",
-        expected: "1-86400 seconds",
-        holds: |s| (1..=86_400).contains(&s.lockout_base_seconds),
-    },
+    Rule::within("refresh_grace_seconds", 0, 300, "seconds"),
+    Rule { setting: "key_rotation_days", expected: "a number of days (0: never)", holds: |_| true, range: None },
+    Rule::within("audit_retention", 10, 1_000_000, "events"),
+    Rule::within("lockout_threshold", 0, 100, "failures (0: never)"),
+    Rule::within("lockout_base_seconds", 1, 86_400, "seconds"),
     Rule {
         setting: "lockout_max_seconds",
         expected: "lockout_base_seconds to 604800 seconds",
         holds: |s| (s.lockout_base_seconds..=7 * 86_400).contains(&s.lockout_max_seconds),
+        range: None,
     },
-    Rule { setting: "email_verification", expected: "off, optional or required", holds: |_| true },
+    Rule { setting: "email_verification", expected: "off, optional or required", holds: |_| true, range: None },
     Rule {
         setting: "reset_password_url",
         expected: "empty, or an http(s) URL of at most 2048 bytes without a fragment",
         holds: |s| is_page_url(&s.reset_password_url),
+        range: None,
     },
     Rule {
         setting: "verify_email_url",
         expected: "empty, or an http(s) URL of at most 2048 bytes without a fragment",
         holds: |s| is_page_url(&s.verify_email_url),
+        range: None,
     },
-    Rule { setting: "registration", expected: "open or closed", holds: |_| true },
+    Rule { setting: "registration", expected: "open or closed", holds: |_| true, range: None },
 ];
 
 /// Empty, or an http(s) URL of at most 2048 bytes without spaces, controls
