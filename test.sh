@@ -41,6 +41,9 @@ cargo build --locked -p latch-server
 step "Rust tests: latch-shared rules, server units, store conformance, HTTP integration"
 cargo test --workspace --locked
 
+step "schemathesis over /openapi.json against the binary (bounded; pinned in a venv)"
+./tests/schemathesis/run.sh
+
 step "latch-shared's rule tests again in wasm32 (wasm-bindgen-test, in Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --locked -p latch-shared --target wasm32-unknown-unknown

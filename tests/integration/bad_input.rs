@@ -222,3 +222,44 @@ async fn the_document_states_the_tenant_id_pattern_and_the_settings_ranges() {
         assert_eq!(answer.status(), status, "access_token_ttl {ttl}");
     }
 }
+
+#[tokio::test]
+async fn the_hosted_pages_answer_unreadable_forms_with_a_page_and_empty_posts_are_read_as_their_declared_type() {
+    let app = spawn_app().await;
+    // A form with a field twice cannot be parsed: a page, not a problem document.
+    let response = app
+        .http
+        .post(app.url("/t/demo/oauth/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("state=a&state=b")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers()["content-type"].to_str().expect("text").starts_with("text/html"));
+    let page = response.text().await.expect("html");
+    assert!(page.contains("could not be read") && page.contains("duplicate field"), "{page}");
+
+    // An empty POST without a content type is an empty form here (not a 415).
+    let response = app.http.post(app.url("/t/demo/oauth/logout")).send().await.expect("request");
+    assert_ne!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let token = app.http.post(app.url("/t/demo/oauth/token")).send().await.expect("request");
+    assert_eq!(token.status(), StatusCode::BAD_REQUEST);
+    let body: Value = token.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+
+    // An empty token is refused in the OAuth format, as a missing one is.
+    for endpoint in ["revoke", "introspect"] {
+        let response = app
+            .http
+            .post(app.url(&format!("/t/demo/oauth/{endpoint}")))
+            .bearer_auth(OPERATOR_TOKEN)
+            .form(&[("token", "")])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{endpoint}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_request", "{endpoint}: {body}");
+    }
+}

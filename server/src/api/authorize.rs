@@ -455,6 +455,17 @@ pub fn rate_limited_page(retry_after: u64) -> poem::Response {
     response
 }
 
+/// A request the hosted pages could not read (a malformed form, before any
+/// handler ran), answered as a page with the same status: a browser shows
+/// it, where a problem document would be a wall of JSON.
+pub fn unreadable_request_page(status: poem::http::StatusCode, detail: &str) -> poem::Response {
+    use poem::IntoResponse as _;
+    let text = format!("This sign-in request could not be read: {detail}. Go back to the application and try again.");
+    let mut response = Html(error_page("Request not understood", &text)).into_response();
+    response.set_status(status);
+    response
+}
+
 /// RP-initiated logout's parameters (and the confirmation form's).
 #[derive(Debug, Clone, Default, Object, Deserialize)]
 pub struct LogoutForm {

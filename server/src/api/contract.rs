@@ -116,6 +116,14 @@ fn misplaced_string(document: &Value, schema: &Value, value: &Value, at: &str) -
     }
 }
 
+/// The content type an operation declares for its request body (the first,
+/// when it declares several): what an empty POST without one is read as.
+pub fn body_content_type(method: &poem::http::Method, path: &str) -> Option<&'static str> {
+    let operation_path = path_for(path)?;
+    let operation = &contract().document["paths"][operation_path][method.as_str().to_ascii_lowercase()];
+    operation["requestBody"]["content"].as_object()?.keys().next().map(String::as_str)
+}
+
 /// Checks a JSON request body against the operation's declared schema: a
 /// member declared a string must be a JSON string. Anything else (bodies
 /// that are not JSON, unknown operations) is left to the handler's parser.
@@ -177,5 +185,7 @@ mod tests {
             Err("`redirect_uris[1]` must be a JSON string".into())
         );
         assert!(check("/t/acme/auth/login", "not json").is_ok(), "left to the handler's parser");
+        assert_eq!(body_content_type(&post, "/t/acme/oauth/token"), Some("application/x-www-form-urlencoded"));
+        assert!(body_content_type(&post, "/t/acme/auth/login").is_some_and(|t| t.starts_with("application/json")));
     }
 }

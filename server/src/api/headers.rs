@@ -60,7 +60,7 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
 }
 
 /// The authorization and logout endpoints answer with HTML pages.
-fn is_hosted_page(path: &str) -> bool {
+pub(super) fn is_hosted_page(path: &str) -> bool {
     let mut segments = path.trim_start_matches('/').split('/');
     matches!(
         (segments.next(), segments.next(), segments.next(), segments.next(), segments.next()),

@@ -211,11 +211,17 @@ fn document(spec: &str) -> String {
         schema["minLength"] = json!(1);
         schema["maxLength"] = json!(TenantId::MAX_LEN);
     };
-    for operations in doc["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut()) {
+    // (`get_mut`, not indexing: indexing a missing member inserts `null`.)
+    for operations in doc.get_mut("paths").and_then(Value::as_object_mut).into_iter().flat_map(|p| p.values_mut()) {
         for operation in operations.as_object_mut().into_iter().flat_map(|ops| ops.values_mut()) {
-            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+            let parameters = operation.get_mut("parameters").and_then(Value::as_array_mut);
+            for parameter in parameters.into_iter().flatten() {
                 if parameter["name"] == "tenant" && parameter["in"] == "path" {
-                    tenant_id(&mut parameter["schema"]);
+                    if let Some(schema) = parameter.get_mut("schema") {
+                        tenant_id(schema);
+                    }
+                } else if let Some(schema) = parameter.get_mut("schema") {
+                    integer_bounds(schema);
                 }
             }
         }
@@ -225,16 +231,52 @@ fn document(spec: &str) -> String {
     }
     let ranged: Vec<_> =
         ranges::<crate::store::TenantSettings>().chain(ranges::<crate::store::ClientSettings>()).collect();
+    // An empty POST is read as `{}` (`limit_body`), so a JSON body with no
+    // required member is optional.
+    let optional_bodies: Vec<String> = doc["components"]["schemas"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, schema)| schema.get("required").is_none_or(|r| r.as_array().is_none_or(Vec::is_empty)))
+        .map(|(name, _)| format!("#/components/schemas/{name}"))
+        .collect();
+    for operations in doc.get_mut("paths").and_then(Value::as_object_mut).into_iter().flat_map(|p| p.values_mut()) {
+        let Some(post) = operations.get_mut("post") else { continue };
+        let Some(body) = post.get_mut("requestBody") else { continue };
+        let json_schema = body["content"].as_object().and_then(|content| {
+            content
+                .iter()
+                .find(|(kind, _)| kind.starts_with("application/json"))
+                .map(|(_, media)| media["schema"].clone())
+        });
+        if json_schema
+            .is_some_and(|schema| schema["$ref"].as_str().is_some_and(|r| optional_bodies.iter().any(|o| o == r)))
+        {
+            body["required"] = json!(false);
+        }
+    }
     let closed = closed_bodies();
-    for (name, schema) in doc["components"]["schemas"].as_object_mut().into_iter().flatten() {
+    let schemas = doc.get_mut("components").and_then(|c| c.get_mut("schemas")).and_then(Value::as_object_mut);
+    for (name, schema) in schemas.into_iter().flatten() {
         if closed.iter().any(|closed| closed == name) {
             schema["additionalProperties"] = json!(false);
         }
-        if name == "CreateTenantRequest" {
-            tenant_id(&mut schema["properties"]["id"]);
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { continue };
+        if name == "CreateTenantRequest"
+            && let Some(id) = properties.get_mut("id")
+        {
+            tenant_id(id);
+        }
+        if name == "TokenRequest"
+            && let Some(grant) = properties.get_mut("grant_type")
+        {
+            grant["enum"] = json!(oauth::SUPPORTED_GRANTS);
+        }
+        for property in properties.values_mut() {
+            integer_bounds(property);
         }
         for (setting, min, max) in &ranged {
-            if let Some(property) = schema["properties"].get_mut(*setting)
+            if let Some(property) = properties.get_mut(*setting)
                 && property["type"] == "integer"
             {
                 property["minimum"] = json!(min);
@@ -243,6 +285,26 @@ fn document(spec: &str) -> String {
         }
     }
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| spec.to_owned())
+}
+
+/// The range an integer's `format` implies (`uint32`: 0 to 4294967295),
+/// stated where the schema gives none: the parser refuses what lies outside.
+fn integer_bounds(schema: &mut serde_json::Value) {
+    if schema["type"] != "integer" || schema.get("minimum").is_some() {
+        return;
+    }
+    use serde_json::json;
+    let (min, max) = match schema["format"].as_str() {
+        Some("uint8") => (json!(0), json!(u8::MAX)),
+        Some("uint16") => (json!(0), json!(u16::MAX)),
+        Some("uint32") => (json!(0), json!(u32::MAX)),
+        Some("uint64") => (json!(0), json!(u64::MAX)),
+        Some("int32") => (json!(i32::MIN), json!(i32::MAX)),
+        Some("int64") => (json!(i64::MIN), json!(i64::MAX)),
+        _ => return,
+    };
+    schema["minimum"] = min;
+    schema["maximum"] = max;
 }
 
 /// The whole HTTP application.
@@ -334,12 +396,18 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request, deadline: Duration) 
         contract::check_json_body(req.method(), req.uri().path(), &body)
             .map_err(|reason| poem::Error::from_string(reason, StatusCode::BAD_REQUEST))?;
     }
-    // A POST with no body at all is an empty JSON body: endpoints whose
-    // fields are all optional take it, the others answer 400 for what is
-    // missing rather than 415 for a content type nobody had to send.
+    // A POST with no body at all is an empty body of the type the operation
+    // declares (JSON, or a form): endpoints whose fields are all optional
+    // take it, the others answer 400 for what is missing rather than 415 for
+    // a content type nobody had to send.
+    let mut body = body;
     if body.is_empty() && req.method() == poem::http::Method::POST && req.content_type().is_none() {
-        req.headers_mut()
-            .insert(poem::http::header::CONTENT_TYPE, poem::http::HeaderValue::from_static("application/json"));
+        let declared = contract::body_content_type(req.method(), req.uri().path()).unwrap_or("application/json");
+        req.headers_mut().insert(poem::http::header::CONTENT_TYPE, poem::http::HeaderValue::from_static(declared));
+        if declared.starts_with("application/json") {
+            // No body is an empty object, not `null` (which the schema refuses).
+            body = b"{}".to_vec().into();
+        }
     }
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)

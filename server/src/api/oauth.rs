@@ -23,8 +23,8 @@ pub struct OAuthApi;
 pub struct TokenRequest {
     /// `authorization_code`, `refresh_token`, `password` (legacy), or
     /// `urn:latch:params:oauth:grant-type:mfa-otp`.
-    #[oai(nullable)]
-    pub grant_type: Option<String>,
+    #[oai(validator(min_length = 1))]
+    pub grant_type: String,
     /// The authorization code (authorization_code grant).
     #[oai(write_only)]
     #[oai(nullable)]
@@ -106,6 +106,12 @@ pub struct OAuthError {
 
 /// The grant completing a password grant that answered `mfa_required`.
 pub const MFA_GRANT: &str = "urn:latch:params:oauth:grant-type:mfa-otp";
+
+/// The grants the token endpoint serves: discovery lists them and the
+/// OpenAPI document states them as `grant_type`'s values (the field stays a
+/// string, so another value gets RFC 6749's `unsupported_grant_type`).
+pub const SUPPORTED_GRANTS: [&str; 5] =
+    ["authorization_code", "refresh_token", "client_credentials", "password", MFA_GRANT];
 
 const NO_STORE: &str = "no-store";
 const NO_CACHE: &str = "no-cache";
@@ -316,9 +322,8 @@ impl From<ClientToken> for TokenResponse {
 #[derive(Debug, Object, Deserialize)]
 pub struct RevokeRequest {
     /// The token to revoke: a refresh or an access token.
-    #[oai(write_only)]
-    #[oai(nullable)]
-    pub token: Option<String>,
+    #[oai(write_only, validator(min_length = 1))]
+    pub token: String,
     /// `refresh_token` or `access_token`.
     #[oai(nullable)]
     pub token_type_hint: Option<String>,
@@ -336,9 +341,8 @@ oauth_response! {
 #[derive(Debug, Object, Deserialize)]
 pub struct IntrospectRequest {
     /// The token to inspect.
-    #[oai(write_only)]
-    #[oai(nullable)]
-    pub token: Option<String>,
+    #[oai(write_only, validator(min_length = 1))]
+    pub token: String,
     /// `access_token` or `refresh_token` (optional; both are tried).
     #[oai(nullable)]
     pub token_type_hint: Option<String>,
@@ -656,7 +660,8 @@ impl OAuthApi {
             let tenant = TenantId::parse(&tenant)?;
             let credentials = auth.credentials(&body)?;
             let client = latch.authenticate_client(&tenant, &credentials).await?;
-            let grant = body.grant_type.as_deref().ok_or_else(|| OAuthFailure::missing("grant_type is required"))?;
+            let grant = Some(body.grant_type.as_str()).filter(|g| !g.is_empty());
+            let grant = grant.ok_or_else(|| OAuthFailure::missing("grant_type is required"))?;
             // A named client may use only the grants it is allowed; without
             // one, latch's legacy first-party password, MFA and refresh grants.
             if let Some(client) = &client
@@ -733,8 +738,9 @@ impl OAuthApi {
     ) -> RevokeResponse {
         let result = async {
             let tenant = TenantId::parse(&tenant)?;
-            let token =
-                body.0.token.filter(|t| !t.is_empty()).ok_or_else(|| OAuthFailure::missing("token is required"))?;
+            // (poem-openapi does not apply `min_length` to form fields.)
+            let token = Some(body.0.token).filter(|t| !t.is_empty());
+            let token = token.ok_or_else(|| OAuthFailure::missing("token is required"))?;
             Ok::<_, OAuthFailure>(latch.revoke_token(&tenant, &token, body.0.token_type_hint.as_deref()).await?)
         };
         match result.await {
@@ -756,8 +762,8 @@ impl OAuthApi {
         let result = async {
             let tenant = TenantId::parse(&tenant)?;
             latch.check_introspector(&tenant, auth.credential()).await?;
-            let token =
-                body.0.token.filter(|t| !t.is_empty()).ok_or_else(|| OAuthFailure::missing("token is required"))?;
+            let token = Some(body.0.token).filter(|t| !t.is_empty());
+            let token = token.ok_or_else(|| OAuthFailure::missing("token is required"))?;
             Ok::<_, OAuthFailure>(IntrospectionResult::from(latch.introspect(&tenant, &token).await?))
         };
         match result.await {

@@ -56,6 +56,9 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request, trusted: TrustedPro
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id);
     let mut response = next.call(req).instrument(span).await.map(IntoResponse::into_response)?;
+    if super::headers::is_hosted_page(&path) {
+        response = as_page(response).await;
+    }
     let route = response.data::<PathPattern>().map_or_else(|| UNMATCHED.to_owned(), |p| route_of(&p.0));
     let route = route.as_str();
     let status = response.status();
@@ -77,6 +80,33 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request, trusted: TrustedPro
         response.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(response)
+}
+
+/// A hosted page's answer: a client error that came back as a problem
+/// document (the request could not be parsed, before the page's handler)
+/// becomes a page with the same status.
+async fn as_page(response: Response) -> Response {
+    let problem = response.status().is_client_error()
+        && response.headers().get(poem::http::header::CONTENT_TYPE).is_some_and(|t| t == "application/problem+json");
+    if !problem {
+        return response;
+    }
+    let status = response.status();
+    let template = response.data::<PathPattern>().cloned();
+    let allow = response.headers().get(poem::http::header::ALLOW).cloned();
+    let body = response.into_body().into_bytes().await.unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|problem| problem["detail"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut page = super::authorize::unreadable_request_page(status, &detail);
+    if let Some(template) = template {
+        page.set_data(template);
+    }
+    if let Some(allow) = allow {
+        page.headers_mut().insert(poem::http::header::ALLOW, allow);
+    }
+    page
 }
 
 /// An error that reached the edge of the app, as a response: the problem

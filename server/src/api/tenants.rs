@@ -392,10 +392,10 @@ impl TenantsApi {
         latch: Data<&Arc<Latch>>,
         auth: OperatorToken,
         tenant: Path<String>,
-        body: Json<Option<RotateKeyRequest>>,
+        body: Json<RotateKeyRequest>,
     ) -> ApiResult<Rotated> {
         let operator = latch.operator(&auth.0.token)?;
-        let delay = body.0.and_then(|options| options.publish_delay_seconds).unwrap_or(DEFAULT_PUBLISH_DELAY_SECONDS);
+        let delay = body.0.publish_delay_seconds.unwrap_or(DEFAULT_PUBLISH_DELAY_SECONDS);
         let key = latch.rotate_signing_key(&operator, &tenant_id(&tenant)?, delay).await?;
         Ok(Rotated::Created(Json(key_info(key))))
     }

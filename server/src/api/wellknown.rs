@@ -7,7 +7,6 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::oauth::MFA_GRANT;
 use super::{ApiResult, ApiTags, tenant_id};
 use crate::domain::Latch;
 use crate::store::Registration;
@@ -162,13 +161,7 @@ async fn discovery(latch: &Latch, tenant: &str) -> ApiResult<Discovery> {
         introspection_endpoint: format!("{issuer}/oauth/introspect"),
         response_types_supported: strings(&["code"]),
         response_modes_supported: strings(&["query"]),
-        grant_types_supported: strings(&[
-            "authorization_code",
-            "refresh_token",
-            "client_credentials",
-            "password",
-            MFA_GRANT,
-        ]),
+        grant_types_supported: strings(&super::oauth::SUPPORTED_GRANTS),
         code_challenge_methods_supported: strings(&["S256"]),
         token_endpoint_auth_methods_supported: strings(&["client_secret_basic", "client_secret_post", "none"]),
         revocation_endpoint_auth_methods_supported: strings(&["none"]),
