@@ -25,6 +25,11 @@ const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.
 /// The process's recorder: a recorder is global, so it is installed once.
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Whether a recorder is installed (callers skip preparing labels otherwise).
+pub fn enabled() -> bool {
+    HANDLE.get().is_some()
+}
+
 /// Installs the Prometheus recorder (once per process) and returns its handle.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     if let Some(handle) = HANDLE.get() {
