@@ -79,7 +79,13 @@ async fn the_demo_verifies_in_the_browser_through_register_tamper_expiry_refresh
     assert_eq!(seen["loginAfterVerification"], json!("strict"), "{seen}");
 
     assert_eq!(seen["violations"], Value::Array(vec![]), "no CSP violation: {seen}");
-    assert_eq!(seen["errors"], Value::Array(vec![]), "no script error: {seen}");
+    // The one error the browser reports is the wrong password the demo
+    // tries on purpose (a 401 from the login endpoint); a missing resource,
+    // such as /favicon.ico, would show here too.
+    let errors: Vec<&str> = seen["errors"].as_array().expect("errors").iter().filter_map(Value::as_str).collect();
+    let unexpected: Vec<&&str> =
+        errors.iter().filter(|e| !(e.contains("status of 401") && e.ends_with("/t/demo/auth/login)"))).collect();
+    assert!(unexpected.is_empty(), "no script or console error: {seen}");
     let png = std::fs::read(&screenshot).expect("the screenshot is saved");
     assert!(png.starts_with(b"\x89PNG"), "target/e2e/demo.png is a PNG");
 
