@@ -14,29 +14,13 @@ use crate::support::*;
 /// `latch serve` with metrics on a free port; returns the child, the API's
 /// base URL and the metrics URL, both read from the banner.
 async fn serve_with_metrics(dir: &Path) -> (tokio::process::Child, String, String) {
-    let mut child = tokio::process::Command::new(latch_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("LATCH_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("latch starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut base, mut metrics) = (None, None);
-    while metrics.is_none() {
-        let line = lines.next_line().await.expect("read").expect("the banner names the metrics address");
-        if let Some(addr) = line.strip_prefix("latch ").and_then(|l| l.rsplit(' ').next()) {
-            base = Some(format!("http://{addr}"));
-        }
-        if let Some(url) = line.trim().strip_prefix("metrics        : ") {
-            metrics = Some(url.to_owned());
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base.expect("the listening line"), metrics.expect("metrics"))
+    let mut child =
+        serve_command(dir, &["--metrics-listen".as_ref(), "127.0.0.1:0".as_ref()]).spawn().expect("latch starts");
+    const METRICS: &str = "metrics        : ";
+    let banner = banner_until(&mut child, |line| line.trim().starts_with(METRICS)).await;
+    let base = format!("http://{}", listening_address(&banner[0]));
+    let metrics = banner.last().and_then(|line| line.trim().strip_prefix(METRICS)).expect("the metrics URL");
+    (child, base, metrics.to_owned())
 }
 
 /// The value of the sample `name{labels}` in a text exposition (labels in

@@ -14,15 +14,10 @@ async fn serve_logging(
     args: &[&str],
 ) -> (tokio::process::Child, String, Arc<Mutex<Vec<String>>>) {
     use tokio::io::{AsyncBufReadExt as _, BufReader};
-    let mut child = tokio::process::Command::new(latch_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(args)
-        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|arg| arg.as_ref()).collect();
+    let mut child = serve_command(dir, &args)
         .env("LATCH_AUTH_RATE_LIMIT_PER_MINUTE", "0")
-        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("latch starts");
     let lines = Arc::new(Mutex::new(Vec::new()));

@@ -396,32 +396,68 @@ pub async fn spawn_binary_with_umask(dir: &std::path::Path, umask: &str) -> (tok
 }
 
 /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
-async fn spawn_serving(mut command: tokio::process::Command, dir: &std::path::Path) -> (tokio::process::Child, String) {
-    let mut child = command
+async fn spawn_serving(command: tokio::process::Command, dir: &std::path::Path) -> (tokio::process::Child, String) {
+    let mut child = serving(command, dir, &[]).spawn().expect("latch binary starts");
+    let base = banner_address(&mut child).await;
+    (child, base)
+}
+
+/// `command` set up as `latch serve` on a port the kernel picks, with its
+/// data in `dir/data`, the test's operator token and `args`: the banner on a
+/// piped stdout, the log dropped (callers may pipe it), killed when dropped.
+fn serving(
+    mut command: tokio::process::Command,
+    dir: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+) -> tokio::process::Command {
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
+        .args(args)
         .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("LATCH_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("latch binary starts");
-    let base = banner_address(&mut child).await;
-    (child, base)
+        .kill_on_drop(true);
+    command
+}
+
+/// The built binary as `latch serve` with `args` (see [`serving`]), not started yet.
+pub fn serve_command(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> tokio::process::Command {
+    serving(tokio::process::Command::new(latch_binary()), dir, args)
+}
+
+/// The banner of a `latch serve` child started with piped stdout, read up to
+/// the line `last` accepts; the rest is drained in the background, so it
+/// never meets a closed pipe.
+pub async fn banner_until(child: &mut tokio::process::Child, last: impl Fn(&str) -> bool) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut banner = Vec::new();
+    loop {
+        let line = lines.next_line().await.expect("read the banner").expect("the banner ends early");
+        let done = last(&line);
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    banner
 }
 
 /// The base URL a `latch serve` child started with piped stdout listens on.
 /// The kernel picks the port; the banner's first line names the bound address.
 pub async fn banner_address(child: &mut tokio::process::Child) -> String {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let first = lines.next_line().await.expect("read the banner").expect("the binary prints a banner");
+    let first = banner_until(child, |_| true).await.remove(0);
+    format!("http://{}", listening_address(&first))
+}
+
+/// The address in the banner's first line (`latch 0.1.0 listening on ADDR`).
+pub fn listening_address(first: &str) -> String {
     let addr = first.rsplit(' ').next().expect("an address").to_owned();
     assert!(addr.parse::<SocketAddr>().is_ok(), "banner line: {first}");
-    // Keep reading, so the rest of the banner never meets a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    format!("http://{addr}")
+    addr
 }
 
 /// Waits until `base/readyz` answers 200 (at most 30 s).

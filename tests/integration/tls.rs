@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::*;
 
@@ -110,30 +110,12 @@ async fn until_presented(addr: &str, expected: &CertificateDer<'static>, what: &
 async fn latch_serves_https_with_hsts_and_picks_up_a_new_certificate_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = write_certificate(dir.path());
-    let mut child = tokio::process::Command::new(latch_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(dir.path().join("cert.pem"))
-        .arg("--tls-key")
-        .arg(dir.path().join("key.pem"))
-        .env("LATCH_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("LATCH_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("latch starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let banner = lines.next_line().await.expect("read").expect("a banner");
-    let addr = banner.rsplit(' ').next().expect("an address").to_owned();
-    let explorer = loop {
-        let line = lines.next_line().await.expect("read").expect("the banner names the explorer");
-        if line.contains("API explorer") {
-            break line;
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let args = ["--tls-cert".as_ref(), cert.as_os_str(), "--tls-key".as_ref(), key.as_os_str()];
+    let mut child = serve_command(dir.path(), &args).spawn().expect("latch starts");
+    let banner = banner_until(&mut child, |line| line.contains("API explorer")).await;
+    let addr = listening_address(&banner[0]);
+    let explorer = banner.last().expect("the explorer line").clone();
     assert!(explorer.contains(&format!("https://{addr}/docs")), "the public URL is https: {explorer}");
 
     let (cert, response) = https_get(&addr, &first, "/t/demo/.well-known/openid-configuration").await;
