@@ -15,10 +15,12 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are required (Node 20+)"; exit 1; }
 # Debian packages the tests drive: chromium (pages, the package in a
-# browser) and prometheus (it scrapes latch; promtool checks the exposition).
+# browser), prometheus (it scrapes latch; promtool checks the exposition) and
+# postgresql (the PostgreSQL store's tests run on a throwaway cluster).
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 { [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || missing="$missing prometheus"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 if [ -n "$missing" ]; then
   as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
   $as_root apt-get update
@@ -38,7 +40,11 @@ step "build the npm package (latch-shared for wasm32 + bindings) and check its s
 step "build the latch binary (the integration tests run it; it embeds the web demo and the package)"
 cargo build --locked -p latch-server
 
-step "Rust tests: latch-shared rules, server units, store conformance, HTTP integration"
+step "a throwaway PostgreSQL cluster (stopped and removed when this script exits)"
+# shellcheck source=tests/postgres/cluster.sh
+source ./tests/postgres/cluster.sh
+
+step "Rust tests: latch-shared rules, server units, store conformance (sled and PostgreSQL), HTTP integration"
 cargo test --workspace --locked
 
 step "schemathesis over /openapi.json against the binary (bounded; pinned in a venv)"

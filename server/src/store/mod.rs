@@ -2,14 +2,16 @@
 //! [`StoreHandle`] that runs blocking store calls off the async workers and
 //! makes acknowledged writes durable with group commit.
 //!
-//! The traits never name an HTTP type. `sled` is the one engine today; a
-//! second one (PostgreSQL for multi-node deployments) implements the same
-//! traits and runs the same conformance suite (`store::conformance`).
+//! The traits never name an HTTP type. `sled` is the embedded engine;
+//! PostgreSQL (`store::postgres`, for several nodes on one database)
+//! implements the same traits and passes the same conformance suite
+//! (`store::conformance`).
 
 pub mod backup;
 mod commit;
 #[cfg(test)]
 mod conformance;
+pub mod postgres;
 mod records;
 pub mod sled;
 

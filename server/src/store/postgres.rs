@@ -1,0 +1,757 @@
+//! The PostgreSQL engine: the same [`Store`] traits as sled, for several
+//! latch nodes on one database (issue 17).
+//!
+//! Each record is a `jsonb` column beside the columns that key, index and
+//! order it (the same serde form sled stores). Every change to an existing
+//! record is one transaction that reads the row `FOR UPDATE`, applies the
+//! caller's change to what it read, and writes it back: the row lock is the
+//! atomic step sled gets from compare-and-swap, and it holds across nodes.
+//! Commits are synchronous (`synchronous_commit = on` is set on every
+//! connection), so a committed write is durable and [`Store::flush`] has
+//! nothing left to do.
+//!
+//! The engine is blocking (`postgres`, with an `r2d2` pool), as the traits
+//! are: the [`StoreHandle`](super::StoreHandle) runs store calls on
+//! blocking threads.
+
+use ::postgres::error::SqlState;
+use ::postgres::{NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::*;
+
+/// The schema this binary writes; a database at a newer version is refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The tables, created at the first start (under the migration lock).
+const SCHEMA_V1: &str = r#"
+CREATE TABLE latch_meta (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE latch_tenants (id text COLLATE "C" PRIMARY KEY, record jsonb NOT NULL);
+CREATE TABLE latch_keys (
+    tenant text COLLATE "C" NOT NULL, kid text COLLATE "C" NOT NULL,
+    created_at bigint NOT NULL, record jsonb NOT NULL, PRIMARY KEY (tenant, kid));
+CREATE TABLE latch_users (
+    tenant text COLLATE "C" NOT NULL, id uuid NOT NULL, email_key text COLLATE "C" NOT NULL,
+    record jsonb NOT NULL, PRIMARY KEY (tenant, id), UNIQUE (tenant, email_key));
+CREATE TABLE latch_sessions (
+    tenant text COLLATE "C" NOT NULL, id uuid NOT NULL, user_id uuid NOT NULL,
+    created_at bigint NOT NULL, record jsonb NOT NULL, PRIMARY KEY (tenant, id));
+CREATE INDEX latch_sessions_by_user ON latch_sessions (tenant, user_id);
+CREATE TABLE latch_refresh (
+    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, session_id uuid NOT NULL,
+    record jsonb NOT NULL, PRIMARY KEY (tenant, hash));
+CREATE INDEX latch_refresh_by_session ON latch_refresh (tenant, session_id);
+CREATE TABLE latch_events (
+    tenant text COLLATE "C" NOT NULL, id uuid NOT NULL, record jsonb NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE latch_one_time (
+    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, expires_at bigint NOT NULL,
+    record jsonb NOT NULL, PRIMARY KEY (tenant, hash));
+CREATE TABLE latch_clients (
+    tenant text COLLATE "C" NOT NULL, client_id text COLLATE "C" NOT NULL,
+    record jsonb NOT NULL, PRIMARY KEY (tenant, client_id));
+CREATE TABLE latch_browser_sessions (
+    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, expires_at bigint NOT NULL,
+    record jsonb NOT NULL, PRIMARY KEY (tenant, hash));
+"#;
+
+/// The tables that hold a tenant's data, in the order a tenant is removed.
+const TENANT_TABLES: [&str; 9] = [
+    "latch_keys",
+    "latch_users",
+    "latch_sessions",
+    "latch_refresh",
+    "latch_events",
+    "latch_one_time",
+    "latch_clients",
+    "latch_browser_sessions",
+    "latch_tenants",
+];
+
+/// A key for `pg_advisory_lock`: migrations take turns across nodes.
+const MIGRATION_LOCK: i64 = 0x6c61_7463_685f_6d69; // "latch_mi"
+
+type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn sql(error: ::postgres::Error) -> StoreError {
+    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        return StoreError::Conflict;
+    }
+    StoreError::Backend(error.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<Value> {
+    serde_json::to_value(value).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, row: &Row) -> StoreResult<T> {
+    let value: Value = row.try_get("record").map_err(|_| StoreError::Corrupt(table))?;
+    serde_json::from_value(value).map_err(|_| StoreError::Corrupt(table))
+}
+
+fn decode_all<T: DeserializeOwned>(table: &'static str, rows: &[Row]) -> StoreResult<Vec<T>> {
+    rows.iter().map(|row| decode(table, row)).collect()
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgres://` URL), checks the schema version and
+    /// creates or upgrades the schema under an advisory lock, so nodes
+    /// starting together do not race.
+    pub fn connect(url: &str, max_connections: u32) -> StoreResult<PostgresStore> {
+        let mut config: ::postgres::Config = url.parse().map_err(|e| StoreError::Format(format!("store URL: {e}")))?;
+        // Every acknowledged write must be on disk, whatever the server's default.
+        config.options("-c synchronous_commit=on");
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2_postgres::r2d2::Pool::builder()
+            .max_size(max_connections.max(1))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn client(&self) -> StoreResult<r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool.get().map_err(|e| StoreError::Backend(format!("no PostgreSQL connection: {e}")))
+    }
+
+    /// Creates the schema, or checks the one found; refuses a newer one.
+    fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.client()?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(sql)?;
+        let result = (|| {
+            let mut tx = client.transaction().map_err(sql)?;
+            tx.batch_execute("CREATE TABLE IF NOT EXISTS latch_schema (version integer NOT NULL)").map_err(sql)?;
+            let found: Option<i32> =
+                tx.query_opt("SELECT version FROM latch_schema", &[]).map_err(sql)?.map(|row| row.get(0));
+            match found {
+                None => {
+                    tx.batch_execute(SCHEMA_V1).map_err(sql)?;
+                    tx.execute("INSERT INTO latch_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).map_err(sql)?;
+                }
+                Some(version) if version > SCHEMA_VERSION => {
+                    return Err(StoreError::Format(format!(
+                        "the database's latch schema is version {version}, newer than this binary's {SCHEMA_VERSION}: \
+                         upgrade latch"
+                    )));
+                }
+                Some(_) => {}
+            }
+            tx.commit().map_err(sql)
+        })();
+        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).map_err(sql)?;
+        result
+    }
+
+    /// Reads one record `FOR UPDATE`, applies `change`, writes it back when
+    /// asked: the atomic step of every `update_*`.
+    fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        table: &'static str,
+        filter: &str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+        change: &mut dyn FnMut(&mut T) -> StoreResult<Change>,
+    ) -> StoreResult<Option<T>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let select = format!("SELECT record FROM {table} WHERE {filter} FOR UPDATE");
+        let Some(row) = tx.query_opt(&select, params).map_err(sql)? else { return Ok(None) };
+        let mut record: T = decode(table, &row)?;
+        if change(&mut record)? == Change::Write {
+            let record_param = encode(&record)?;
+            let mut with_record: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params.to_vec();
+            with_record.push(&record_param);
+            let update = format!("UPDATE {table} SET record = ${} WHERE {filter}", params.len() + 1);
+            tx.execute(&update, &with_record).map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(Some(record))
+    }
+}
+
+impl TenantStore for PostgresStore {
+    fn create_tenant(&self, tenant: &TenantRecord, keys: &[KeyRecord]) -> StoreResult<()> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        tx.execute("INSERT INTO latch_tenants (id, record) VALUES ($1, $2)", &[&tenant.id.as_str(), &encode(tenant)?])
+            .map_err(sql)?;
+        for key in keys {
+            tx.execute(
+                "INSERT INTO latch_keys (tenant, kid, created_at, record) VALUES ($1, $2, $3, $4)",
+                &[&tenant.id.as_str(), &key.kid, &key.created_at, &encode(key)?],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRecord>> {
+        let row = self.client()?.query_opt("SELECT record FROM latch_tenants WHERE id = $1", &[&id.as_str()]);
+        row.map_err(sql)?.map(|row| decode("tenants", &row)).transpose()
+    }
+
+    fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        let rows = self.client()?.query("SELECT record FROM latch_tenants ORDER BY id", &[]).map_err(sql)?;
+        decode_all("tenants", &rows)
+    }
+
+    fn update_tenant(
+        &self,
+        id: &TenantId,
+        change: &mut dyn FnMut(&mut TenantRecord) -> Change,
+    ) -> StoreResult<Option<TenantRecord>> {
+        self.update("latch_tenants", "id = $1", &[&id.as_str()], &mut |tenant: &mut TenantRecord| {
+            let before = tenant.id.clone();
+            let decided = change(tenant);
+            // The id is the row's key; a change cannot move it.
+            tenant.id = before;
+            Ok(decided)
+        })
+    }
+
+    fn delete_tenant(&self, id: &TenantId) -> StoreResult<bool> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let mut existed = false;
+        for table in TENANT_TABLES {
+            let column = if table == "latch_tenants" { "id" } else { "tenant" };
+            let removed =
+                tx.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), &[&id.as_str()]).map_err(sql)?;
+            existed = table == "latch_tenants" && removed > 0;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(existed)
+    }
+}
+
+impl KeyStore for PostgresStore {
+    fn rotate_keys(&self, tenant: &TenantId, new: &KeyRecord) -> StoreResult<()> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        // Rotations of one tenant take turns (on every node): a key another
+        // rotation adds meanwhile is then seen and retired, never left live.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext('latch-keys:' || $1))", &[&tenant.as_str()]).map_err(sql)?;
+        let rows = tx.query("SELECT record FROM latch_keys WHERE tenant = $1", &[&tenant.as_str()]).map_err(sql)?;
+        for old in decode_all::<KeyRecord>("keys", &rows)? {
+            if old.kid != new.kid && old.retired_at.is_none() {
+                let retired = KeyRecord { retired_at: Some(new.active_from), ..old };
+                tx.execute(
+                    "UPDATE latch_keys SET record = $3 WHERE tenant = $1 AND kid = $2",
+                    &[&tenant.as_str(), &retired.kid, &encode(&retired)?],
+                )
+                .map_err(sql)?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO latch_keys (tenant, kid, created_at, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, kid) DO UPDATE SET created_at = excluded.created_at, record = excluded.record",
+            &[&tenant.as_str(), &new.kid, &new.created_at, &encode(new)?],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>> {
+        let rows = self
+            .client()?
+            .query("SELECT record FROM latch_keys WHERE tenant = $1 ORDER BY created_at, kid", &[&tenant.as_str()])
+            .map_err(sql)?;
+        decode_all("keys", &rows)
+    }
+}
+
+impl UserStore for PostgresStore {
+    fn insert_user(&self, user: &UserRecord) -> StoreResult<()> {
+        self.client()?
+            .execute(
+                "INSERT INTO latch_users (tenant, id, email_key, record) VALUES ($1, $2, $3, $4)",
+                &[&user.tenant.as_str(), &user.id, &user.email_key, &encode(user)?],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let row = self
+            .client()?
+            .query_opt("SELECT record FROM latch_users WHERE tenant = $1 AND id = $2", &[&tenant.as_str(), &id]);
+        row.map_err(sql)?.map(|row| decode("users", &row)).transpose()
+    }
+
+    fn find_user_by_email(&self, tenant: &TenantId, email_key: &str) -> StoreResult<Option<UserRecord>> {
+        let row = self.client()?.query_opt(
+            "SELECT record FROM latch_users WHERE tenant = $1 AND email_key = $2",
+            &[&tenant.as_str(), &email_key],
+        );
+        row.map_err(sql)?.map(|row| decode("users", &row)).transpose()
+    }
+
+    fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        change: &mut dyn FnMut(&mut UserRecord) -> Change,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.update("latch_users", "tenant = $1 AND id = $2", &[&tenant.as_str(), &id], &mut |user: &mut UserRecord| {
+            let email_key = user.email_key.clone();
+            let decided = change(user);
+            // The email is the row's unique key; moving it is not an update.
+            if decided == Change::Write && user.email_key != email_key {
+                return Err(StoreError::Conflict);
+            }
+            Ok(decided)
+        })
+    }
+
+    fn list_users(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()?
+            .query(
+                "SELECT record FROM latch_users WHERE tenant = $1 AND starts_with(email_key, $2) \
+                 AND ($3::text IS NULL OR email_key > $3) ORDER BY email_key LIMIT $4",
+                &[&tenant.as_str(), &prefix, &after, &limit],
+            )
+            .map_err(sql)?;
+        decode_all("users", &rows)
+    }
+
+    fn delete_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let removed = tx
+            .query_opt(
+                "DELETE FROM latch_users WHERE tenant = $1 AND id = $2 RETURNING record",
+                &[&tenant.as_str(), &id],
+            )
+            .map_err(sql)?;
+        let Some(row) = removed else { return Ok(None) };
+        let user: UserRecord = decode("users", &row)?;
+        tx.execute(
+            "DELETE FROM latch_refresh WHERE tenant = $1 AND session_id IN \
+             (SELECT id FROM latch_sessions WHERE tenant = $1 AND user_id = $2)",
+            &[&tenant.as_str(), &id],
+        )
+        .map_err(sql)?;
+        tx.execute("DELETE FROM latch_sessions WHERE tenant = $1 AND user_id = $2", &[&tenant.as_str(), &id])
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(Some(user))
+    }
+}
+
+impl SessionStore for PostgresStore {
+    fn insert_session(&self, session: &SessionRecord, refresh_hash: &[u8; 32]) -> StoreResult<()> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let tenant = session.tenant.as_str();
+        tx.execute(
+            "INSERT INTO latch_sessions (tenant, id, user_id, created_at, record) VALUES ($1, $2, $3, $4, $5)",
+            &[&tenant, &session.id, &session.user_id, &session.created_at, &encode(session)?],
+        )
+        .map_err(sql)?;
+        let refresh = RefreshRecord { session_id: session.id, generation: session.generation };
+        tx.execute(
+            "INSERT INTO latch_refresh (tenant, hash, session_id, record) VALUES ($1, $2, $3, $4)",
+            &[&tenant, &refresh_hash.as_slice(), &session.id, &encode(&refresh)?],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    fn get_session(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        let row = self
+            .client()?
+            .query_opt("SELECT record FROM latch_sessions WHERE tenant = $1 AND id = $2", &[&tenant.as_str(), &id]);
+        row.map_err(sql)?.map(|row| decode("sessions", &row)).transpose()
+    }
+
+    fn get_refresh(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<RefreshRecord>> {
+        let row = self.client()?.query_opt(
+            "SELECT record FROM latch_refresh WHERE tenant = $1 AND hash = $2",
+            &[&tenant.as_str(), &hash.as_slice()],
+        );
+        row.map_err(sql)?.map(|row| decode("refresh", &row)).transpose()
+    }
+
+    fn rotate_session(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        expected_generation: u64,
+        new_refresh_hash: &[u8; 32],
+        change: &mut dyn FnMut(&mut SessionRecord),
+    ) -> StoreResult<SessionRecord> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let row = tx
+            .query_opt(
+                "SELECT record FROM latch_sessions WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                &[&tenant.as_str(), &id],
+            )
+            .map_err(sql)?
+            .ok_or(StoreError::NotFound)?;
+        let mut session: SessionRecord = decode("sessions", &row)?;
+        // The row lock orders rotations: the second sees the first's generation.
+        if session.generation != expected_generation || session.revoked_at.is_some() {
+            return Err(StoreError::Stale);
+        }
+        change(&mut session);
+        session.generation = expected_generation + 1;
+        let refresh = RefreshRecord { session_id: id, generation: session.generation };
+        tx.execute(
+            "UPDATE latch_sessions SET record = $3 WHERE tenant = $1 AND id = $2",
+            &[&tenant.as_str(), &id, &encode(&session)?],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO latch_refresh (tenant, hash, session_id, record) VALUES ($1, $2, $3, $4)",
+            &[&tenant.as_str(), &new_refresh_hash.as_slice(), &id, &encode(&refresh)?],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(session)
+    }
+
+    fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>> {
+        self.update(
+            "latch_sessions",
+            "tenant = $1 AND id = $2",
+            &[&tenant.as_str(), &id],
+            &mut |s: &mut SessionRecord| {
+                if s.revoked_at.is_some() {
+                    return Ok(Change::Keep);
+                }
+                s.revoked_at = Some(now);
+                Ok(Change::Write)
+            },
+        )
+    }
+
+    fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT record FROM latch_sessions WHERE tenant = $1 AND user_id = $2 ORDER BY created_at, id",
+                &[&tenant.as_str(), &user],
+            )
+            .map_err(sql)?;
+        decode_all("sessions", &rows)
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn append_event(&self, event: &EventRecord, retain: usize) -> StoreResult<()> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let tenant = event.tenant.as_str();
+        tx.execute(
+            "INSERT INTO latch_events (tenant, id, record) VALUES ($1, $2, $3)",
+            &[&tenant, &event.id, &encode(event)?],
+        )
+        .map_err(sql)?;
+        // Ids are UUIDv7: by id is by time. Beyond `retain`, the oldest go.
+        let retain = i64::try_from(retain).unwrap_or(i64::MAX);
+        tx.execute(
+            "DELETE FROM latch_events WHERE tenant = $1 AND id IN \
+             (SELECT id FROM latch_events WHERE tenant = $1 ORDER BY id DESC OFFSET $2)",
+            &[&tenant, &retain],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    fn list_events(&self, tenant: &TenantId, limit: usize, before: Option<Uuid>) -> StoreResult<Vec<EventRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()?
+            .query(
+                "SELECT record FROM latch_events WHERE tenant = $1 AND ($2::uuid IS NULL OR id < $2) \
+                 ORDER BY id DESC LIMIT $3",
+                &[&tenant.as_str(), &before, &limit],
+            )
+            .map_err(sql)?;
+        decode_all("events", &rows)
+    }
+}
+
+impl OneTimeTokenStore for PostgresStore {
+    fn put_one_time(&self, tenant: &TenantId, hash: &[u8; 32], record: &OneTimeRecord) -> StoreResult<()> {
+        self.client()?
+            .execute(
+                "INSERT INTO latch_one_time (tenant, hash, expires_at, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, hash) DO UPDATE SET expires_at = excluded.expires_at, record = excluded.record",
+                &[&tenant.as_str(), &hash.as_slice(), &record.expires_at, &encode(record)?],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn take_one_time(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<OneTimeRecord>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let key: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&tenant.as_str(), &hash.as_slice()];
+        let Some(row) = tx
+            .query_opt("SELECT record FROM latch_one_time WHERE tenant = $1 AND hash = $2 FOR UPDATE", &key)
+            .map_err(sql)?
+        else {
+            return Ok(None);
+        };
+        let record: OneTimeRecord = decode("one_time", &row)?;
+        // Presented where it does not belong: refused, and not used up.
+        if record.purpose != purpose {
+            return Ok(None);
+        }
+        tx.execute("DELETE FROM latch_one_time WHERE tenant = $1 AND hash = $2", &key).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok((record.expires_at > now).then_some(record))
+    }
+
+    fn purge_one_time(&self, now: i64) -> StoreResult<u64> {
+        self.client()?.execute("DELETE FROM latch_one_time WHERE expires_at <= $1", &[&now]).map_err(sql)
+    }
+}
+
+impl ClientStore for PostgresStore {
+    fn create_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        self.client()?
+            .execute(
+                "INSERT INTO latch_clients (tenant, client_id, record) VALUES ($1, $2, $3)",
+                &[&client.tenant.as_str(), &client.client_id, &encode(client)?],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn get_client(&self, tenant: &TenantId, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let row = self.client()?.query_opt(
+            "SELECT record FROM latch_clients WHERE tenant = $1 AND client_id = $2",
+            &[&tenant.as_str(), &client_id],
+        );
+        row.map_err(sql)?.map(|row| decode("clients", &row)).transpose()
+    }
+
+    fn list_clients(&self, tenant: &TenantId) -> StoreResult<Vec<ClientRecord>> {
+        let rows = self
+            .client()?
+            .query("SELECT record FROM latch_clients WHERE tenant = $1 ORDER BY client_id", &[&tenant.as_str()])
+            .map_err(sql)?;
+        decode_all("clients", &rows)
+    }
+
+    fn update_client(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        change: &mut dyn FnMut(&mut ClientRecord) -> Change,
+    ) -> StoreResult<Option<ClientRecord>> {
+        let key: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&tenant.as_str(), &client_id];
+        self.update("latch_clients", "tenant = $1 AND client_id = $2", &key, &mut |client: &mut ClientRecord| {
+            let (tenant, id) = (client.tenant.clone(), client.client_id.clone());
+            let decided = change(client);
+            // Tenant and id are the row's key; a change cannot move them.
+            (client.tenant, client.client_id) = (tenant, id);
+            Ok(decided)
+        })
+    }
+
+    fn delete_client(&self, tenant: &TenantId, client_id: &str) -> StoreResult<bool> {
+        let removed = self
+            .client()?
+            .execute("DELETE FROM latch_clients WHERE tenant = $1 AND client_id = $2", &[&tenant.as_str(), &client_id])
+            .map_err(sql)?;
+        Ok(removed > 0)
+    }
+}
+
+impl BrowserSessionStore for PostgresStore {
+    fn put_browser_session(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        record: &BrowserSessionRecord,
+    ) -> StoreResult<()> {
+        self.client()?
+            .execute(
+                "INSERT INTO latch_browser_sessions (tenant, hash, expires_at, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, hash) DO UPDATE SET expires_at = excluded.expires_at, record = excluded.record",
+                &[&tenant.as_str(), &hash.as_slice(), &record.expires_at, &encode(record)?],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn get_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>> {
+        let row = self.client()?.query_opt(
+            "SELECT record FROM latch_browser_sessions WHERE tenant = $1 AND hash = $2",
+            &[&tenant.as_str(), &hash.as_slice()],
+        );
+        row.map_err(sql)?.map(|row| decode("browser_sessions", &row)).transpose()
+    }
+
+    fn update_browser_session(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+        change: &mut dyn FnMut(&mut BrowserSessionRecord) -> Change,
+    ) -> StoreResult<Option<BrowserSessionRecord>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let key: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&tenant.as_str(), &hash.as_slice()];
+        let select = "SELECT record FROM latch_browser_sessions WHERE tenant = $1 AND hash = $2 FOR UPDATE";
+        let Some(row) = tx.query_opt(select, &key).map_err(sql)? else { return Ok(None) };
+        let mut record: BrowserSessionRecord = decode("browser_sessions", &row)?;
+        if change(&mut record) == Change::Write {
+            // The expiry is a column too (purges select by it).
+            tx.execute(
+                "UPDATE latch_browser_sessions SET expires_at = $3, record = $4 WHERE tenant = $1 AND hash = $2",
+                &[&tenant.as_str(), &hash.as_slice(), &record.expires_at, &encode(&record)?],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(Some(record))
+    }
+
+    fn delete_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>> {
+        let row = self.client()?.query_opt(
+            "DELETE FROM latch_browser_sessions WHERE tenant = $1 AND hash = $2 RETURNING record",
+            &[&tenant.as_str(), &hash.as_slice()],
+        );
+        row.map_err(sql)?.map(|row| decode("browser_sessions", &row)).transpose()
+    }
+
+    fn purge_browser_sessions(&self, now: i64) -> StoreResult<u64> {
+        self.client()?.execute("DELETE FROM latch_browser_sessions WHERE expires_at <= $1", &[&now]).map_err(sql)
+    }
+}
+
+impl MetaStore for PostgresStore {
+    fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = self.client()?.query_opt("SELECT value FROM latch_meta WHERE key = $1", &[&key]).map_err(sql)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.client()?
+            .execute(
+                "INSERT INTO latch_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+}
+
+impl Store for PostgresStore {
+    fn flush(&self) -> StoreResult<()> {
+        // Every write committed synchronously: nothing is waiting.
+        Ok(())
+    }
+
+    fn writes_possible(&self) -> StoreResult<()> {
+        self.client()?.simple_query("SELECT 1").map(|_| ()).map_err(sql)
+    }
+
+    fn export(&self, _out: &mut dyn std::io::Write) -> StoreResult<u64> {
+        // The backup format names sled's trees and keys; a store-neutral
+        // format (issue 17, item 4) comes with `latch migrate`.
+        Err(StoreError::Backend("backups of a PostgreSQL store are not supported yet".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh database for one test, on the server `LATCH_TEST_POSTGRES`
+    /// names (libpq key-value form; the test command starts one); dropped
+    /// afterwards.
+    pub(crate) struct TestDatabase {
+        admin: String,
+        name: String,
+        pub url: String,
+    }
+
+    impl TestDatabase {
+        pub(crate) fn new() -> TestDatabase {
+            let admin = std::env::var("LATCH_TEST_POSTGRES")
+                .expect("LATCH_TEST_POSTGRES names a PostgreSQL server: run ./test.sh, which starts one");
+            let name = format!("latch_test_{}", Uuid::new_v4().simple());
+            let mut client = ::postgres::Client::connect(&admin, NoTls).expect("connect to the test server");
+            client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
+            // In the key-value form a later key wins: the same server, this database.
+            let url = format!("{admin} dbname={name}");
+            TestDatabase { admin, name, url }
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            if let Ok(mut client) = ::postgres::Client::connect(&self.admin, NoTls) {
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            }
+        }
+    }
+
+    #[test]
+    fn the_postgres_store_passes_the_conformance_suite() {
+        let database = TestDatabase::new();
+        let store = PostgresStore::connect(&database.url, 8).expect("connects and creates the schema");
+        conformance::run(&store);
+    }
+
+    #[test]
+    fn the_schema_is_made_once_and_a_newer_one_is_refused() {
+        let database = TestDatabase::new();
+        // Nodes starting together: the advisory lock makes one create the schema.
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = database.url.clone();
+                std::thread::spawn(move || PostgresStore::connect(&url, 2).map(|_| ()))
+            })
+            .collect();
+        for start in starts {
+            start.join().expect("thread").expect("every node starts");
+        }
+        let mut client = ::postgres::Client::connect(&database.url, NoTls).expect("connect");
+        let versions: i64 = client.query_one("SELECT count(*) FROM latch_schema", &[]).expect("count").get(0);
+        assert_eq!(versions, 1, "one schema row");
+        client.execute("UPDATE latch_schema SET version = $1", &[&(SCHEMA_VERSION + 1)]).expect("bump");
+        let refused = PostgresStore::connect(&database.url, 2).err().expect("a newer schema is refused");
+        assert!(refused.to_string().contains("newer than this binary"), "{refused}");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_a_clear_error() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let error =
+            PostgresStore::connect("postgres://latch@127.0.0.1:1/latch?connect_timeout=2", 1).err().expect("refused");
+        assert!(error.to_string().contains("cannot reach PostgreSQL"), "{error}");
+    }
+}
