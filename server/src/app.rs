@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::AuthRateLimit;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{Settings, StoreLocation};
 use crate::crypto::{MasterKey, random_token, token_hash};
 use crate::domain::{Latch, NewTenant, Operator, PasswordHasher, Services, TenantChanges, TenantId};
 use crate::mail::Mailer;
@@ -61,7 +61,9 @@ pub struct RunningServer {
 
 /// The store and secrets, opened and checked, before anything listens.
 struct Prepared {
-    store: SledStore,
+    store: Arc<dyn Store>,
+    /// Opens the store again after it failed (`StoreHandle::recovering`).
+    reopen: Reopen,
     master: MasterKey,
     operator_token_hash: [u8; 32],
     first_start: bool,
@@ -73,26 +75,55 @@ struct Prepared {
 /// only for a brand-new data directory.
 async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let existing_key = MasterKey::load(&settings.master_key_file)?;
-    if existing_key.is_none() && SledStore::holds_store(&settings.data_dir) {
-        anyhow::bail!(
-            "the master key file {} does not exist, but {} holds a store sealed with a master key; \
+    let missing_key = |holder: String| {
+        anyhow::anyhow!(
+            "the master key file {} does not exist, but {holder} holds a store sealed with a master key; \
              set LATCH_MASTER_KEY_FILE (or --master-key-file) to that key's file",
             settings.master_key_file.display(),
-            settings.data_dir.display()
-        );
-    }
-    let data_dir = settings.data_dir.clone();
-    let cache = settings.cache_mb << 20;
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&data_dir, cache)).await??;
+        )
+    };
+    let (store, reopen): (Arc<dyn Store>, Reopen) = match &settings.store {
+        StoreLocation::Sled => {
+            if existing_key.is_none() && SledStore::holds_store(&settings.data_dir) {
+                return Err(missing_key(settings.data_dir.display().to_string()));
+            }
+            let (data_dir, cache) = (settings.data_dir.clone(), settings.cache_mb << 20);
+            let opening = data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || SledStore::open(&opening, cache)).await??;
+            let reopen: Reopen = Arc::new(move || Ok(Arc::new(SledStore::open(&data_dir, cache)?) as Arc<dyn Store>));
+            (Arc::new(store), reopen)
+        }
+        StoreLocation::Postgres(database) => {
+            let connecting = database.clone();
+            let (store, sealed) = tokio::task::spawn_blocking(move || {
+                let store = connecting.connect()?;
+                let sealed = store.get_meta(MASTER_KEY_CHECK)?.is_some();
+                StoreResult::Ok((store, sealed))
+            })
+            .await??;
+            if existing_key.is_none() && sealed {
+                return Err(missing_key(format!("the database {}", database.shown())));
+            }
+            let database = database.clone();
+            let reopen: Reopen = Arc::new(move || Ok(Arc::new(database.connect()?) as Arc<dyn Store>));
+            (Arc::new(store), reopen)
+        }
+    };
     let (master, master_key_created) = match existing_key {
         Some(key) => (key, false),
         None => (MasterKey::create(&settings.master_key_file)?, true),
     };
-    let mut startup = Startup { master_key_created, ..Startup::default() };
-    let first_start = store.get_meta(INITIALIZED_AT)?.is_none();
-    check_master_key(&store, &master)?;
-    let operator_token_hash = operator_token(&store, settings, &mut startup)?;
-    Ok(Prepared { store, master, operator_token_hash, first_start, startup })
+    // Store calls block (PostgreSQL's client most of all): off the async workers.
+    let (checking, owned_settings) = (store.clone(), settings.clone());
+    let (master, first_start, operator_token_hash, startup) = tokio::task::spawn_blocking(move || {
+        let mut startup = Startup { master_key_created, ..Startup::default() };
+        let first_start = checking.get_meta(INITIALIZED_AT)?.is_none();
+        check_master_key(checking.as_ref(), &master)?;
+        let operator_token_hash = operator_token(checking.as_ref(), &owned_settings, &mut startup)?;
+        anyhow::Ok((master, first_start, operator_token_hash, startup))
+    })
+    .await??;
+    Ok(Prepared { store, reopen, master, operator_token_hash, first_start, startup })
 }
 
 /// The domain services over a prepared store; on first start, the demo tenant.
@@ -102,10 +133,8 @@ async fn assemble(
     clock: Arc<dyn Clock>,
     public_url: String,
 ) -> anyhow::Result<(Arc<Latch>, JoinHandle<StoreResult<()>>, Startup)> {
-    let Prepared { store, master, operator_token_hash, first_start, mut startup } = prepared;
-    let (data_dir, cache) = (settings.data_dir.clone(), settings.cache_mb << 20);
-    let reopen: Reopen = Arc::new(move || Ok(Arc::new(SledStore::open(&data_dir, cache)?) as Arc<dyn Store>));
-    let (store, committer) = StoreHandle::recovering(Arc::new(store) as Arc<dyn Store>, reopen);
+    let Prepared { store, reopen, master, operator_token_hash, first_start, mut startup } = prepared;
+    let (store, committer) = StoreHandle::recovering(store, reopen);
     let hasher = PasswordHasher::new(settings.hash_concurrency, crate::domain::default_params());
     let mailer = match &settings.smtp {
         Some(smtp) => Mailer::smtp(smtp, &settings.mail_from)?,
@@ -159,7 +188,7 @@ pub async fn init(
     clock: Arc<dyn Clock>,
     first: NewTenant,
 ) -> anyhow::Result<(Startup, crate::store::TenantRecord, String)> {
-    if SledStore::holds_store(&settings.data_dir) {
+    if settings.store == StoreLocation::Sled && SledStore::holds_store(&settings.data_dir) {
         anyhow::bail!(
             "{} already holds a latch store; `latch init` only sets up a new one",
             settings.data_dir.display()
@@ -167,7 +196,11 @@ pub async fn init(
     }
     let settings = Settings { demo_tenant: false, ..settings.clone() };
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
-    let (latch, committer, startup) = assemble(prepare(&settings).await?, &settings, clock, public_url).await?;
+    let prepared = prepare(&settings).await?;
+    if !prepared.first_start {
+        anyhow::bail!("the database already holds a latch store; `latch init` only sets up a new one");
+    }
+    let (latch, committer, startup) = assemble(prepared, &settings, clock, public_url).await?;
     let created = latch.create_tenant(&Operator::local(), first).await;
     let issuer = created.as_ref().map(|tenant| latch.issuer(&tenant.id)).unwrap_or_default();
     close_store(latch, committer).await?;
@@ -261,7 +294,7 @@ async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
 }
 
 /// The master key must be the one this data directory was created with.
-fn check_master_key(store: &SledStore, master: &MasterKey) -> anyhow::Result<()> {
+fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Result<()> {
     match store.get_meta(MASTER_KEY_CHECK)? {
         Some(sealed) => {
             if master.open(MASTER_KEY_CHECK_CONTEXT, &sealed).is_none() {
@@ -280,7 +313,7 @@ fn check_master_key(store: &SledStore, master: &MasterKey) -> anyhow::Result<()>
 
 /// The hash of the operator token: `LATCH_OPERATOR_TOKEN` when set, else one
 /// generated at first start (shown once, only its hash kept).
-fn operator_token(store: &SledStore, settings: &Settings, startup: &mut Startup) -> anyhow::Result<[u8; 32]> {
+fn operator_token(store: &dyn Store, settings: &Settings, startup: &mut Startup) -> anyhow::Result<[u8; 32]> {
     if let Some(token) = settings.operator_token() {
         return Ok(token_hash(token));
     }

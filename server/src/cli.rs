@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use latch_shared::Algorithm;
 
 use crate::clock::SystemClock;
-use crate::config::{CommonArgs, ConfigArgs, Settings};
+use crate::config::{CommonArgs, ConfigArgs, Settings, StoreLocation};
 use crate::domain::{Actor, ClientChanges, Latch, NewClient, NewTenant, NewUser, Operator, TenantChanges, TenantId};
 use crate::store::ClientType;
 use crate::store::sled::SledStore;
@@ -390,6 +390,9 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Backup { file, server }) => backup(&settings()?, &file, server),
         Some(Command::Restore { file }) => {
             let settings = settings()?;
+            if settings.store != StoreLocation::Sled {
+                anyhow::bail!("restoring into PostgreSQL is not supported yet; restore into a sled data directory");
+            }
             let input = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let records = SledStore::restore(&settings.data_dir, &mut std::io::BufReader::new(input))?;
             println!("restored {records} records into {}", settings.data_dir.display());
@@ -589,6 +592,9 @@ fn backup(settings: &Settings, file: &Path, server: Option<String>) -> anyhow::R
     let (bytes, how) = match server {
         Some(url) => (runtime.block_on(fetch_backup(settings, &url))?, format!("from {url}")),
         None => {
+            if settings.store != StoreLocation::Sled {
+                anyhow::bail!("backups of a PostgreSQL store are not supported yet (use pg_dump)");
+            }
             if !settings.data_dir.exists() {
                 anyhow::bail!("no data directory at {}", settings.data_dir.display());
             }
@@ -638,7 +644,7 @@ where
     F: FnOnce(Arc<crate::domain::Latch>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    if !settings.data_dir.exists() {
+    if settings.store == StoreLocation::Sled && !settings.data_dir.exists() {
         anyhow::bail!("no data directory at {} (create one with `latch init TENANT`)", settings.data_dir.display());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -59,6 +59,10 @@ pub struct CommonArgs {
     /// Log format [default: text].
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Where the data lives: `sled` (the data directory) or a `postgres://`
+    /// URL (its password in LATCH_STORE_PASSWORD, never in a file) [default: sled].
+    #[arg(long, global = true, value_name = "sled|URL")]
+    pub store: Option<String>,
 }
 
 /// Every non-secret setting, as flags (clap), TOML keys and `LATCH_*`
@@ -134,9 +138,14 @@ pub struct ConfigArgs {
 
 /// Secrets: environment only. A file naming one gets an error that says
 /// which variable to use.
-const SECRETS: &[(&str, &str)] = &[("operator_token", OPERATOR_TOKEN_VAR), ("smtp_password", SMTP_PASSWORD_VAR)];
+const SECRETS: &[(&str, &str)] = &[
+    ("operator_token", OPERATOR_TOKEN_VAR),
+    ("smtp_password", SMTP_PASSWORD_VAR),
+    ("store_password", STORE_PASSWORD_VAR),
+];
 const OPERATOR_TOKEN_VAR: &str = "LATCH_OPERATOR_TOKEN";
 const SMTP_PASSWORD_VAR: &str = "LATCH_SMTP_PASSWORD";
+const STORE_PASSWORD_VAR: &str = "LATCH_STORE_PASSWORD";
 const CONFIG_VAR: &str = "LATCH_CONFIG";
 
 impl ConfigArgs {
@@ -186,6 +195,13 @@ impl ConfigArgs {
         let table: toml::Table = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
         if let Some((key, variable)) = SECRETS.iter().find(|(key, _)| table.contains_key(*key)) {
             return Err(error(format!("`{key}` is a secret and is not read from files; set {variable} instead")));
+        }
+        if let Some(store) = table.get("store").and_then(toml::Value::as_str)
+            && url::Url::parse(store).is_ok_and(|url| url.password().is_some())
+        {
+            return Err(error(format!(
+                "the `store` URL holds a password, which is not read from files; set {STORE_PASSWORD_VAR} instead"
+            )));
         }
         let keys = ConfigArgs::keys();
         if let Some(unknown) = table.keys().find(|key| !keys.contains(key)) {
@@ -258,6 +274,18 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Where `/metrics` is served; `None`: metrics are off.
     pub metrics_listen: Option<String>,
+    /// Where the data lives.
+    pub store: StoreLocation,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StoreLocation {
+    /// sled, in the data directory.
+    #[default]
+    Sled,
+    /// A PostgreSQL database.
+    Postgres(Box<crate::store::postgres::Database>),
 }
 
 /// The PEM files HTTPS is served with.
@@ -421,6 +449,18 @@ impl Settings {
         let listen = listen_address("listen", config.listen.as_deref().unwrap_or("127.0.0.1:8080"))?;
         let metrics_listen =
             config.metrics_listen.as_deref().map(|m| listen_address("metrics_listen", m)).transpose()?;
+        let store = match config.common.store.as_deref() {
+            None | Some("sled") => StoreLocation::Sled,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let password = env.get(STORE_PASSWORD_VAR).filter(|p| !p.is_empty()).map(String::as_str);
+                StoreLocation::Postgres(Box::new(
+                    crate::store::postgres::Database::parse(url, password).map_err(ConfigError::Invalid)?,
+                ))
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!("store: {other:?} is neither `sled` nor a postgres:// URL")));
+            }
+        };
         if config.hash_concurrency == Some(0) {
             return Err(ConfigError::Invalid("hash_concurrency must be at least 1".into()));
         }
@@ -444,6 +484,7 @@ impl Settings {
             trusted_proxies,
             tls,
             metrics_listen,
+            store,
         })
     }
 
@@ -521,6 +562,7 @@ mod tests {
             "tls_cert" => ("/etc/latch/cert.pem", json!("/etc/latch/cert.pem")),
             "tls_key" => ("/etc/latch/key.pem", json!("/etc/latch/key.pem")),
             "metrics_listen" => ("127.0.0.1:9464", json!("127.0.0.1:9464")),
+            "store" => ("postgres://latch@db.example/latch", json!("postgres://latch@db.example/latch")),
             _ => return None,
         })
     }

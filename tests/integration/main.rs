@@ -25,6 +25,7 @@ mod oidc_browser;
 mod openapi;
 mod operations;
 mod persistence;
+mod postgres;
 mod proxies;
 mod recovery;
 mod registration;

@@ -25,3 +25,7 @@ pg_stop() {
 }
 trap pg_stop EXIT
 export LATCH_TEST_POSTGRES="host=$pg_dir port=5432 user=latch dbname=postgres"
+# The same server as a URL (the socket directory percent-encoded as the host),
+# as `--store` takes it; tests replace the database name.
+LATCH_TEST_POSTGRES_URL="postgresql://latch@$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$pg_dir"):5432/postgres"
+export LATCH_TEST_POSTGRES_URL

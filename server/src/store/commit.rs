@@ -148,27 +148,27 @@ impl StoreHandle {
         result
     }
 
-    /// Runs a few point reads (records by key) on the calling async worker:
-    /// sled serves them from memory in microseconds, less than a hop to the
-    /// blocking pool costs. While a backup or a reopen holds the gate it goes
-    /// through [`StoreHandle::run`] instead, so no worker ever waits on the gate.
+    /// Runs a few point reads (records by key) on the calling async worker
+    /// when the engine serves them from memory (sled: microseconds, less than
+    /// a hop to the blocking pool costs). An engine that goes over the network
+    /// (PostgreSQL), or a store whose gate a backup or a reopen holds, goes
+    /// through [`StoreHandle::run`] instead, so no worker ever blocks.
     pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<R> + Send + 'static,
     {
-        let shared = self.shared.store.try_read();
-        match shared {
-            Ok(store) => {
-                let result = f(store.as_deref().ok_or_else(closed)?);
+        {
+            // The guard must not live across the `.await` below.
+            if let Ok(store) = self.shared.store.try_read()
+                && let Some(store) = store.as_deref().filter(|store| store.reads_from_memory())
+            {
+                let result = f(store);
                 self.shared.note(&result);
-                result
-            }
-            Err(_) => {
-                drop(shared);
-                self.run(f).await
+                return result;
             }
         }
+        self.run(f).await
     }
 
     /// A consistent backup of the whole store (the backup file format), taken

@@ -262,6 +262,11 @@ pub trait Store:
 {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+    /// Whether point reads are served from memory without blocking, so an
+    /// async worker may make them itself (`StoreHandle::read`).
+    fn reads_from_memory(&self) -> bool {
+        false
+    }
     /// Whether the storage takes writes now, checked without touching the
     /// store itself (before a failed store is reopened).
     fn writes_possible(&self) -> StoreResult<()>;

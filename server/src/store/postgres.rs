@@ -105,12 +105,71 @@ fn decode_all<T: DeserializeOwned>(table: &'static str, rows: &[Row]) -> StoreRe
     rows.iter().map(|row| decode(table, row)).collect()
 }
 
+/// Where the PostgreSQL store is: a `postgres://` URL, its password from the
+/// environment when the URL has none.
+#[derive(Clone)]
+pub struct Database {
+    config: ::postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Database").field(&self.shown).finish()
+    }
+}
+
+impl PartialEq for Database {
+    fn eq(&self, other: &Database) -> bool {
+        self.shown == other.shown
+    }
+}
+
+impl Database {
+    /// Connections per node.
+    pub const POOL_SIZE: u32 = 16;
+
+    /// Reads a `postgres://` or `postgresql://` URL; `password` is used when
+    /// the URL carries none.
+    pub fn parse(url: &str, password: Option<&str>) -> Result<Database, String> {
+        let mut config: ::postgres::Config = url.parse().map_err(|e| format!("store URL: {e}"))?;
+        if config.get_password().is_none()
+            && let Some(password) = password
+        {
+            config.password(password);
+        }
+        let shown = match url::Url::parse(url) {
+            Ok(mut parsed) => {
+                let _ = parsed.set_password(None);
+                parsed.to_string()
+            }
+            Err(_) => "the configured database".to_owned(),
+        };
+        Ok(Database { config, shown })
+    }
+
+    /// The URL without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Connects (see [`PostgresStore::open`]).
+    pub fn connect(&self) -> StoreResult<PostgresStore> {
+        PostgresStore::open(self.config.clone(), Database::POOL_SIZE)
+    }
+}
+
 impl PostgresStore {
-    /// Connects to `url` (a `postgres://` URL), checks the schema version and
-    /// creates or upgrades the schema under an advisory lock, so nodes
-    /// starting together do not race.
+    /// Connects to `url` (a `postgres://` URL or libpq key-value string).
     pub fn connect(url: &str, max_connections: u32) -> StoreResult<PostgresStore> {
-        let mut config: ::postgres::Config = url.parse().map_err(|e| StoreError::Format(format!("store URL: {e}")))?;
+        let config: ::postgres::Config = url.parse().map_err(|e| StoreError::Format(format!("store URL: {e}")))?;
+        PostgresStore::open(config, max_connections)
+    }
+
+    /// Connects, checks the schema version and creates or upgrades the schema
+    /// under an advisory lock, so nodes starting together do not race.
+    pub fn open(mut config: ::postgres::Config, max_connections: u32) -> StoreResult<PostgresStore> {
         // Every acknowledged write must be on disk, whatever the server's default.
         config.options("-c synchronous_commit=on");
         let manager = PostgresConnectionManager::new(config, NoTls);
@@ -141,6 +200,13 @@ impl PostgresStore {
                 None => {
                     tx.batch_execute(SCHEMA_V1).map_err(sql)?;
                     tx.execute("INSERT INTO latch_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).map_err(sql)?;
+                    // What readiness looks for, as in a sled store.
+                    let format = format!("latch-postgres/{SCHEMA_VERSION}");
+                    tx.execute(
+                        "INSERT INTO latch_meta (key, value) VALUES ($1, $2)",
+                        &[&super::sled::FORMAT_KEY, &format.as_bytes()],
+                    )
+                    .map_err(sql)?;
                 }
                 Some(version) if version > SCHEMA_VERSION => {
                     return Err(StoreError::Format(format!(
