@@ -18,6 +18,9 @@ struct Contract {
     document: Value,
     /// Shape (`/t/*/users/*`) → the document's path.
     by_shape: HashMap<String, String>,
+    /// Each path's segments (`*` for a parameter) and how many are literal,
+    /// for matching raw paths without splitting the shapes per request.
+    segments: Vec<(Vec<String>, usize, String)>,
 }
 
 /// A path with its parameters as `*` (poem's `:param0`, the document's
@@ -31,13 +34,21 @@ fn contract() -> &'static Contract {
     static CONTRACT: OnceLock<Contract> = OnceLock::new();
     CONTRACT.get_or_init(|| {
         let document: Value = serde_json::from_str(&super::openapi_json()).unwrap_or_default();
-        let by_shape = document["paths"]
+        let by_shape: HashMap<String, String> = document["paths"]
             .as_object()
             .into_iter()
             .flatten()
             .map(|(path, _)| (shape(path.split('/')), path.clone()))
             .collect();
-        Contract { document, by_shape }
+        let segments = by_shape
+            .iter()
+            .map(|(shape, path)| {
+                let parts: Vec<String> = shape.split('/').map(str::to_owned).collect();
+                let literal = parts.iter().filter(|part| *part != "*").count();
+                (parts, literal, path.clone())
+            })
+            .collect();
+        Contract { document, by_shape, segments }
     })
 }
 
@@ -69,18 +80,16 @@ pub fn allowed_methods(pattern: &str) -> String {
 /// must match, a parameter takes any one segment, and the path with the most
 /// literal segments wins (as the router prefers `/users/me` to `/users/{user}`).
 fn path_for(raw: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = raw.split('/').collect();
+    let count = raw.split('/').count();
     contract()
-        .by_shape
+        .segments
         .iter()
-        .filter_map(|(shape, path)| {
-            let parts: Vec<&str> = shape.split('/').collect();
-            let fits = parts.len() == segments.len()
-                && parts.iter().zip(&segments).all(|(part, segment)| *part == "*" || part == segment);
-            fits.then(|| (parts.iter().filter(|part| **part != "*").count(), path.as_str()))
+        .filter(|(parts, _, _)| {
+            parts.len() == count
+                && parts.iter().zip(raw.split('/')).all(|(part, segment)| part == "*" || part == segment)
         })
-        .max_by_key(|(literal, _)| *literal)
-        .map(|(_, path)| path)
+        .max_by_key(|(_, literal, _)| *literal)
+        .map(|(_, _, path)| path.as_str())
 }
 
 /// `schema` with a `$ref` followed.
