@@ -272,14 +272,24 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     })
 }
 
-/// Every minute: rotates the keys of tenants whose automatic rotation is due,
-/// removes expired one-time records, and forgets rate-limit state of idle clients.
+/// Every minute: forgets rate-limit state of idle clients (each node its
+/// own) and, on the one node that holds the scheduled work (all of them take
+/// turns on a shared PostgreSQL store), rotates the keys of tenants whose
+/// automatic rotation is due and removes expired one-time records.
 async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
     let mut tick = tokio::time::interval(KEY_ROTATION_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         limits.forget_idle();
+        let held = match latch.scheduled_work().await {
+            Ok(Some(held)) => held,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot take the scheduled work");
+                continue;
+            }
+        };
         match latch.rotate_due_keys().await {
             Ok(rotated) if !rotated.is_empty() => tracing::info!(tenants = ?rotated, "automatic key rotation"),
             Ok(_) => {}
@@ -290,6 +300,7 @@ async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "removing expired one-time records failed"),
         }
+        latch.scheduled_work_done(held).await;
     }
 }
 

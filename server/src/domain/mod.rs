@@ -296,6 +296,18 @@ impl Latch {
         }
     }
 
+    /// The right to run the scheduled work now (one node at a time on a
+    /// shared store); `None` while another node holds it. Pass the guard to
+    /// [`Latch::scheduled_work_done`].
+    pub async fn scheduled_work(&self) -> Result<Option<crate::store::ScheduledWork>> {
+        Ok(self.store.run(|store| store.scheduled_work()).await?)
+    }
+
+    /// Gives the scheduled work up for another node (the release may block).
+    pub async fn scheduled_work_done(&self, held: crate::store::ScheduledWork) {
+        let _ = tokio::task::spawn_blocking(move || drop(held)).await;
+    }
+
     /// Waits until the work started in the background so far has finished
     /// (tests await this instead of sleeping; shutdown before closing the store).
     pub async fn background_settled(&self) {

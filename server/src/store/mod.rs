@@ -245,6 +245,9 @@ pub trait MetaStore {
     fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
 }
 
+/// Held while this process runs the scheduled work ([`Store::scheduled_work`]).
+pub struct ScheduledWork(pub Box<dyn Send>);
+
 /// Everything latch stores.
 pub trait Store:
     TenantStore
@@ -266,6 +269,13 @@ pub trait Store:
     /// async worker may make them itself (`StoreHandle::read`).
     fn reads_from_memory(&self) -> bool {
         false
+    }
+    /// The right to run scheduled work (automatic key rotation, purges) now:
+    /// a guard while this process holds it, `None` while another node sharing
+    /// the store does. One process owns a sled store, so there it is always
+    /// granted. Drop the guard on a blocking thread.
+    fn scheduled_work(&self) -> StoreResult<Option<ScheduledWork>> {
+        Ok(Some(ScheduledWork(Box::new(()))))
     }
     /// Whether the storage takes writes now, checked without touching the
     /// store itself (before a failed store is reopened).

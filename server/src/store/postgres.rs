@@ -73,6 +73,33 @@ const TENANT_TABLES: [&str; 9] = [
 
 /// A key for `pg_advisory_lock`: migrations take turns across nodes.
 const MIGRATION_LOCK: i64 = 0x6c61_7463_685f_6d69; // "latch_mi"
+/// The advisory lock the node running the scheduled work holds.
+const SCHEDULED_WORK_LOCK: i64 = 0x6c61_7463_685f_7363; // "latch_sc"
+
+type Pooled = r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// A connection holding the scheduled-work lock; unlocks when dropped (the
+/// pool keeps the connection, so the session lock would outlive the guard).
+struct ScheduledWorkLock(Option<Pooled>);
+
+impl Drop for ScheduledWorkLock {
+    fn drop(&mut self) {
+        let Some(mut connection) = self.0.take() else { return };
+        let mut unlock = move || {
+            if connection.execute("SELECT pg_advisory_unlock($1)", &[&SCHEDULED_WORK_LOCK]).is_err() {
+                // A broken connection: its session, and the lock, end with it.
+                tracing::warn!("releasing the scheduled-work lock failed");
+            }
+        };
+        // The blocking client must not run on an async worker (a task
+        // aborted at shutdown drops its guard there): a thread of its own.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(unlock).join();
+        } else {
+            unlock();
+        }
+    }
+}
 
 type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -735,6 +762,13 @@ impl MetaStore for PostgresStore {
 }
 
 impl Store for PostgresStore {
+    fn scheduled_work(&self) -> StoreResult<Option<ScheduledWork>> {
+        let mut client = self.client()?;
+        let taken: bool =
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&SCHEDULED_WORK_LOCK]).map_err(sql)?.get(0);
+        Ok(taken.then(|| ScheduledWork(Box::new(ScheduledWorkLock(Some(client))))))
+    }
+
     fn flush(&self) -> StoreResult<()> {
         // Every write committed synchronously: nothing is waiting.
         Ok(())
@@ -811,6 +845,22 @@ mod tests {
         client.execute("UPDATE latch_schema SET version = $1", &[&(SCHEMA_VERSION + 1)]).expect("bump");
         let refused = PostgresStore::connect(&database.url, 2).err().expect("a newer schema is refused");
         assert!(refused.to_string().contains("newer than this binary"), "{refused}");
+    }
+
+    #[test]
+    fn one_node_at_a_time_runs_the_scheduled_work() {
+        let database = TestDatabase::new();
+        let (a, b) = (
+            PostgresStore::connect(&database.url, 2).expect("node a"),
+            PostgresStore::connect(&database.url, 2).expect("node b"),
+        );
+        let held = a.scheduled_work().expect("asks").expect("the first node gets it");
+        assert!(b.scheduled_work().expect("asks").is_none(), "not while a holds it");
+        assert!(b.scheduled_work().expect("asks").is_none(), "nor when asked again");
+        drop(held);
+        let taken = b.scheduled_work().expect("asks").expect("b gets it once a lets go");
+        assert!(a.scheduled_work().expect("asks").is_none(), "and then a waits");
+        drop(taken);
     }
 
     #[test]
