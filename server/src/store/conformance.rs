@@ -532,4 +532,13 @@ fn browser_sessions_change_in_place_and_expire(store: &dyn Store) {
     let second = store.delete_browser_session(&tenant, &[2; 32]).expect("delete").expect("existed");
     assert_eq!(second.expires_at, 200);
     assert_eq!(store.get_browser_session(&tenant, &[2; 32]).expect("get"), None);
+    // A change that extends the expiry is what the purge goes by.
+    store.put_browser_session(&tenant, &[3; 32], &browser_session(100)).expect("put");
+    let extended = store.update_browser_session(&tenant, &[3; 32], &mut |b| {
+        b.expires_at = 300;
+        Change::Write
+    });
+    assert_eq!(extended.expect("update").expect("exists").expires_at, 300);
+    assert_eq!(store.purge_browser_sessions(150).expect("purge"), 0, "extended to 300");
+    assert!(store.get_browser_session(&tenant, &[3; 32]).expect("get").is_some());
 }

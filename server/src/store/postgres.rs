@@ -48,18 +48,22 @@ CREATE INDEX latch_refresh_by_session ON latch_refresh (tenant, session_id);
 CREATE TABLE latch_events (
     tenant text COLLATE "C" NOT NULL, id uuid NOT NULL, record jsonb NOT NULL, PRIMARY KEY (tenant, id));
 CREATE TABLE latch_one_time (
-    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, expires_at bigint NOT NULL,
-    record jsonb NOT NULL, PRIMARY KEY (tenant, hash));
+    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, record jsonb NOT NULL,
+    expires_at bigint GENERATED ALWAYS AS ((record->>'expires_at')::bigint) STORED,
+    PRIMARY KEY (tenant, hash));
+CREATE INDEX latch_one_time_expiry ON latch_one_time (expires_at);
 CREATE TABLE latch_clients (
     tenant text COLLATE "C" NOT NULL, client_id text COLLATE "C" NOT NULL,
     record jsonb NOT NULL, PRIMARY KEY (tenant, client_id));
 CREATE TABLE latch_browser_sessions (
-    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, expires_at bigint NOT NULL,
-    record jsonb NOT NULL, PRIMARY KEY (tenant, hash));
+    tenant text COLLATE "C" NOT NULL, hash bytea NOT NULL, record jsonb NOT NULL,
+    expires_at bigint GENERATED ALWAYS AS ((record->>'expires_at')::bigint) STORED,
+    PRIMARY KEY (tenant, hash));
+CREATE INDEX latch_browser_sessions_expiry ON latch_browser_sessions (expires_at);
 "#;
 
-/// The tables that hold a tenant's data, in the order a tenant is removed.
-const TENANT_TABLES: [&str; 9] = [
+/// The tables that hold a tenant's data (by its `tenant` column).
+const TENANT_DATA: [&str; 8] = [
     "latch_keys",
     "latch_users",
     "latch_sessions",
@@ -68,7 +72,6 @@ const TENANT_TABLES: [&str; 9] = [
     "latch_one_time",
     "latch_clients",
     "latch_browser_sessions",
-    "latch_tenants",
 ];
 
 /// A key for `pg_advisory_lock`: migrations take turns across nodes.
@@ -318,15 +321,12 @@ impl TenantStore for PostgresStore {
     fn delete_tenant(&self, id: &TenantId) -> StoreResult<bool> {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(sql)?;
-        let mut existed = false;
-        for table in TENANT_TABLES {
-            let column = if table == "latch_tenants" { "id" } else { "tenant" };
-            let removed =
-                tx.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), &[&id.as_str()]).map_err(sql)?;
-            existed = table == "latch_tenants" && removed > 0;
+        for table in TENANT_DATA {
+            tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1"), &[&id.as_str()]).map_err(sql)?;
         }
+        let removed = tx.execute("DELETE FROM latch_tenants WHERE id = $1", &[&id.as_str()]).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        Ok(existed)
+        Ok(removed > 0)
     }
 }
 
@@ -591,9 +591,9 @@ impl OneTimeTokenStore for PostgresStore {
     fn put_one_time(&self, tenant: &TenantId, hash: &[u8; 32], record: &OneTimeRecord) -> StoreResult<()> {
         self.client()?
             .execute(
-                "INSERT INTO latch_one_time (tenant, hash, expires_at, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant, hash) DO UPDATE SET expires_at = excluded.expires_at, record = excluded.record",
-                &[&tenant.as_str(), &hash.as_slice(), &record.expires_at, &encode(record)?],
+                "INSERT INTO latch_one_time (tenant, hash, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, hash) DO UPDATE SET record = excluded.record",
+                &[&tenant.as_str(), &hash.as_slice(), &encode(record)?],
             )
             .map_err(sql)?;
         Ok(())
@@ -691,9 +691,9 @@ impl BrowserSessionStore for PostgresStore {
     ) -> StoreResult<()> {
         self.client()?
             .execute(
-                "INSERT INTO latch_browser_sessions (tenant, hash, expires_at, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant, hash) DO UPDATE SET expires_at = excluded.expires_at, record = excluded.record",
-                &[&tenant.as_str(), &hash.as_slice(), &record.expires_at, &encode(record)?],
+                "INSERT INTO latch_browser_sessions (tenant, hash, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, hash) DO UPDATE SET record = excluded.record",
+                &[&tenant.as_str(), &hash.as_slice(), &encode(record)?],
             )
             .map_err(sql)?;
         Ok(())
@@ -713,22 +713,8 @@ impl BrowserSessionStore for PostgresStore {
         hash: &[u8; 32],
         change: &mut dyn FnMut(&mut BrowserSessionRecord) -> Change,
     ) -> StoreResult<Option<BrowserSessionRecord>> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction().map_err(sql)?;
         let key: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&tenant.as_str(), &hash.as_slice()];
-        let select = "SELECT record FROM latch_browser_sessions WHERE tenant = $1 AND hash = $2 FOR UPDATE";
-        let Some(row) = tx.query_opt(select, &key).map_err(sql)? else { return Ok(None) };
-        let mut record: BrowserSessionRecord = decode("browser_sessions", &row)?;
-        if change(&mut record) == Change::Write {
-            // The expiry is a column too (purges select by it).
-            tx.execute(
-                "UPDATE latch_browser_sessions SET expires_at = $3, record = $4 WHERE tenant = $1 AND hash = $2",
-                &[&tenant.as_str(), &hash.as_slice(), &record.expires_at, &encode(&record)?],
-            )
-            .map_err(sql)?;
-        }
-        tx.commit().map_err(sql)?;
-        Ok(Some(record))
+        self.update("latch_browser_sessions", "tenant = $1 AND hash = $2", &key, &mut |record| Ok(change(record)))
     }
 
     fn delete_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>> {
