@@ -33,7 +33,7 @@ fn shape<'a>(segments: impl Iterator<Item = &'a str>) -> String {
 fn contract() -> &'static Contract {
     static CONTRACT: OnceLock<Contract> = OnceLock::new();
     CONTRACT.get_or_init(|| {
-        let document: Value = serde_json::from_str(&super::openapi_json()).unwrap_or_default();
+        let document: Value = serde_json::from_str(super::openapi_json()).unwrap_or_default();
         let by_shape: HashMap<String, String> = document["paths"]
             .as_object()
             .into_iter()

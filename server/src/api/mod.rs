@@ -118,7 +118,7 @@ impl UserAuth {
 /// setting; a test checks the insertion took, should the template change).
 fn explorer_page(api: &OpenApiService<impl poem_openapi::OpenApi, ()>) -> String {
     // The page embeds the document: the one `/openapi.json` serves.
-    api.swagger_ui_html().replacen(&api.spec(), &document(&api.spec()), 1).replacen(
+    api.swagger_ui_html().replacen(&api.spec(), openapi_json(), 1).replacen(
         "SwaggerUIBundle({",
         "window.ui = SwaggerUIBundle({",
         1,
@@ -178,8 +178,11 @@ pub fn service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
 }
 
 /// The OpenAPI document as served at `/openapi.json`.
-pub fn openapi_json() -> String {
-    document(&service().spec())
+/// Built once per process: the served document, the explorer's page and the
+/// contract (`api/contract.rs`) all read this one.
+pub fn openapi_json() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| document(&service().spec()))
 }
 
 /// The request bodies that refuse unknown members (`#[oai(deny_unknown_fields)]`,
@@ -318,7 +321,7 @@ pub fn app(
     let api = service();
     let document = openapi_json();
     let spec = poem::endpoint::make_sync(move |_| {
-        Response::builder().content_type("application/json; charset=utf-8").body(document.clone())
+        Response::builder().content_type("application/json; charset=utf-8").body(document)
     });
     let page = explorer_page(&api);
     // The explorer's own page, with its OAuth settings; the rest of /docs
