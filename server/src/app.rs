@@ -143,6 +143,7 @@ async fn assemble(
     tracing::info!(mail = %mailer.describe(), "mail configured");
     let services = Services { store: store.clone(), clock: clock.clone(), master, passwords: hasher, mailer };
     let latch = Arc::new(Latch::new(services, public_url, operator_token_hash));
+    latch.watch_other_nodes().await?;
     if first_start {
         if settings.demo_tenant {
             let demo =
@@ -315,7 +316,14 @@ fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Result<()>
             }
         }
         None => {
-            store.put_meta(MASTER_KEY_CHECK, &master.seal(MASTER_KEY_CHECK_CONTEXT, b"latch"))?;
+            // Nodes first starting together: one seal is kept, and every
+            // other node checks its key against that one.
+            if let Some(sealed) =
+                store.put_meta_if_absent(MASTER_KEY_CHECK, &master.seal(MASTER_KEY_CHECK_CONTEXT, b"latch"))?
+                && master.open(MASTER_KEY_CHECK_CONTEXT, &sealed).is_none()
+            {
+                anyhow::bail!("the master key file does not match the one another node set up this store with");
+            }
             store.flush()?;
         }
     }
@@ -334,7 +342,12 @@ fn operator_token(store: &dyn Store, settings: &Settings, startup: &mut Startup)
     }
     let token = random_token("latch_op_");
     let hash = token_hash(token.expose_secret());
-    store.put_meta(OPERATOR_TOKEN_HASH, &hash)?;
+    // Nodes first starting together: one token is kept and shown, by the
+    // node that stored it; the others use it without showing one.
+    if let Some(stored) = store.put_meta_if_absent(OPERATOR_TOKEN_HASH, &hash)? {
+        return <[u8; 32]>::try_from(stored.as_slice())
+            .map_err(|_| anyhow::anyhow!("stored operator token hash is corrupt"));
+    }
     store.flush()?;
     startup.new_operator_token = Some(token);
     Ok(hash)

@@ -84,11 +84,25 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
-    /// Restore a backup FILE into a new, empty data directory (--data-dir).
-    /// The server then needs the master key file the backup's data was made with.
+    /// Restore a backup FILE into a new, empty store: a data directory
+    /// (--data-dir) or an empty PostgreSQL database (--store postgres://…),
+    /// whichever store the backup was taken from. The server then needs the
+    /// master key file the backup's data was made with.
     Restore {
         /// The backup file.
         file: PathBuf,
+    },
+    /// Copy every record of a stopped store into a new, empty one in one
+    /// step, e.g. `latch migrate --from ./latch-data --to postgres://latch@db/latch`.
+    /// Each side is a data directory or a postgres:// URL (password from
+    /// LATCH_STORE_PASSWORD or ~/.pgpass).
+    Migrate {
+        /// The store to copy (stop the servers on it first).
+        #[arg(long)]
+        from: String,
+        /// The new store: a missing or empty data directory, or an empty database.
+        #[arg(long)]
+        to: String,
     },
     /// Print the OpenAPI document the server serves at /openapi.json.
     Openapi,
@@ -390,15 +404,17 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Backup { file, server }) => backup(&settings()?, &file, server),
         Some(Command::Restore { file }) => {
             let settings = settings()?;
-            if settings.store != StoreLocation::Sled {
-                anyhow::bail!("restoring into PostgreSQL is not supported yet; restore into a sled data directory");
-            }
+            let target = match &settings.store {
+                StoreLocation::Sled => StoreArg::Sled(settings.data_dir.clone()),
+                StoreLocation::Postgres(database) => StoreArg::Postgres(database.clone()),
+            };
             let input = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let records = SledStore::restore(&settings.data_dir, &mut std::io::BufReader::new(input))?;
-            println!("restored {records} records into {}", settings.data_dir.display());
+            let records = target.restore(&mut std::io::BufReader::new(input))?;
+            println!("restored {records} records into {target}");
             println!("start latch on it with the master key file the backup's data was made with");
             Ok(())
         }
+        Some(Command::Migrate { from, to }) => migrate(&StoreArg::parse(&from)?, &StoreArg::parse(&to)?),
         Some(Command::Openapi) => {
             println!("{}", crate::api::openapi_json());
             Ok(())
@@ -585,40 +601,138 @@ async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result
     Ok(())
 }
 
-/// A backup: read directly from a stopped data directory, or fetched from
-/// the running server's operator API.
+/// A store named on the command line.
+enum StoreArg {
+    /// A sled data directory.
+    Sled(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(Box<crate::store::postgres::Database>),
+}
+
+impl std::fmt::Display for StoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreArg::Sled(dir) => write!(f, "{}", dir.display()),
+            StoreArg::Postgres(database) => f.write_str(database.shown()),
+        }
+    }
+}
+
+impl StoreArg {
+    /// A postgres:// URL, or else a data directory.
+    fn parse(raw: &str) -> anyhow::Result<StoreArg> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            let password = std::env::var(crate::config::STORE_PASSWORD_VAR).ok();
+            let database = crate::store::postgres::Database::parse(raw, password.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            return Ok(StoreArg::Postgres(Box::new(database)));
+        }
+        Ok(StoreArg::Sled(PathBuf::from(raw)))
+    }
+
+    /// Loads a backup into this store, which must be new or empty.
+    fn restore(&self, input: &mut dyn std::io::BufRead) -> anyhow::Result<u64> {
+        match self {
+            StoreArg::Sled(dir) => Ok(SledStore::restore(dir, input)?),
+            StoreArg::Postgres(database) => {
+                let mut reader = crate::store::backup::BackupReader::new(input)?;
+                Ok(database.connect()?.import(&mut reader)?)
+            }
+        }
+    }
+
+    /// Writes every record of this store, which no server may be using
+    /// (sled's lock makes sure of it; PostgreSQL's copy is one snapshot).
+    fn export(&self, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        match self {
+            StoreArg::Sled(dir) => {
+                if !SledStore::holds_store(dir) {
+                    anyhow::bail!("no latch store at {}", dir.display());
+                }
+                let store = SledStore::open(dir, 8 << 20).map_err(|e| match e {
+                    StoreError::Locked(_) => anyhow::anyhow!("{e}: stop the server first"),
+                    e => e.into(),
+                })?;
+                Ok(store.export(out)?)
+            }
+            StoreArg::Postgres(database) => Ok(database.connect()?.export(&mut std::io::BufWriter::new(out))?),
+        }
+    }
+}
+
+/// `latch migrate`: the source's backup, streamed through a pipe into the
+/// target's restore, so the records are checked (count and checksum) as for
+/// a backup file and nothing is held in memory or on disk twice.
+fn migrate(from: &StoreArg, to: &StoreArg) -> anyhow::Result<()> {
+    if let (StoreArg::Sled(a), StoreArg::Sled(b)) = (from, to)
+        && a == b
+    {
+        anyhow::bail!("--from and --to name the same data directory");
+    }
+    let (reader, writer) = std::io::pipe()?;
+    let (exported, restored) = std::thread::scope(|scope| {
+        let exporting = scope.spawn(move || {
+            let mut out = std::io::BufWriter::new(writer);
+            // Dropping the pipe on failure ends the file early: the restore refuses it.
+            from.export(&mut out)
+        });
+        let restored = to.restore(&mut std::io::BufReader::new(reader));
+        (exporting.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the export failed"))), restored)
+    });
+    let exported = exported.context("reading the source store")?;
+    let restored = restored.context("writing the new store")?;
+    if exported != restored {
+        anyhow::bail!("{exported} records read but {restored} written");
+    }
+    println!("migrated {restored} records from {from} to {to}");
+    println!("start latch on {to} with the same master key file");
+    Ok(())
+}
+
+/// A backup: read directly from a stopped data directory or from
+/// PostgreSQL (one snapshot, while servers run), or fetched from the running
+/// server's operator API.
 fn backup(settings: &Settings, file: &Path, server: Option<String>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (bytes, how) = match server {
-        Some(url) => (runtime.block_on(fetch_backup(settings, &url))?, format!("from {url}")),
-        None => {
-            if settings.store != StoreLocation::Sled {
-                anyhow::bail!("backups of a PostgreSQL store are not supported yet (use pg_dump)");
-            }
+    let partial = file.with_extension("partial");
+    let written = |how: String, fill: &mut dyn FnMut(&mut std::fs::File) -> anyhow::Result<()>| {
+        let mut out =
+            crate::private::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+        fill(&mut out)?;
+        out.sync_all().with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::rename(&partial, file).with_context(|| format!("cannot write {}", file.display()))?;
+        let bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+        println!("backup {how} written to {} ({bytes} bytes)", file.display());
+        Ok(())
+    };
+    let fetched = |url: String, how: String| -> anyhow::Result<()> {
+        let bytes = runtime.block_on(fetch_backup(settings, &url))?;
+        written(how, &mut |out| Ok(std::io::Write::write_all(out, &bytes)?))
+    };
+    match (server, &settings.store) {
+        (Some(url), _) => fetched(url.clone(), format!("from {url}")),
+        // One snapshot, consistent while the servers go on writing.
+        (None, StoreLocation::Postgres(database)) => {
+            let store = StoreArg::Postgres(database.clone());
+            written(format!("from {}", database.shown()), &mut |out| store.export(out).map(drop))
+        }
+        (None, StoreLocation::Sled) => {
             if !settings.data_dir.exists() {
                 anyhow::bail!("no data directory at {}", settings.data_dir.display());
             }
             match SledStore::open(&settings.data_dir, 8 << 20) {
-                Ok(store) => {
-                    let mut bytes = Vec::new();
-                    store.export(&mut bytes)?;
-                    (bytes, format!("from {}", settings.data_dir.display()))
-                }
+                Ok(store) => written(format!("from {}", settings.data_dir.display()), &mut |out| {
+                    store.export(&mut std::io::BufWriter::new(out))?;
+                    Ok(())
+                }),
                 Err(StoreError::Locked(_)) => {
                     let url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
-                    (runtime.block_on(fetch_backup(settings, &url))?, format!("from the server at {url}"))
+                    fetched(url.clone(), format!("from the server at {url}"))
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => Err(e.into()),
             }
         }
-    };
-    let partial = file.with_extension("partial");
-    crate::private::create(&partial)
-        .and_then(|mut out| std::io::Write::write_all(&mut out, &bytes).and_then(|()| out.sync_all()))
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, file).with_context(|| format!("cannot write {}", file.display()))?;
-    println!("backup {how} written to {} ({} bytes)", file.display(), bytes.len());
-    Ok(())
+    }
 }
 
 async fn fetch_backup(settings: &Settings, base: &str) -> anyhow::Result<Vec<u8>> {

@@ -145,7 +145,8 @@ const SECRETS: &[(&str, &str)] = &[
 ];
 const OPERATOR_TOKEN_VAR: &str = "LATCH_OPERATOR_TOKEN";
 const SMTP_PASSWORD_VAR: &str = "LATCH_SMTP_PASSWORD";
-const STORE_PASSWORD_VAR: &str = "LATCH_STORE_PASSWORD";
+/// The PostgreSQL password, when the store URL has none.
+pub const STORE_PASSWORD_VAR: &str = "LATCH_STORE_PASSWORD";
 const CONFIG_VAR: &str = "LATCH_CONFIG";
 
 impl ConfigArgs {

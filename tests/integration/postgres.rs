@@ -118,3 +118,156 @@ async fn a_database_url_with_a_password_in_the_config_file_is_refused() {
     let (ok, _, stderr) = run_latch(["serve", "--store", "mysql://x"], "").await;
     assert!(!ok && stderr.contains("neither `sled` nor a postgres:// URL"), "{stderr}");
 }
+
+/// Rotates `tenant`'s key through `node` with the new key signing at once; its kid.
+async fn rotate_now(node: &TestClient, tenant: &str) -> String {
+    let path = format!("/admin/tenants/{tenant}/keys/rotate");
+    let rotated = node.operator_post(&path, &json!({"publish_delay_seconds": 0})).await;
+    assert_eq!(rotated.status(), StatusCode::CREATED);
+    rotated.json::<serde_json::Value>().await.expect("json")["kid"].as_str().expect("kid").to_owned()
+}
+
+/// Asks `check` again until it holds: what another node caches follows a
+/// change when the change's notification arrives (milliseconds), so the
+/// deadline only keeps a broken build from hanging.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what} never reached the other node");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_reaches_what_the_other_node_caches() {
+    let database = tokio::task::spawn_blocking(TestDatabase::new).await.expect("a test database");
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let key = dir_a.path().join("shared-master.key");
+    let (_node_a, base_a) = node(dir_a.path(), &database, &key).await;
+    let a = TestClient::new(&base_a);
+    a.wait_ready().await;
+    let (_node_b, base_b) = node(dir_b.path(), &database, &key).await;
+    let b = TestClient::new(&base_b);
+    b.wait_ready().await;
+    // B has the tenant's keys and settings in memory.
+    let on_a = a.register("demo", "cached@example.com").await;
+    let before = b.login("demo", "cached@example.com", PASSWORD).await;
+
+    // A key rotated on A is published by B and signs B's tokens.
+    let new_kid = rotate_now(&a, "demo").await;
+    assert_ne!(kid_of(&before.access), new_kid);
+    eventually("the rotated key", || async {
+        let jwks = b.jwks("demo").await;
+        jwks["keys"].as_array().expect("keys").iter().any(|k| k["kid"] == new_kid.as_str())
+    })
+    .await;
+    let after = b.login("demo", "cached@example.com", PASSWORD).await;
+    assert_eq!(kid_of(&after.access), new_kid, "B signs with the key A made");
+    assert_eq!(a.get_with("/t/demo/users/me", &after.access).await.status(), StatusCode::OK);
+
+    // A setting changed on A: B's next tokens follow it.
+    let ttl = json!({"access_token_ttl": 120});
+    let patched = a.send(reqwest::Method::PATCH, "/admin/tenants/demo", OPERATOR_TOKEN, Some(&ttl)).await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    eventually("the new access-token lifetime", || async {
+        let claims = claims_of(&b.login("demo", "cached@example.com", PASSWORD).await.access);
+        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat") == 120
+    })
+    .await;
+
+    // Server-side checks read the database: a user disabled on A is refused by B at once.
+    let me: serde_json::Value = a.get_with("/t/demo/users/me", &on_a.access).await.json().await.expect("json");
+    let user = me["id"].as_str().expect("id");
+    let disable = format!("/t/demo/admin/users/{user}/disable");
+    let disabled = a.send(reqwest::Method::POST, &disable, OPERATOR_TOKEN, None).await;
+    assert!(disabled.status().is_success());
+    // (disabling ends the user's sessions)
+    assert_problem(b.get_with("/t/demo/users/me", &after.access).await, StatusCode::UNAUTHORIZED, "session_ended")
+        .await;
+    assert_problem(b.try_login("demo", "cached@example.com", PASSWORD).await, StatusCode::FORBIDDEN, "user_disabled")
+        .await;
+
+    // A tenant deleted on A is gone on B.
+    let deleted = a.send(reqwest::Method::DELETE, "/admin/tenants/demo", OPERATOR_TOKEN, None).await;
+    assert!(deleted.status().is_success());
+    eventually("the deletion", || async {
+        b.http.get(b.url("/t/demo/.well-known/jwks.json")).send().await.expect("r").status() == StatusCode::NOT_FOUND
+    })
+    .await;
+}
+
+/// Stops a `latch serve` child the way an operator does (SIGTERM), so it
+/// flushes and lets go of its data directory.
+async fn stop(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
+    assert!(sent.success());
+    assert!(child.wait().await.expect("exits").success(), "a clean shutdown");
+}
+
+#[tokio::test]
+async fn a_sled_store_moves_to_postgres_with_latch_migrate_and_back_with_backup_and_restore() {
+    let database = tokio::task::spawn_blocking(TestDatabase::new).await.expect("a test database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("master.key");
+    let same_issuer =
+        ["--master-key-file".as_ref(), key.as_os_str(), "--public-url".as_ref(), "https://auth.latch.test".as_ref()];
+
+    // A populated sled store: users, sessions (one ended), a client, a second key.
+    let sled_dir = dir.path().join("on-sled");
+    let mut on_sled = serve_command(&sled_dir, &same_issuer).spawn().expect("starts");
+    let sled = TestClient::new(&banner_address(&mut on_sled).await);
+    sled.wait_ready().await;
+    let kept = sled.register("demo", "moved@example.com").await;
+    let ended = sled.login("demo", "moved@example.com", PASSWORD).await;
+    let logout = sled.http.post(sled.url("/t/demo/auth/logout")).bearer_auth(&ended.access).send().await.expect("r");
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let client = json!({"client_id": "moved-app", "name": "Moved", "type": "public", "redirect_uris": ["https://app.example/cb"]});
+    let created = sled.send(reqwest::Method::POST, "/t/demo/admin/clients", OPERATOR_TOKEN, Some(&client)).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let kid = rotate_now(&sled, "demo").await;
+    stop(&mut on_sled).await;
+
+    // One step into PostgreSQL; a second run finds the database in use and changes nothing.
+    let sled_data = sled_dir.join("data").display().to_string();
+    let (ok, out, err) = run_latch(["migrate", "--from", &sled_data, "--to", &database.url], "").await;
+    assert!(ok && out.contains("migrated"), "{out}{err}");
+    let (ok, _, err) = run_latch(["migrate", "--from", &sled_data, "--to", &database.url], "").await;
+    assert!(!ok && err.contains("already holds"), "{err}");
+
+    // latch on PostgreSQL serves what sled held: the session, its refresh
+    // token, the ended session, the client and the keys.
+    let (mut on_postgres, base) = node(&dir.path().join("on-postgres"), &database, &key).await;
+    let postgres = TestClient::new(&base);
+    postgres.wait_ready().await;
+    assert_eq!(postgres.get_with("/t/demo/users/me", &kept.access).await.status(), StatusCode::OK);
+    assert_problem(
+        postgres.get_with("/t/demo/users/me", &ended.access).await,
+        StatusCode::UNAUTHORIZED,
+        "session_ended",
+    )
+    .await;
+    let rotated = postgres.refresh("demo", &kept.refresh).await;
+    assert_eq!(kid_of(&rotated.access), kid, "signed with the key made on sled");
+    let shown = postgres.get_with("/t/demo/admin/clients/moved-app", OPERATOR_TOKEN).await;
+    assert_eq!(shown.status(), StatusCode::OK);
+
+    // A backup of the PostgreSQL store, taken while it serves, restores into sled.
+    let file = dir.path().join("from-postgres.ndjson").display().to_string();
+    let (ok, out, err) = run_latch(["backup", &file, "--store", &database.url], "").await;
+    assert!(ok && out.contains("written"), "{out}{err}");
+    stop(&mut on_postgres).await;
+    let back_dir = dir.path().join("back-on-sled");
+    let back_data = back_dir.join("data").display().to_string();
+    let (ok, out, err) = run_latch(["restore", &file, "--data-dir", &back_data], "").await;
+    assert!(ok && out.contains("restored"), "{out}{err}");
+    let mut back = serve_command(&back_dir, &same_issuer).spawn().expect("starts");
+    let sled = TestClient::new(&banner_address(&mut back).await);
+    sled.wait_ready().await;
+    sled.refresh("demo", &rotated.refresh).await;
+    sled.login("demo", "moved@example.com", PASSWORD).await;
+}

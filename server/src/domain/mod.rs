@@ -249,6 +249,8 @@ pub struct Latch {
     operator_token_hash: [u8; 32],
     /// Work that runs after its request was answered (mail).
     background: tokio_util::task::TaskTracker,
+    /// Other nodes' tenant changes, while the store announces them (see `watch_other_nodes`).
+    watch: std::sync::Mutex<Option<crate::store::Watch>>,
 }
 
 impl Latch {
@@ -266,6 +268,7 @@ impl Latch {
             runtime_epoch: std::sync::atomic::AtomicU64::new(0),
             operator_token_hash,
             background: tokio_util::task::TaskTracker::new(),
+            watch: std::sync::Mutex::new(None),
         }
     }
 

@@ -75,6 +75,31 @@ impl Latch {
         }
     }
 
+    /// Drops every cached runtime (changes on another node may have been missed).
+    pub(crate) fn forget_all_runtimes(&self) {
+        if let Ok(mut runtimes) = self.runtimes.write() {
+            self.runtime_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            runtimes.clear();
+        }
+    }
+
+    /// Drops cached runtimes when another node sharing the store changes a
+    /// tenant's record or keys (PostgreSQL: announced with NOTIFY as the
+    /// change commits). Nothing to do on a store one process owns.
+    pub async fn watch_other_nodes(self: &Arc<Self>) -> Result<()> {
+        let latch = Arc::downgrade(self);
+        let changed: crate::store::TenantChanged = Arc::new(move |tenant| {
+            let Some(latch) = latch.upgrade() else { return };
+            match tenant {
+                Some(tenant) => latch.forget_runtime(tenant),
+                None => latch.forget_all_runtimes(),
+            }
+        });
+        let watch = self.store.run(move |store| store.watch_tenants(changed)).await?;
+        *self.watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = watch;
+        Ok(())
+    }
+
     /// The tenant's runtime, from the cache unless a key has since become active or expired.
     pub async fn runtime(&self, id: &TenantId) -> Result<Arc<TenantRuntime>> {
         let now = self.now();

@@ -303,13 +303,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::backup;
-    use crate::store::sled::{FORMAT, SledStore};
+    use crate::store::backup::{BackupReader, Entry};
+    use crate::store::sled::SledStore;
 
     /// The value of a meta key in a backup file.
-    fn meta_in(file: &[u8], key: &str) -> Option<Vec<u8>> {
-        let records = backup::read(&mut &file[..], FORMAT).expect("a valid backup");
-        records.into_iter().find(|r| r.tree == "meta" && r.key == key.as_bytes()).map(|r| r.value)
+    fn meta_in(file: &[u8], wanted: &str) -> Option<Vec<u8>> {
+        let records = BackupReader::new(&mut &file[..]).expect("a backup").collect::<StoreResult<Vec<_>>>();
+        records.expect("a valid backup").into_iter().find_map(|entry| match entry {
+            Entry::Meta { key, value } if key == wanted => Some(value),
+            _ => None,
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::*;
 
-fn tenant(id: &str) -> TenantRecord {
+pub(super) fn tenant(id: &str) -> TenantRecord {
     TenantRecord {
         id: TenantId::parse(id).expect("slug"),
         name: id.into(),
@@ -16,7 +16,7 @@ fn tenant(id: &str) -> TenantRecord {
     }
 }
 
-fn key_record(kid: &str, created_at: i64) -> KeyRecord {
+pub(super) fn key_record(kid: &str, created_at: i64) -> KeyRecord {
     KeyRecord {
         kid: kid.into(),
         algorithm: latch_shared::Algorithm::EdDSA,
@@ -471,6 +471,18 @@ fn meta_values_round_trip(store: &dyn Store) {
     assert_eq!(store.get_meta("conformance").expect("get"), None);
     store.put_meta("conformance", b"value").expect("put");
     assert_eq!(store.get_meta("conformance").expect("get").as_deref(), Some(&b"value"[..]));
+    // Nodes starting together: one value is kept, and every caller learns it.
+    let kept: Vec<_> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..8u8)
+            .map(|n| scope.spawn(move || (n, store.put_meta_if_absent("first", &[n]).expect("put if absent"))))
+            .collect();
+        tries.into_iter().map(|t| t.join().expect("thread")).collect()
+    });
+    let winners: Vec<u8> = kept.iter().filter(|(_, held)| held.is_none()).map(|(n, _)| *n).collect();
+    assert_eq!(winners.len(), 1, "exactly one call stores the value: {kept:?}");
+    let stored = store.get_meta("first").expect("get").expect("stored");
+    assert_eq!(stored, vec![winners[0]]);
+    assert!(kept.iter().all(|(_, held)| held.as_ref().is_none_or(|held| *held == stored)), "{kept:?}");
 }
 
 fn clients_are_unique_per_tenant_and_changes_apply_to_the_stored_record(store: &dyn Store) {

@@ -243,10 +243,21 @@ pub trait MetaStore {
     fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a value.
     fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+    /// Sets a value unless the key has one (atomic, across nodes): `None`
+    /// when this call stored it, else the value that was already there.
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// Held while this process runs the scheduled work ([`Store::scheduled_work`]).
 pub struct ScheduledWork(pub Box<dyn Send>);
+
+/// What [`Store::watch_tenants`] calls: with a tenant whose record or keys
+/// changed (on any node), or with `None` when changes may have been missed
+/// and everything cached must be dropped.
+pub type TenantChanged = std::sync::Arc<dyn Fn(Option<&TenantId>) + Send + Sync>;
+
+/// Watches for changes while held ([`Store::watch_tenants`]); stops when dropped.
+pub struct Watch(pub Box<dyn Send + Sync>);
 
 /// Everything latch stores.
 pub trait Store:
@@ -277,10 +288,26 @@ pub trait Store:
     fn scheduled_work(&self) -> StoreResult<Option<ScheduledWork>> {
         Ok(Some(ScheduledWork(Box::new(()))))
     }
+    /// Calls `changed` whenever a tenant's record or keys change on another
+    /// node sharing the store, so cached tenant data is dropped; `None` when
+    /// one process owns the store (sled), where the node's own invalidation
+    /// is all there is.
+    fn watch_tenants(&self, changed: TenantChanged) -> StoreResult<Option<Watch>> {
+        let _ = changed;
+        Ok(None)
+    }
     /// Whether the storage takes writes now, checked without touching the
     /// store itself (before a failed store is reopened).
     fn writes_possible(&self) -> StoreResult<()>;
-    /// Writes every record to `out` in the backup format (`store::backup`).
-    /// The caller keeps writes out while it runs, so the copy is consistent.
+    /// Writes every record to `out` in the backup format (`store::backup`),
+    /// as of one moment: sled's caller keeps writes out while it runs
+    /// (`StoreHandle::snapshot`); PostgreSQL reads one snapshot, which other
+    /// nodes' writes do not disturb. Returns the number of records.
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64>;
+    /// Loads a backup's records into this store, which must hold no data yet
+    /// (`Format` otherwise). It stops at the first error, and then nothing
+    /// stays: PostgreSQL loads in one transaction; sled loads only into a new
+    /// directory, which `SledStore::restore` removes on failure. Returns the
+    /// number of records loaded.
+    fn import(&self, entries: &mut dyn Iterator<Item = StoreResult<backup::Entry>>) -> StoreResult<u64>;
 }

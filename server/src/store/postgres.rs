@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::backup::{self, BackupWriter, Entry};
 use super::*;
 
 /// The schema this binary writes; a database at a newer version is refused.
@@ -109,6 +110,84 @@ type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<NoTls>>;
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
+    /// Where it connects, for the connection that listens for changes.
+    config: ::postgres::Config,
+}
+
+/// The channel a change to a tenant's record or keys is announced on, in the
+/// transaction that makes it (so it is delivered when, and only if, it
+/// commits); the payload is the tenant id.
+const TENANT_CHANNEL: &str = "latch_tenants";
+/// How long the listener waits for a notification before it looks at its
+/// stop flag again.
+const LISTEN_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often an idle listening connection is checked to be alive.
+const LISTEN_PING: std::time::Duration = std::time::Duration::from_secs(5);
+/// While no connection listens, cached tenant data is dropped this often:
+/// then the bound on how stale it may be.
+pub const UNWATCHED_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Stops the listening thread when dropped (it notices within [`LISTEN_TICK`]).
+struct Listener(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The listening thread: announces every tenant change, and `None` whenever
+/// changes may have been missed (at each (re)connection, and every
+/// [`UNWATCHED_REFRESH`] while disconnected).
+fn listen(config: ::postgres::Config, changed: TenantChanged, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use ::postgres::fallible_iterator::FallibleIterator as _;
+    let stopped = || stop.load(std::sync::atomic::Ordering::Acquire);
+    let mut lost = false;
+    while !stopped() {
+        if let Ok(mut client) = config.connect(NoTls)
+            && client.batch_execute(&format!("LISTEN {TENANT_CHANNEL}")).is_ok()
+        {
+            if lost {
+                tracing::info!("listening for tenant changes again");
+                lost = false;
+            }
+            // What changed while nobody listened is unknown.
+            changed(None);
+            let mut pinged = std::time::Instant::now();
+            while !stopped() {
+                let next = client.notifications().timeout_iter(LISTEN_TICK).next();
+                match next {
+                    Ok(Some(notification)) => changed(TenantId::parse(notification.payload()).ok().as_ref()),
+                    Ok(None) if pinged.elapsed() >= LISTEN_PING => {
+                        if client.simple_query("SELECT 1").is_err() {
+                            break;
+                        }
+                        pinged = std::time::Instant::now();
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if stopped() {
+            break;
+        }
+        if !lost {
+            tracing::warn!(
+                "no PostgreSQL connection announces tenant changes: cached tenant data is refreshed every {}s until one does",
+                UNWATCHED_REFRESH.as_secs()
+            );
+            lost = true;
+        }
+        changed(None);
+        std::thread::sleep(UNWATCHED_REFRESH);
+    }
+}
+
+/// Announces, inside `tx`, that a tenant's record or keys changed.
+fn announce(tx: &mut ::postgres::Transaction<'_>, tenant: &str) -> StoreResult<()> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANNEL, &tenant]).map_err(sql)?;
+    Ok(())
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -202,13 +281,13 @@ impl PostgresStore {
     pub fn open(mut config: ::postgres::Config, max_connections: u32) -> StoreResult<PostgresStore> {
         // Every acknowledged write must be on disk, whatever the server's default.
         config.options("-c synchronous_commit=on");
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2_postgres::r2d2::Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, config };
         store.migrate()?;
         Ok(store)
     }
@@ -259,6 +338,7 @@ impl PostgresStore {
         table: &'static str,
         filter: &str,
         params: &[&(dyn ::postgres::types::ToSql + Sync)],
+        announced: Option<&str>,
         change: &mut dyn FnMut(&mut T) -> StoreResult<Change>,
     ) -> StoreResult<Option<T>> {
         let mut client = self.client()?;
@@ -272,6 +352,9 @@ impl PostgresStore {
             with_record.push(&record_param);
             let update = format!("UPDATE {table} SET record = ${} WHERE {filter}", params.len() + 1);
             tx.execute(&update, &with_record).map_err(sql)?;
+            if let Some(tenant) = announced {
+                announce(&mut tx, tenant)?;
+            }
         }
         tx.commit().map_err(sql)?;
         Ok(Some(record))
@@ -309,7 +392,7 @@ impl TenantStore for PostgresStore {
         id: &TenantId,
         change: &mut dyn FnMut(&mut TenantRecord) -> Change,
     ) -> StoreResult<Option<TenantRecord>> {
-        self.update("latch_tenants", "id = $1", &[&id.as_str()], &mut |tenant: &mut TenantRecord| {
+        self.update("latch_tenants", "id = $1", &[&id.as_str()], Some(id.as_str()), &mut |tenant: &mut TenantRecord| {
             let before = tenant.id.clone();
             let decided = change(tenant);
             // The id is the row's key; a change cannot move it.
@@ -325,6 +408,7 @@ impl TenantStore for PostgresStore {
             tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1"), &[&id.as_str()]).map_err(sql)?;
         }
         let removed = tx.execute("DELETE FROM latch_tenants WHERE id = $1", &[&id.as_str()]).map_err(sql)?;
+        announce(&mut tx, id.as_str())?;
         tx.commit().map_err(sql)?;
         Ok(removed > 0)
     }
@@ -354,6 +438,7 @@ impl KeyStore for PostgresStore {
             &[&tenant.as_str(), &new.kid, &new.created_at, &encode(new)?],
         )
         .map_err(sql)?;
+        announce(&mut tx, tenant.as_str())?;
         tx.commit().map_err(sql)
     }
 
@@ -398,15 +483,21 @@ impl UserStore for PostgresStore {
         id: Uuid,
         change: &mut dyn FnMut(&mut UserRecord) -> Change,
     ) -> StoreResult<Option<UserRecord>> {
-        self.update("latch_users", "tenant = $1 AND id = $2", &[&tenant.as_str(), &id], &mut |user: &mut UserRecord| {
-            let email_key = user.email_key.clone();
-            let decided = change(user);
-            // The email is the row's unique key; moving it is not an update.
-            if decided == Change::Write && user.email_key != email_key {
-                return Err(StoreError::Conflict);
-            }
-            Ok(decided)
-        })
+        self.update(
+            "latch_users",
+            "tenant = $1 AND id = $2",
+            &[&tenant.as_str(), &id],
+            None,
+            &mut |user: &mut UserRecord| {
+                let email_key = user.email_key.clone();
+                let decided = change(user);
+                // The email is the row's unique key; moving it is not an update.
+                if decided == Change::Write && user.email_key != email_key {
+                    return Err(StoreError::Conflict);
+                }
+                Ok(decided)
+            },
+        )
     }
 
     fn list_users(
@@ -530,6 +621,7 @@ impl SessionStore for PostgresStore {
             "latch_sessions",
             "tenant = $1 AND id = $2",
             &[&tenant.as_str(), &id],
+            None,
             &mut |s: &mut SessionRecord| {
                 if s.revoked_at.is_some() {
                     return Ok(Change::Keep);
@@ -664,7 +756,7 @@ impl ClientStore for PostgresStore {
         change: &mut dyn FnMut(&mut ClientRecord) -> Change,
     ) -> StoreResult<Option<ClientRecord>> {
         let key: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&tenant.as_str(), &client_id];
-        self.update("latch_clients", "tenant = $1 AND client_id = $2", &key, &mut |client: &mut ClientRecord| {
+        self.update("latch_clients", "tenant = $1 AND client_id = $2", &key, None, &mut |client: &mut ClientRecord| {
             let (tenant, id) = (client.tenant.clone(), client.client_id.clone());
             let decided = change(client);
             // Tenant and id are the row's key; a change cannot move them.
@@ -714,7 +806,7 @@ impl BrowserSessionStore for PostgresStore {
         change: &mut dyn FnMut(&mut BrowserSessionRecord) -> Change,
     ) -> StoreResult<Option<BrowserSessionRecord>> {
         let key: [&(dyn ::postgres::types::ToSql + Sync); 2] = [&tenant.as_str(), &hash.as_slice()];
-        self.update("latch_browser_sessions", "tenant = $1 AND hash = $2", &key, &mut |record| Ok(change(record)))
+        self.update("latch_browser_sessions", "tenant = $1 AND hash = $2", &key, None, &mut |record| Ok(change(record)))
     }
 
     fn delete_browser_session(&self, tenant: &TenantId, hash: &[u8; 32]) -> StoreResult<Option<BrowserSessionRecord>> {
@@ -745,6 +837,23 @@ impl MetaStore for PostgresStore {
             .map_err(sql)?;
         Ok(())
     }
+
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let mut client = self.client()?;
+        // A conflicting insert waits for the other transaction, so a row
+        // found here is committed.
+        let inserted = client
+            .execute(
+                "INSERT INTO latch_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .map_err(sql)?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let row = client.query_one("SELECT value FROM latch_meta WHERE key = $1", &[&key]).map_err(sql)?;
+        Ok(Some(row.get(0)))
+    }
 }
 
 impl Store for PostgresStore {
@@ -753,6 +862,16 @@ impl Store for PostgresStore {
         let taken: bool =
             client.query_one("SELECT pg_try_advisory_lock($1)", &[&SCHEDULED_WORK_LOCK]).map_err(sql)?.get(0);
         Ok(taken.then(|| ScheduledWork(Box::new(ScheduledWorkLock(Some(client))))))
+    }
+
+    fn watch_tenants(&self, changed: TenantChanged) -> StoreResult<Option<Watch>> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (config, flag) = (self.config.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("latch-listen".into())
+            .spawn(move || listen(config, changed, flag))
+            .map_err(backend)?;
+        Ok(Some(Watch(Box::new(Listener(stop)))))
     }
 
     fn flush(&self) -> StoreResult<()> {
@@ -764,11 +883,137 @@ impl Store for PostgresStore {
         self.client()?.simple_query("SELECT 1").map(|_| ()).map_err(sql)
     }
 
-    fn export(&self, _out: &mut dyn std::io::Write) -> StoreResult<u64> {
-        // The backup format names sled's trees and keys; a store-neutral
-        // format (issue 17, item 4) comes with `latch migrate`.
-        Err(StoreError::Backend("backups of a PostgreSQL store are not supported yet".into()))
+    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
+        use ::postgres::fallible_iterator::FallibleIterator as _;
+        let mut client = self.client()?;
+        // One snapshot: other nodes go on writing, and the file is as of one moment.
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(sql)?;
+        let mut writer = BackupWriter::start(out, backup::created_now())?;
+        for (table, query) in EXPORT {
+            let mut rows = tx.query_raw(query, std::iter::empty::<i32>()).map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                writer.entry(&exported(table, &row)?)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        writer.finish()
     }
+
+    fn import(&self, entries: &mut dyn Iterator<Item = StoreResult<Entry>>) -> StoreResult<u64> {
+        let mut client = self.client()?;
+        // One transaction: a file that turns out damaged at its end leaves nothing.
+        let mut tx = client.transaction().map_err(sql)?;
+        let holds_data: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM latch_tenants) OR EXISTS (SELECT 1 FROM latch_meta WHERE key <> $1)",
+                &[&super::sled::FORMAT_KEY],
+            )
+            .map_err(sql)?
+            .get(0);
+        if holds_data {
+            return Err(StoreError::Format(
+                "the database already holds latch data; restore only into an empty one".into(),
+            ));
+        }
+        let mut records = 0;
+        for entry in entries {
+            let entry = entry?;
+            if backup::is_engine_meta(&entry) {
+                continue;
+            }
+            records += 1;
+            match &entry {
+                Entry::Meta { key, value } => {
+                    tx.execute("INSERT INTO latch_meta (key, value) VALUES ($1, $2)", &[key, value])
+                }
+                Entry::Tenant { record } => tx.execute(
+                    "INSERT INTO latch_tenants (id, record) VALUES ($1, $2)",
+                    &[&record.id.as_str(), &encode(record)?],
+                ),
+                Entry::Key { tenant, record } => tx.execute(
+                    "INSERT INTO latch_keys (tenant, kid, created_at, record) VALUES ($1, $2, $3, $4)",
+                    &[&tenant.as_str(), &record.kid, &record.created_at, &encode(record)?],
+                ),
+                Entry::User { record } => tx.execute(
+                    "INSERT INTO latch_users (tenant, id, email_key, record) VALUES ($1, $2, $3, $4)",
+                    &[&record.tenant.as_str(), &record.id, &record.email_key, &encode(record)?],
+                ),
+                Entry::Session { record } => tx.execute(
+                    "INSERT INTO latch_sessions (tenant, id, user_id, created_at, record) VALUES ($1, $2, $3, $4, $5)",
+                    &[&record.tenant.as_str(), &record.id, &record.user_id, &record.created_at, &encode(record)?],
+                ),
+                Entry::Refresh { tenant, hash, record } => tx.execute(
+                    "INSERT INTO latch_refresh (tenant, hash, session_id, record) VALUES ($1, $2, $3, $4)",
+                    &[&tenant.as_str(), &hash.as_slice(), &record.session_id, &encode(record)?],
+                ),
+                Entry::Event { record } => tx.execute(
+                    "INSERT INTO latch_events (tenant, id, record) VALUES ($1, $2, $3)",
+                    &[&record.tenant.as_str(), &record.id, &encode(record)?],
+                ),
+                Entry::OneTime { tenant, hash, record } => tx.execute(
+                    "INSERT INTO latch_one_time (tenant, hash, record) VALUES ($1, $2, $3)",
+                    &[&tenant.as_str(), &hash.as_slice(), &encode(record)?],
+                ),
+                Entry::Client { record } => tx.execute(
+                    "INSERT INTO latch_clients (tenant, client_id, record) VALUES ($1, $2, $3)",
+                    &[&record.tenant.as_str(), &record.client_id, &encode(record)?],
+                ),
+                Entry::BrowserSession { tenant, hash, record } => tx.execute(
+                    "INSERT INTO latch_browser_sessions (tenant, hash, record) VALUES ($1, $2, $3)",
+                    &[&tenant.as_str(), &hash.as_slice(), &encode(record)?],
+                ),
+            }
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(records)
+    }
+}
+
+/// What a backup reads, table by table, in key order.
+const EXPORT: [(&str, &str); 10] = [
+    ("meta", "SELECT key, value FROM latch_meta ORDER BY key"),
+    ("tenants", "SELECT record FROM latch_tenants ORDER BY id"),
+    ("keys", "SELECT tenant, record FROM latch_keys ORDER BY tenant, kid"),
+    ("users", "SELECT record FROM latch_users ORDER BY tenant, id"),
+    ("sessions", "SELECT record FROM latch_sessions ORDER BY tenant, id"),
+    ("refresh", "SELECT tenant, hash, record FROM latch_refresh ORDER BY tenant, hash"),
+    ("events", "SELECT record FROM latch_events ORDER BY tenant, id"),
+    ("one_time", "SELECT tenant, hash, record FROM latch_one_time ORDER BY tenant, hash"),
+    ("clients", "SELECT record FROM latch_clients ORDER BY tenant, client_id"),
+    ("browser_sessions", "SELECT tenant, hash, record FROM latch_browser_sessions ORDER BY tenant, hash"),
+];
+
+/// A row of one of the [`EXPORT`] queries as a backup record.
+fn exported(table: &'static str, row: &Row) -> StoreResult<Entry> {
+    let corrupt = |_| StoreError::Corrupt(table);
+    let tenant = || -> StoreResult<TenantId> {
+        let tenant: &str = row.try_get("tenant").map_err(corrupt)?;
+        TenantId::parse(tenant).map_err(|_| StoreError::Corrupt(table))
+    };
+    let hash = || -> StoreResult<[u8; 32]> {
+        let hash: &[u8] = row.try_get("hash").map_err(corrupt)?;
+        <[u8; 32]>::try_from(hash).map_err(|_| StoreError::Corrupt(table))
+    };
+    Ok(match table {
+        "meta" => {
+            Entry::Meta { key: row.try_get("key").map_err(corrupt)?, value: row.try_get("value").map_err(corrupt)? }
+        }
+        "tenants" => Entry::Tenant { record: decode(table, row)? },
+        "keys" => Entry::Key { tenant: tenant()?, record: decode(table, row)? },
+        "users" => Entry::User { record: decode(table, row)? },
+        "sessions" => Entry::Session { record: decode(table, row)? },
+        "refresh" => Entry::Refresh { tenant: tenant()?, hash: hash()?, record: decode(table, row)? },
+        "events" => Entry::Event { record: decode(table, row)? },
+        "one_time" => Entry::OneTime { tenant: tenant()?, hash: hash()?, record: decode(table, row)? },
+        "clients" => Entry::Client { record: decode(table, row)? },
+        _ => Entry::BrowserSession { tenant: tenant()?, hash: hash()?, record: decode(table, row)? },
+    })
 }
 
 #[cfg(test)]
@@ -847,6 +1092,98 @@ mod tests {
         let taken = b.scheduled_work().expect("asks").expect("b gets it once a lets go");
         assert!(a.scheduled_work().expect("asks").is_none(), "and then a waits");
         drop(taken);
+    }
+
+    /// Every record of `store`, as a backup file and as sorted records.
+    fn exported(store: &dyn Store) -> (Vec<u8>, Vec<String>) {
+        let mut file = Vec::new();
+        let count = store.export(&mut file).expect("export");
+        let mut input = file.as_slice();
+        let entries: Vec<Entry> =
+            backup::BackupReader::new(&mut input).expect("header").collect::<StoreResult<_>>().expect("reads");
+        assert_eq!(entries.len() as u64, count);
+        let mut lines: Vec<String> = entries.iter().map(|e| serde_json::to_string(e).expect("json")).collect();
+        lines.sort();
+        (file, lines)
+    }
+
+    #[test]
+    fn a_backup_moves_a_store_from_sled_to_postgres_and_back_record_for_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sled = super::super::sled::SledStore::open(&dir.path().join("a"), 8 << 20).expect("sled");
+        conformance::run(&sled);
+        // The suite takes or purges its single-use tokens: one still waiting.
+        let waiting = OneTimeRecord::new("verify_email", Uuid::now_v7(), i64::MAX);
+        sled.put_one_time(&TenantId::parse("acme").expect("slug"), &[9; 32], &waiting).expect("put");
+        let (file, from_sled) = exported(&sled);
+        let kinds: std::collections::BTreeSet<String> = from_sled
+            .iter()
+            .map(|line| serde_json::from_str::<Value>(line).expect("json")["kind"].as_str().expect("kind").to_owned())
+            .collect();
+        assert_eq!(kinds.len(), 10, "every kind of record is in the data set: {kinds:?}");
+
+        let database = TestDatabase::new();
+        let postgres = PostgresStore::connect(&database.url, 4).expect("connects");
+        let loaded = postgres.import(&mut backup::BackupReader::new(&mut file.as_slice()).expect("header"));
+        assert_eq!(loaded.expect("import") as usize, from_sled.len());
+        let (file, from_postgres) = exported(&postgres);
+        assert_eq!(from_postgres, from_sled, "PostgreSQL holds what sled held");
+
+        let back = dir.path().join("b");
+        super::super::sled::SledStore::restore(&back, &mut file.as_slice()).expect("restore into sled");
+        let sled_again = super::super::sled::SledStore::open(&back, 8 << 20).expect("opens");
+        assert_eq!(exported(&sled_again).1, from_sled, "and sled again, record for record");
+
+        // Only into an empty database.
+        let again = postgres.import(&mut backup::BackupReader::new(&mut file.as_slice()).expect("header"));
+        assert!(again.expect_err("not empty").to_string().contains("already holds"));
+        // A file damaged at its end leaves nothing behind.
+        let fresh = TestDatabase::new();
+        let empty = PostgresStore::connect(&fresh.url, 2).expect("connects");
+        let text = String::from_utf8(file).expect("utf-8");
+        let truncated: String = text.lines().take(20).map(|l| format!("{l}\n")).collect();
+        let failed = empty.import(&mut backup::BackupReader::new(&mut truncated.as_bytes()).expect("header"));
+        assert!(failed.expect_err("truncated").to_string().contains("truncated"));
+        assert!(empty.list_tenants().expect("list").is_empty(), "rolled back");
+        assert_eq!(empty.get_meta("conformance").expect("get"), None);
+    }
+
+    #[test]
+    fn tenant_changes_on_one_node_are_announced_to_the_others() {
+        let database = TestDatabase::new();
+        let (a, b) = (
+            PostgresStore::connect(&database.url, 2).expect("node a"),
+            PostgresStore::connect(&database.url, 2).expect("node b"),
+        );
+        let (sender, heard) = std::sync::mpsc::channel::<Option<String>>();
+        let sender = std::sync::Mutex::new(sender);
+        let changed: TenantChanged = std::sync::Arc::new(move |tenant: Option<&TenantId>| {
+            let _ = sender.lock().expect("lock").send(tenant.map(|t| t.as_str().to_owned()));
+        });
+        let watch = b.watch_tenants(changed).expect("watch").expect("PostgreSQL announces changes");
+        let wait = std::time::Duration::from_secs(30);
+        // On (re)connecting, whatever changed before is unknown: drop all.
+        assert_eq!(heard.recv_timeout(wait).expect("first"), None);
+
+        let id = TenantId::parse("announced").expect("slug");
+        a.create_tenant(&conformance::tenant("announced"), &[conformance::key_record("k1", 1)]).expect("create");
+        a.update_tenant(&id, &mut |t| {
+            t.name = "Renamed".into();
+            Change::Write
+        })
+        .expect("update");
+        a.rotate_keys(&id, &conformance::key_record("k2", 2)).expect("rotate");
+        // A change that writes nothing announces nothing.
+        a.update_tenant(&id, &mut |_| Change::Keep).expect("keep");
+        a.delete_tenant(&id).expect("delete");
+        for what in ["update", "rotation", "deletion"] {
+            assert_eq!(heard.recv_timeout(wait).expect(what).as_deref(), Some("announced"), "{what}");
+        }
+        drop(watch);
+        // Stopped: the thread ends and drops its sender.
+        while let Ok(extra) = heard.recv_timeout(wait) {
+            assert_eq!(extra, None, "nothing but the reconnect markers after the three changes");
+        }
     }
 
     #[test]

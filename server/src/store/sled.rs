@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::backup::{self, BackupWriter};
+use super::backup::{self, BackupWriter, Entry};
 use super::*;
 
 /// The on-disk format this build reads and writes.
@@ -33,6 +33,9 @@ const WITNESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// What an operator does about a damaged store.
 const RESTORE_HINT: &str = "restore the last backup into a new directory with \
     `latch restore FILE --data-dir NEW_DIR` and start latch there (docs/decisions.md, \"Integrity\")";
+
+/// A key and value to write into a tree.
+type TreeWrite<'a> = (&'a ::sled::Tree, Vec<u8>, Vec<u8>);
 
 /// A latch store in a sled database.
 pub struct SledStore {
@@ -340,35 +343,62 @@ impl SledStore {
     }
 
     /// Restores a backup into `dir`, which must not exist or be empty. The
-    /// whole file is checked before anything is written; on failure the
-    /// directory is removed again.
+    /// file is checked as it is loaded; on any failure (a damaged file among
+    /// them) the directory is removed again, so nothing half-restored stays.
     pub fn restore(dir: &Path, input: &mut dyn std::io::BufRead) -> StoreResult<u64> {
         let shown = dir.display();
         if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
             return Err(StoreError::Format(format!("{shown} is not empty; restore only into a new data directory")));
         }
-        let records = backup::read(input, FORMAT)?;
+        let mut reader = backup::BackupReader::new(input)?;
         let restored = (|| {
             let store = SledStore::open(dir, 8 << 20)?;
-            let trees: std::collections::HashMap<&str, &::sled::Tree> = store.named_trees().into_iter().collect();
-            let mut batches: std::collections::HashMap<&str, ::sled::Batch> = std::collections::HashMap::new();
-            for record in &records {
-                let name = trees
-                    .get_key_value(record.tree.as_str())
-                    .map(|(name, _)| *name)
-                    .ok_or_else(|| StoreError::Format(format!("the backup names an unknown tree {:?}", record.tree)))?;
-                batches.entry(name).or_default().insert(record.key.as_slice(), record.value.as_slice());
-            }
-            for (name, batch) in batches {
-                trees[name].apply_batch(batch).map_err(backend)?;
-            }
+            let records = store.import(&mut reader)?;
             store.flush()?;
-            Ok(records.len() as u64)
+            Ok(records)
         })();
         if restored.is_err() {
             let _ = std::fs::remove_dir_all(dir);
         }
         restored
+    }
+
+    /// A record's engine keys: the tree entries that hold it and its index
+    /// entries, as the trait's writes make them.
+    fn entry_writes(&self, entry: &Entry) -> StoreResult<Vec<TreeWrite<'_>>> {
+        Ok(match entry {
+            Entry::Meta { key, value } => vec![(&self.meta, key.as_bytes().to_vec(), value.clone())],
+            Entry::Tenant { record } => vec![(&self.tenants, record.id.as_str().as_bytes().to_vec(), encode(record)?)],
+            Entry::Key { tenant, record } => vec![(&self.keys, key(tenant, record.kid.as_bytes()), encode(record)?)],
+            Entry::User { record } => vec![
+                (&self.users, key(&record.tenant, record.id.as_bytes()), encode(record)?),
+                (&self.users_by_email, key(&record.tenant, record.email_key.as_bytes()), record.id.as_bytes().to_vec()),
+            ],
+            Entry::Session { record } => vec![
+                (&self.sessions, key(&record.tenant, record.id.as_bytes()), encode(record)?),
+                (
+                    &self.sessions_by_user,
+                    key(&record.tenant, &[record.user_id.as_bytes().as_slice(), record.id.as_bytes()].concat()),
+                    Vec::new(),
+                ),
+            ],
+            Entry::Refresh { tenant, hash, record } => vec![(&self.refresh, key(tenant, hash), encode(record)?)],
+            Entry::Event { record } => vec![(&self.events, key(&record.tenant, record.id.as_bytes()), encode(record)?)],
+            Entry::OneTime { tenant, hash, record } => vec![(&self.one_time, key(tenant, hash), encode(record)?)],
+            Entry::Client { record } => {
+                vec![(&self.clients, key(&record.tenant, record.client_id.as_bytes()), encode(record)?)]
+            }
+            Entry::BrowserSession { tenant, hash, record } => {
+                vec![(&self.browser_sessions, key(tenant, hash), encode(record)?)]
+            }
+        })
+    }
+
+    /// The record a primary tree's entry holds; `None` for this engine's own meta.
+    fn tree_entry(name: &'static str, k: &[u8], v: &[u8]) -> StoreResult<Option<Entry>> {
+        backup::legacy_entry(name, k, v)
+            .map(|entry| entry.filter(|entry| !backup::is_engine_meta(entry)))
+            .map_err(|backup::NotARecord| StoreError::Corrupt(name))
     }
 
     fn named_trees(&self) -> [(&'static str, &::sled::Tree); 13] {
@@ -904,6 +934,13 @@ impl MetaStore for SledStore {
         Ok(self.meta.get(key).map_err(backend)?.map(|v| v.to_vec()))
     }
 
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        match self.meta.compare_and_swap(key, None::<&[u8]>, Some(value)).map_err(backend)? {
+            Ok(()) => Ok(None),
+            Err(held) => Ok(held.current.map(|v| v.to_vec())),
+        }
+    }
+
     fn put_meta(&self, key: &str, value: &[u8]) -> StoreResult<()> {
         self.meta.insert(key, value).map_err(backend)?;
         Ok(())
@@ -934,20 +971,43 @@ impl Store for SledStore {
     }
 
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
-        let created_at =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let mut writer = BackupWriter::start(out, FORMAT, created_at)?;
+        let mut writer = BackupWriter::start(out, backup::created_now())?;
         for (name, tree) in self.named_trees() {
-            for entry in tree.iter() {
-                let (k, v) = entry.map_err(backend)?;
-                // The flush counter belongs to these files, not to the data.
-                if name == "meta" && k == COMMIT_SEQ_KEY.as_bytes() {
-                    continue;
+            for item in tree.iter() {
+                let (k, v) = item.map_err(backend)?;
+                // Indexes and counters are rebuilt from the records.
+                if let Some(entry) = SledStore::tree_entry(name, &k, &v)? {
+                    writer.entry(&entry)?;
                 }
-                writer.record(name, &k, &v)?;
             }
         }
         writer.finish()
+    }
+
+    fn import(&self, entries: &mut dyn Iterator<Item = StoreResult<Entry>>) -> StoreResult<u64> {
+        let data_meta = |k: &[u8]| !backup::ENGINE_META.iter().any(|engine| engine.as_bytes() == k);
+        if !self.tenants.is_empty() || self.meta.iter().keys().any(|k| k.is_ok_and(|k| data_meta(&k))) {
+            return Err(StoreError::Format("the store already holds data; restore only into a new one".into()));
+        }
+        let mut records = 0;
+        let mut event_counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for entry in entries {
+            let entry = entry?;
+            if backup::is_engine_meta(&entry) {
+                continue;
+            }
+            records += 1;
+            if let Entry::Event { record } = &entry {
+                *event_counts.entry(record.tenant.as_str().to_owned()).or_default() += 1;
+            }
+            for (tree, k, v) in self.entry_writes(&entry)? {
+                tree.insert(k, v).map_err(backend)?;
+            }
+        }
+        for (tenant, count) in event_counts {
+            self.event_counts.insert(tenant.as_bytes(), &count.to_be_bytes()).map_err(backend)?;
+        }
+        Ok(records)
     }
 }
 
