@@ -18,7 +18,18 @@ runs and one of the targets from the benchmarks issue. Traffic goes only to
 Usage: python3 benches/load.py [--seconds 10] [--argon2-ms MS]
 The login target needs the single-hash time: --argon2-ms, or else the
 criterion result of `cargo bench -p latch-benches --bench server` if present.
+
+With --store postgres it measures the PostgreSQL store instead, beside sled
+in the same run: a throwaway PostgreSQL cluster (Debian's `postgresql`,
+installed when missing) on a Unix socket in a temporary directory, one latch
+node on sled and one on PostgreSQL, /users/me (three alternating rounds,
+medians kept), login and refresh on each; then a second node on the same
+database, with wrk driving both nodes at once (the two-node figures are the
+sum over both nodes).
 """
+
+import glob
+import urllib.parse
 
 import argparse
 import json
@@ -60,10 +71,11 @@ def free_port():
 
 
 class Server:
-    """The release binary on 127.0.0.1:port with its data in `directory`."""
+    """The release binary on 127.0.0.1:port with its data in `directory`
+    (and `extra` arguments, such as a --store URL)."""
 
-    def __init__(self, binary, directory, port):
-        self.binary, self.directory, self.port = binary, directory, port
+    def __init__(self, binary, directory, port, extra=()):
+        self.binary, self.directory, self.port, self.extra = binary, directory, port, list(extra)
         self.base = f"http://127.0.0.1:{port}"
         self.process = None
 
@@ -75,7 +87,7 @@ class Server:
         began = time.perf_counter()
         self.process = subprocess.Popen(
             [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", str(self.directory / "data"), "--config", str(config)],
+             "--data-dir", str(self.directory / "data"), "--config", str(config), *self.extra],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = began + 30
@@ -130,16 +142,174 @@ def argon2_seconds(given_ms):
     return None
 
 
+class Postgres:
+    """A throwaway PostgreSQL cluster in `directory`, reachable only on a Unix
+    socket there; as root it runs as Debian's `postgres` user (PostgreSQL
+    refuses root). fsync and synchronous_commit stay at their defaults (on):
+    the figures include every commit reaching the disk."""
+
+    def __init__(self, directory):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+        if not bins:
+            sudo = [] if os.geteuid() == 0 else ["sudo"]
+            subprocess.run(sudo + ["apt-get", "update"], check=True)
+            subprocess.run(sudo + ["apt-get", "install", "-y", "postgresql"], check=True)
+            bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+        self.bin, self.directory = Path(bins[-1]), directory
+        directory.mkdir()
+        self.as_owner = []
+        if os.geteuid() == 0:
+            shutil.chown(directory, "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        data = directory / "data"
+        subprocess.run(self.as_owner + [str(self.bin / "initdb"), "--pgdata", str(data), "--username", "latch",
+                                        "--auth", "trust"], check=True, capture_output=True)
+        subprocess.run(self.as_owner + [str(self.bin / "pg_ctl"), "--pgdata", str(data), "--log",
+                                        str(directory / "server.log"), "--wait", "--options",
+                                        f"-c listen_addresses='' -k {directory} -c max_connections=100", "start"],
+                       check=True, capture_output=True)
+        socket_dir = urllib.parse.quote(str(directory), safe="")
+        self.url = f"postgresql://latch@{socket_dir}:5432/postgres"
+
+    def stop(self):
+        subprocess.run(self.as_owner + [str(self.bin / "pg_ctl"), "--pgdata", str(self.directory / "data"),
+                                        "--mode", "fast", "stop"], check=False, capture_output=True)
+
+
+def table(runs):
+    print("| run | requests/s | p50 | p99 | errors |")
+    print("|---|---|---|---|---|")
+    for name, run in runs.items():
+        print(f"| {name} | {run['rps']:,.0f} | {run['p50_us'] / 1000:.2f} ms | {run['p99_us'] / 1000:.2f} ms | {run['errors']} |")
+
+
+def setup_users(server, sessions):
+    """Registers the benchmark user; returns its access token and `sessions` refresh tokens."""
+    tokens = server.post("/t/demo/auth/register", {"email": EMAIL, "password": PASSWORD})
+    return tokens["access_token"], more_sessions(server, sessions)
+
+
+def compare_stores(binary, seconds):
+    """sled and PostgreSQL side by side in one run, then two nodes on PostgreSQL."""
+    cores = os.cpu_count()
+    s = seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        database = Postgres(tmp / "pg")
+        try:
+            key = tmp / "master.key"
+            shared = ["--master-key-file", str(key), "--public-url", "https://auth.latch.test"]
+            (tmp / "sled").mkdir()
+            (tmp / "node-a").mkdir()
+            (tmp / "node-b").mkdir()
+            on_sled = Server(binary, tmp / "sled", free_port(), ["--master-key-file", str(tmp / "sled.key")])
+            node_a = Server(binary, tmp / "node-a", free_port(), ["--store", database.url, *shared])
+            node_b = Server(binary, tmp / "node-b", free_port(), ["--store", database.url, *shared])
+            on_sled.start()
+            node_a.start()
+            sled_access, sled_refresh = setup_users(on_sled, REFRESH_SESSIONS)
+            pg_access, pg_refresh = setup_users(node_a, REFRESH_SESSIONS)
+            login = ("login", json.dumps({"email": EMAIL, "password": PASSWORD}))
+            files = {}
+            for name, tokens in [("sled", sled_refresh), ("postgres", pg_refresh),
+                                 ("node-a", pg_refresh[:REFRESH_SESSIONS // 2]), ("node-b", pg_refresh[REFRESH_SESSIONS // 2:])]:
+                files[name] = tmp / f"refresh-{name}"
+                files[name].write_text("\n".join(tokens) + "\n")
+
+            runs, rounds = {}, {"sled": [], "postgres": []}
+            for _ in range(3):
+                rounds["sled"].append(wrk(on_sled, "/t/demo/users/me", s, 2, 64,
+                                          headers=[f"Authorization: Bearer {sled_access}"]))
+                rounds["postgres"].append(wrk(node_a, "/t/demo/users/me", s, 2, 64,
+                                              headers=[f"Authorization: Bearer {pg_access}"]))
+            median_run = lambda results: sorted(results, key=lambda run: run["rps"])[1]
+            runs["sled: GET /users/me (median of 3)"] = median_run(rounds["sled"])
+            runs["PostgreSQL: GET /users/me (median of 3)"] = median_run(rounds["postgres"])
+            runs["sled: POST /auth/login"] = wrk(on_sled, "/t/demo/auth/login", s, 2, 16, mode=login)
+            runs["PostgreSQL: POST /auth/login"] = wrk(node_a, "/t/demo/auth/login", s, 2, 16, mode=login)
+            runs["sled: POST /auth/refresh"] = wrk(on_sled, "/t/demo/auth/refresh", s, REFRESH_SESSIONS,
+                                                   REFRESH_SESSIONS, mode=("refresh", str(files["sled"])))
+            # The tokens of the PostgreSQL sessions are used up by this run;
+            # the two-node run starts from fresh ones.
+            runs["PostgreSQL: POST /auth/refresh"] = wrk(node_a, "/t/demo/auth/refresh", s, REFRESH_SESSIONS,
+                                                         REFRESH_SESSIONS, mode=("refresh", str(files["postgres"])))
+            on_sled.stop()
+
+            # Two nodes on the one database, wrk on both at once.
+            node_b.start()
+            fresh = more_sessions(node_a, REFRESH_SESSIONS)
+            files["node-a"].write_text("\n".join(fresh[:REFRESH_SESSIONS // 2]) + "\n")
+            files["node-b"].write_text("\n".join(fresh[REFRESH_SESSIONS // 2:]) + "\n")
+            both = {}
+            def on(node, name, *run_args, **run_kwargs):
+                both[name] = wrk(node, *run_args, **run_kwargs)
+            for label, make in [
+                ("GET /users/me", lambda node, name: threading.Thread(target=on, args=(node, name, "/t/demo/users/me", s, 1, 32),
+                                                                     kwargs={"headers": [f"Authorization: Bearer {pg_access}"]})),
+                ("POST /auth/refresh", lambda node, name: threading.Thread(
+                    target=on, args=(node, name, "/t/demo/auth/refresh", s, REFRESH_SESSIONS // 2, REFRESH_SESSIONS // 2),
+                    kwargs={"mode": ("refresh", str(files[name]))})),
+            ]:
+                both.clear()
+                threads = [make(node_a, "node-a"), make(node_b, "node-b")]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                a, b = both["node-a"], both["node-b"]
+                runs[f"2 nodes: {label} (sum; A + B)"] = {
+                    "rps": a["rps"] + b["rps"], "p50_us": max(a["p50_us"], b["p50_us"]),
+                    "p99_us": max(a["p99_us"], b["p99_us"]), "errors": a["errors"] + b["errors"]}
+            node_a.stop()
+            node_b.stop()
+        finally:
+            database.stop()
+
+    print(f"latch load benchmark, sled beside PostgreSQL: release build, {cores} cores, wrk, {s} s per run, "
+          "127.0.0.1; PostgreSQL on the same machine, fsync and synchronous_commit on\n")
+    table(runs)
+    sled_me, pg_me = runs["sled: GET /users/me (median of 3)"], runs["PostgreSQL: GET /users/me (median of 3)"]
+    pg_refresh_rps = runs["PostgreSQL: POST /auth/refresh"]["rps"]
+    login_ratio = runs["PostgreSQL: POST /auth/login"]["rps"] / runs["sled: POST /auth/login"]["rps"]
+    ratios = sorted(p["rps"] / q["rps"] for q, p in zip(rounds["sled"], rounds["postgres"]))
+    rows = [
+        ("refresh on PostgreSQL ≥ 2,000/s, each rotation committed", f"{pg_refresh_rps:,.0f}/s", pg_refresh_rps >= 2000),
+        ("/users/me on PostgreSQL ≥ 50 % of sled",
+         f"{pg_me['rps'] / sled_me['rps']:.0%} (rounds: {', '.join(f'{r:.0%}' for r in ratios)})",
+         pg_me["rps"] >= 0.5 * sled_me["rps"]),
+        ("login on PostgreSQL unchanged (hashing-bound)", f"{login_ratio:.2f}× sled", login_ratio >= 0.9),
+    ]
+    print("\n| target | measured | met |")
+    print("|---|---|---|")
+    for name, measured, met in rows:
+        print(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+    errors = sum(run["errors"] for run in [*runs.values(), *rounds["sled"], *rounds["postgres"]])
+    if errors:
+        print(f"\n{errors} requests failed: the figures above are not valid", file=sys.stderr)
+        sys.exit(1)
+
+
+def more_sessions(server, sessions):
+    """`sessions` new refresh tokens of the (registered) benchmark user."""
+    return [server.post("/t/demo/auth/login", {"email": EMAIL, "password": PASSWORD})["refresh_token"]
+            for _ in range(sessions)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--argon2-ms", type=float, help="single argon2id hash time for the login target")
+    parser.add_argument("--store", choices=["sled", "postgres"], default="sled",
+                        help="postgres: measure PostgreSQL beside sled, and two nodes")
     args = parser.parse_args()
 
     ensure_wrk()
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "latch-server"], cwd=ROOT, check=True)
     binary = ROOT / "target" / "release" / "latch"
     cores = os.cpu_count()
+    if args.store == "postgres":
+        compare_stores(binary, args.seconds)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(binary, Path(tmp), free_port())

@@ -622,8 +622,10 @@ impl StoreArg {
     /// A postgres:// URL, or else a data directory.
     fn parse(raw: &str) -> anyhow::Result<StoreArg> {
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            let password = std::env::var(crate::config::STORE_PASSWORD_VAR).ok();
-            let database = crate::store::postgres::Database::parse(raw, password.as_deref())
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let password = var(crate::config::STORE_PASSWORD_VAR);
+            let file = crate::store::postgres::password_file(var("PGPASSFILE").as_deref(), var("HOME").as_deref());
+            let database = crate::store::postgres::Database::parse(raw, password.as_deref(), file.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             return Ok(StoreArg::Postgres(Box::new(database)));
         }

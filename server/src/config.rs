@@ -454,8 +454,13 @@ impl Settings {
             None | Some("sled") => StoreLocation::Sled,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let password = env.get(STORE_PASSWORD_VAR).filter(|p| !p.is_empty()).map(String::as_str);
+                let password_file = crate::store::postgres::password_file(
+                    env.get("PGPASSFILE").map(String::as_str),
+                    env.get("HOME").map(String::as_str),
+                );
                 StoreLocation::Postgres(Box::new(
-                    crate::store::postgres::Database::parse(url, password).map_err(ConfigError::Invalid)?,
+                    crate::store::postgres::Database::parse(url, password, password_file.as_deref())
+                        .map_err(ConfigError::Invalid)?,
                 ))
             }
             Some(other) => {

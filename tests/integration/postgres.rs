@@ -99,9 +99,36 @@ async fn latch_runs_on_postgres_and_two_nodes_share_one_database() {
     assert_eq!(created.status(), StatusCode::CREATED);
     a.register("acme", "first@acme.example").await;
 
-    // kill -9 of A: what it acknowledged is on B, and B keeps serving.
-    node_a.kill().await.expect("kill");
-    b.login("acme", "first@acme.example", PASSWORD).await;
+    // kill -9 of A while it takes writes: every registration A acknowledged
+    // is on B, and B serves all along.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (writer, written) = (a.clone(), acknowledged.clone());
+    let writes = tokio::spawn(async move {
+        for n in 0.. {
+            let email = format!("w{n:04}@acme.example");
+            let body = json!({"email": email, "password": PASSWORD});
+            match writer.http.post(writer.url("/t/acme/auth/register")).json(&body).send().await {
+                Ok(answer) if answer.status() == StatusCode::CREATED => written.lock().expect("lock").push(email),
+                Ok(answer) => panic!("a registration answered {}", answer.status()),
+                // A is gone: a request in flight may or may not have committed.
+                Err(_) => break,
+            }
+        }
+    });
+    let during = b.login("acme", "first@acme.example", PASSWORD).await;
+    eventually("acknowledged writes on A", || async { acknowledged.lock().expect("lock").len() >= 8 }).await;
+    node_a.kill().await.expect("kill -9");
+    writes.await.expect("the writer stops when A is gone");
+    assert_eq!(b.get_with("/t/acme/users/me", &during.access).await.status(), StatusCode::OK, "B serves");
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let listed: serde_json::Value =
+        b.get_with("/t/acme/admin/users?email_prefix=w&limit=200", OPERATOR_TOKEN).await.json().await.expect("json");
+    let stored: Vec<&str> =
+        listed["users"].as_array().expect("users").iter().map(|u| u["email"].as_str().expect("email")).collect();
+    for email in &acknowledged {
+        assert!(stored.contains(&email.as_str()), "{email} was acknowledged by A but is not in the database");
+    }
+    b.login("acme", acknowledged.last().expect("some"), PASSWORD).await;
     let (_node_a, base_a) = node(dir_a.path(), &database, &key).await;
     let a = TestClient::new(&base_a);
     a.wait_ready().await;

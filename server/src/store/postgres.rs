@@ -17,6 +17,8 @@
 use ::postgres::error::SqlState;
 use ::postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
+use std::path::Path;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -214,8 +216,75 @@ fn decode_all<T: DeserializeOwned>(table: &'static str, rows: &[Row]) -> StoreRe
     rows.iter().map(|row| decode(table, row)).collect()
 }
 
+/// The libpq password file: `PGPASSFILE`, else `~/.pgpass`.
+pub fn password_file(pgpassfile: Option<&str>, home: Option<&str>) -> Option<std::path::PathBuf> {
+    match (pgpassfile.filter(|f| !f.is_empty()), home.filter(|h| !h.is_empty())) {
+        (Some(file), _) => Some(file.into()),
+        (None, Some(home)) => Some(Path::new(home).join(".pgpass")),
+        (None, None) => None,
+    }
+}
+
+/// The password for `config` in a libpq password file, as libpq finds it:
+/// lines `host:port:database:user:password`, `*` matching anything, `\:`
+/// and `\\` escapes, `#` comments, the first matching line wins. A Unix
+/// socket host matches `localhost` as well as its directory. Like libpq, a
+/// file that others may read is not used; here that is an error, so a
+/// password that goes unused does not turn into a puzzling login failure.
+fn pgpass_lookup(file: &Path, config: &::postgres::Config) -> Result<Option<String>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shown = file.display();
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read the password file {shown}: {e}")),
+    };
+    let mode = std::fs::metadata(file).map_err(|e| format!("{shown}: {e}"))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the password file {shown} may be read by others (mode {:o}): chmod 0600 it",
+            mode & 0o777
+        ));
+    }
+    let hosts: Vec<String> = match config.get_hosts().first() {
+        Some(::postgres::config::Host::Tcp(host)) => vec![host.clone()],
+        Some(::postgres::config::Host::Unix(dir)) => vec!["localhost".into(), dir.display().to_string()],
+        None => vec!["localhost".into()],
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let user = config.get_user().unwrap_or_default();
+    let database = config.get_dbname().unwrap_or(user);
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let fields = pgpass_fields(line);
+        let [host_field, port_field, db_field, user_field, password] = fields.as_slice() else { continue };
+        let matches = |field: &str, value: &str| field == "*" || field == value;
+        if hosts.iter().any(|h| matches(host_field, h))
+            && matches(port_field, &port)
+            && matches(db_field, database)
+            && matches(user_field, user)
+        {
+            return Ok(Some(password.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// A password-file line split at unescaped colons, escapes removed.
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut().expect("one field").extend(chars.next()),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
 /// Where the PostgreSQL store is: a `postgres://` URL, its password from the
-/// environment when the URL has none.
+/// environment or a password file when the URL has none.
 #[derive(Clone)]
 pub struct Database {
     config: ::postgres::Config,
@@ -239,14 +308,20 @@ impl Database {
     /// Connections per node.
     pub const POOL_SIZE: u32 = 16;
 
-    /// Reads a `postgres://` or `postgresql://` URL; `password` is used when
-    /// the URL carries none.
-    pub fn parse(url: &str, password: Option<&str>) -> Result<Database, String> {
+    /// Reads a `postgres://` or `postgresql://` URL. When it carries no
+    /// password, `password` (from `LATCH_STORE_PASSWORD`) is used, else the
+    /// first matching line of the libpq password file `password_file`
+    /// ([`password_file`]), if there is one.
+    pub fn parse(url: &str, password: Option<&str>, password_file: Option<&Path>) -> Result<Database, String> {
         let mut config: ::postgres::Config = url.parse().map_err(|e| format!("store URL: {e}"))?;
-        if config.get_password().is_none()
-            && let Some(password) = password
-        {
-            config.password(password);
+        if config.get_password().is_none() {
+            if let Some(password) = password {
+                config.password(password);
+            } else if let Some(file) = password_file
+                && let Some(password) = pgpass_lookup(file, &config)?
+            {
+                config.password(password);
+            }
         }
         let shown = match url::Url::parse(url) {
             Ok(mut parsed) => {
@@ -1184,6 +1259,48 @@ mod tests {
         while let Ok(extra) = heard.recv_timeout(wait) {
             assert_eq!(extra, None, "nothing but the reconnect markers after the three changes");
         }
+    }
+
+    #[test]
+    fn the_password_file_is_read_as_libpq_reads_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pgpass");
+        let lines = "# host:port:database:user:password\n\
+                     db.example:5432:other:latch:wrong\n\
+                     db.example:*:latch:latch:pa\\:ss\\\\word\n\
+                     localhost:5432:sock:latch:through-the-socket\n\
+                     *:*:*:*:anything-else\n";
+        std::fs::write(&file, lines).expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let password = |url: &str, env: Option<&str>| {
+            let database = Database::parse(url, env, Some(&file)).expect("parses");
+            database.config.get_password().map(|p| String::from_utf8(p.to_vec()).expect("utf-8"))
+        };
+        assert_eq!(password("postgres://latch@db.example/latch", None).as_deref(), Some("pa:ss\\word"));
+        assert_eq!(password("postgres://latch@db.example/else", None).as_deref(), Some("anything-else"));
+        assert_eq!(
+            password("host=/run/postgresql user=latch dbname=sock", None).as_deref(),
+            Some("through-the-socket")
+        );
+        // The URL's password first, then LATCH_STORE_PASSWORD, then the file.
+        assert_eq!(password("postgres://latch:in-url@db.example/latch", Some("env")).as_deref(), Some("in-url"));
+        assert_eq!(password("postgres://latch@db.example/latch", Some("env")).as_deref(), Some("env"));
+        // A missing file gives no password; one others may read is refused.
+        let missing = Database::parse("postgres://latch@db.example/latch", None, Some(&dir.path().join("none")));
+        assert_eq!(missing.expect("parses").config.get_password(), None);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = Database::parse("postgres://latch@db.example/latch", None, Some(&file)).expect_err("0644");
+        assert!(refused.contains("chmod 0600") && !refused.contains("pa:ss"), "{refused}");
+        assert_eq!(
+            password_file(None, Some("/home/ada")).as_deref(),
+            Some(Path::new("/home/ada/.pgpass")),
+            "~/.pgpass unless PGPASSFILE names another"
+        );
+        assert_eq!(
+            password_file(Some("/etc/latch/pgpass"), Some("/home/ada")).as_deref(),
+            Some(Path::new("/etc/latch/pgpass"))
+        );
     }
 
     #[test]
