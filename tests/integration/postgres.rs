@@ -298,3 +298,111 @@ async fn a_sled_store_moves_to_postgres_with_latch_migrate_and_back_with_backup_
     sled.refresh("demo", &rotated.refresh).await;
     sled.login("demo", "moved@example.com", PASSWORD).await;
 }
+
+/// A CA for the TLS test: its PEM certificate and the issuer that signs.
+fn certificate_authority() -> (String, rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key")).expect("CA");
+    (issuer.pem(), issuer)
+}
+
+#[tokio::test]
+async fn latch_reaches_postgres_over_tls_as_the_urls_sslmode_asks() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let database = tokio::task::spawn_blocking(TestDatabase::new).await.expect("a test database");
+    let tcp = std::env::var("LATCH_TEST_POSTGRES_TCP").expect("LATCH_TEST_POSTGRES_TCP (./test.sh)");
+    let owner = std::env::var("LATCH_TEST_POSTGRES_OWNER").expect("LATCH_TEST_POSTGRES_OWNER (./test.sh)");
+
+    // The server's certificate names db.internal only: latch reaches it at
+    // 127.0.0.1, so verify-ca (chain only) accepts it and verify-full does not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (ca_pem, ca) = certificate_authority();
+    let (other_ca_pem, _) = certificate_authority();
+    let server_key = rcgen::KeyPair::generate().expect("key");
+    let server = rcgen::CertificateParams::new(vec!["db.internal".to_owned()])
+        .expect("params")
+        .signed_by(&server_key, &ca)
+        .expect("signed");
+    let path = |name: &str| dir.path().join(name);
+    for (name, pem) in [("ca.pem", ca_pem), ("other-ca.pem", other_ca_pem), ("server.crt", server.pem())] {
+        std::fs::write(path(name), pem).expect("write");
+        std::fs::set_permissions(path(name), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    // PostgreSQL takes a key only its own user can read.
+    std::fs::write(path("server.key"), server_key.serialize_pem()).expect("write");
+    std::fs::set_permissions(path("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let chowned = std::process::Command::new("chown").arg(&owner).arg(path("server.key")).status().expect("chown");
+    assert!(chowned.success());
+
+    // TLS on, for TCP connections (the other tests use the Unix socket).
+    let admin = std::env::var("LATCH_TEST_POSTGRES").expect("LATCH_TEST_POSTGRES");
+    let (cert, key) = (path("server.crt").display().to_string(), path("server.key").display().to_string());
+    let switched = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+        for statement in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'"),
+            format!("ALTER SYSTEM SET ssl_key_file = '{key}'"),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            client.batch_execute(&statement).expect(&statement);
+        }
+    });
+    switched.await.expect("TLS on");
+
+    let name = database.url.rsplit('/').next().expect("database name").to_owned();
+    let url = |query: &str| format!("postgres://latch@{tcp}/{name}?{query}");
+    let backup = dir.path().join("probe.backup").display().to_string();
+    let reaches = |query: String| {
+        let (url, backup) = (url(&query), backup.clone());
+        async move { run_latch(["backup", &backup, "--store", &url], "").await }
+    };
+    // The reload reaches new connections when the server has read it.
+    eventually("TLS on the test server", || async {
+        reaches(format!("sslmode=verify-ca&sslrootcert={}", path("ca.pem").display())).await.0
+    })
+    .await;
+    let (ok, _, err) = reaches(format!("sslmode=verify-full&sslrootcert={}", path("ca.pem").display())).await;
+    assert!(
+        !ok && err.contains("cannot reach PostgreSQL") && err.contains("not valid for name"),
+        "verify-full checks the name: {err}"
+    );
+    let (ok, _, err) = reaches(format!("sslmode=verify-ca&sslrootcert={}", path("other-ca.pem").display())).await;
+    assert!(!ok && err.contains("invalid peer certificate"), "a CA latch was not told to trust: {err}");
+    let (ok, _, err) = reaches("sslmode=verify-full".to_owned()).await;
+    assert!(!ok, "not a public CA, so not among the Mozilla roots: {err}");
+    let (ok, _, err) = reaches("sslmode=require".to_owned()).await;
+    assert!(ok, "require encrypts without checking, as libpq: {err}");
+
+    // A node on verify-ca: its pool and its listening connection are encrypted.
+    let store = url(&format!("sslmode=verify-ca&sslrootcert={}", path("ca.pem").display()));
+    let key = path("master.key");
+    let args = ["--store".as_ref(), store.as_ref(), "--master-key-file".as_ref(), key.as_os_str()];
+    let mut child = serve_command(&dir.path().join("node"), &args).spawn().expect("starts");
+    let node = TestClient::new(&banner_address(&mut child).await);
+    node.wait_ready().await;
+    node.register("demo", "tls@example.com").await;
+    let admin = std::env::var("LATCH_TEST_POSTGRES").expect("LATCH_TEST_POSTGRES");
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_activity a \
+                 JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.client_addr IS NOT NULL",
+                &[&name],
+            )
+            .expect("query");
+        let counts: (i64, i64) = (row.get(0), row.get(1));
+        for statement in
+            ["ALTER SYSTEM RESET ssl", "ALTER SYSTEM RESET ssl_cert_file", "ALTER SYSTEM RESET ssl_key_file"]
+        {
+            client.batch_execute(statement).expect(statement);
+        }
+        client.batch_execute("SELECT pg_reload_conf()").expect("reload");
+        counts
+    });
+    let (encrypted, unencrypted) = plain.await.expect("counts");
+    assert!(encrypted >= 2 && unencrypted == 0, "{encrypted} TLS and {unencrypted} plain connections from the node");
+}

@@ -11,6 +11,7 @@ pub mod backup;
 mod commit;
 #[cfg(test)]
 mod conformance;
+mod pgtls;
 pub mod postgres;
 mod records;
 pub mod sled;

@@ -14,8 +14,8 @@
 //! are: the [`StoreHandle`](super::StoreHandle) runs store calls on
 //! blocking threads.
 
+use ::postgres::Row;
 use ::postgres::error::SqlState;
-use ::postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 use std::path::Path;
 
@@ -82,7 +82,10 @@ const MIGRATION_LOCK: i64 = 0x6c61_7463_685f_6d69; // "latch_mi"
 /// The advisory lock the node running the scheduled work holds.
 const SCHEDULED_WORK_LOCK: i64 = 0x6c61_7463_685f_7363; // "latch_sc"
 
-type Pooled = r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+/// TLS to the database (`store::pgtls`).
+type Connector = super::pgtls::Connector;
+
+type Pooled = r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<Connector>>;
 
 /// A connection holding the scheduled-work lock; unlocks when dropped (the
 /// pool keeps the connection, so the session lock would outlive the guard).
@@ -107,13 +110,14 @@ impl Drop for ScheduledWorkLock {
     }
 }
 
-type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<Connector>>;
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    /// Where it connects, for the connection that listens for changes.
+    /// Where and how it connects, for the connection that listens for changes.
     config: ::postgres::Config,
+    tls: Connector,
 }
 
 /// The channel a change to a tenant's record or keys is announced on, in the
@@ -141,12 +145,17 @@ impl Drop for Listener {
 /// The listening thread: announces every tenant change, and `None` whenever
 /// changes may have been missed (at each (re)connection, and every
 /// [`UNWATCHED_REFRESH`] while disconnected).
-fn listen(config: ::postgres::Config, changed: TenantChanged, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn listen(
+    config: ::postgres::Config,
+    tls: Connector,
+    changed: TenantChanged,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     use ::postgres::fallible_iterator::FallibleIterator as _;
     let stopped = || stop.load(std::sync::atomic::Ordering::Acquire);
     let mut lost = false;
     while !stopped() {
-        if let Ok(mut client) = config.connect(NoTls)
+        if let Ok(mut client) = config.connect(tls.clone())
             && client.batch_execute(&format!("LISTEN {TENANT_CHANNEL}")).is_ok()
         {
             if lost {
@@ -190,6 +199,17 @@ fn listen(config: ::postgres::Config, changed: TenantChanged, stop: std::sync::A
 fn announce(tx: &mut ::postgres::Transaction<'_>, tenant: &str) -> StoreResult<()> {
     tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANNEL, &tenant]).map_err(sql)?;
     Ok(())
+}
+
+/// An error with its causes, for a start-up message.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -288,6 +308,8 @@ fn pgpass_fields(line: &str) -> Vec<String> {
 #[derive(Clone)]
 pub struct Database {
     config: ::postgres::Config,
+    /// TLS as the URL's `sslmode` asks (`store::pgtls`).
+    tls: Connector,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -313,7 +335,9 @@ impl Database {
     /// first matching line of the libpq password file `password_file`
     /// ([`password_file`]), if there is one.
     pub fn parse(url: &str, password: Option<&str>, password_file: Option<&Path>) -> Result<Database, String> {
-        let mut config: ::postgres::Config = url.parse().map_err(|e| format!("store URL: {e}"))?;
+        let (rest, check, root_file) = super::pgtls::split_url(url)?;
+        let tls = super::pgtls::connector(check, root_file.as_deref())?;
+        let mut config: ::postgres::Config = rest.parse().map_err(|e| format!("store URL: {e}"))?;
         if config.get_password().is_none() {
             if let Some(password) = password {
                 config.password(password);
@@ -330,7 +354,7 @@ impl Database {
             }
             Err(_) => "the configured database".to_owned(),
         };
-        Ok(Database { config, shown })
+        Ok(Database { config, tls, shown })
     }
 
     /// The URL without its password.
@@ -340,34 +364,47 @@ impl Database {
 
     /// Connects (see [`PostgresStore::open`]).
     pub fn connect(&self) -> StoreResult<PostgresStore> {
-        PostgresStore::open(self.config.clone(), Database::POOL_SIZE)
+        PostgresStore::open(self.config.clone(), self.tls.clone(), Database::POOL_SIZE)
     }
 }
 
 impl PostgresStore {
-    /// Connects to `url` (a `postgres://` URL or libpq key-value string).
+    /// Connects to `url` (a `postgres://` URL with its libpq TLS
+    /// parameters, or a libpq key-value string, with TLS as `prefer`).
     pub fn connect(url: &str, max_connections: u32) -> StoreResult<PostgresStore> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let database = Database::parse(url, None, None).map_err(StoreError::Format)?;
+            return PostgresStore::open(database.config, database.tls, max_connections);
+        }
         let config: ::postgres::Config = url.parse().map_err(|e| StoreError::Format(format!("store URL: {e}")))?;
-        PostgresStore::open(config, max_connections)
+        let tls = super::pgtls::connector(super::pgtls::Check::Nothing, None).map_err(StoreError::Format)?;
+        PostgresStore::open(config, tls, max_connections)
     }
 
     /// Connects, checks the schema version and creates or upgrades the schema
     /// under an advisory lock, so nodes starting together do not race.
-    pub fn open(mut config: ::postgres::Config, max_connections: u32) -> StoreResult<PostgresStore> {
+    pub fn open(mut config: ::postgres::Config, tls: Connector, max_connections: u32) -> StoreResult<PostgresStore> {
         // Every acknowledged write must be on disk, whatever the server's default.
         config.options("-c synchronous_commit=on");
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        // One connection first: its error says why (refused, TLS, password),
+        // where the pool would only time out.
+        let first = config.connect(tls.clone());
+        drop(first.map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {}", chain(&e))))?);
+        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
         let pool = r2d2_postgres::r2d2::Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool, config };
+        let store = PostgresStore { pool, config, tls };
         store.migrate()?;
         Ok(store)
     }
 
-    fn client(&self) -> StoreResult<r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    fn client(&self) -> StoreResult<Pooled> {
         self.pool.get().map_err(|e| StoreError::Backend(format!("no PostgreSQL connection: {e}")))
     }
 
@@ -941,10 +978,10 @@ impl Store for PostgresStore {
 
     fn watch_tenants(&self, changed: TenantChanged) -> StoreResult<Option<Watch>> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (config, flag) = (self.config.clone(), stop.clone());
+        let (config, tls, flag) = (self.config.clone(), self.tls.clone(), stop.clone());
         std::thread::Builder::new()
             .name("latch-listen".into())
-            .spawn(move || listen(config, changed, flag))
+            .spawn(move || listen(config, tls, changed, flag))
             .map_err(backend)?;
         Ok(Some(Watch(Box::new(Listener(stop)))))
     }
@@ -1109,7 +1146,8 @@ mod tests {
             let admin = std::env::var("LATCH_TEST_POSTGRES")
                 .expect("LATCH_TEST_POSTGRES names a PostgreSQL server: run ./test.sh, which starts one");
             let name = format!("latch_test_{}", Uuid::new_v4().simple());
-            let mut client = ::postgres::Client::connect(&admin, NoTls).expect("connect to the test server");
+            let mut client =
+                ::postgres::Client::connect(&admin, ::postgres::NoTls).expect("connect to the test server");
             client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the test database");
             // In the key-value form a later key wins: the same server, this database.
             let url = format!("{admin} dbname={name}");
@@ -1119,7 +1157,7 @@ mod tests {
 
     impl Drop for TestDatabase {
         fn drop(&mut self) {
-            if let Ok(mut client) = ::postgres::Client::connect(&self.admin, NoTls) {
+            if let Ok(mut client) = ::postgres::Client::connect(&self.admin, ::postgres::NoTls) {
                 let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
             }
         }
@@ -1145,7 +1183,7 @@ mod tests {
         for start in starts {
             start.join().expect("thread").expect("every node starts");
         }
-        let mut client = ::postgres::Client::connect(&database.url, NoTls).expect("connect");
+        let mut client = ::postgres::Client::connect(&database.url, ::postgres::NoTls).expect("connect");
         let versions: i64 = client.query_one("SELECT count(*) FROM latch_schema", &[]).expect("count").get(0);
         assert_eq!(versions, 1, "one schema row");
         client.execute("UPDATE latch_schema SET version = $1", &[&(SCHEMA_VERSION + 1)]).expect("bump");
@@ -1280,7 +1318,7 @@ mod tests {
         assert_eq!(password("postgres://latch@db.example/latch", None).as_deref(), Some("pa:ss\\word"));
         assert_eq!(password("postgres://latch@db.example/else", None).as_deref(), Some("anything-else"));
         assert_eq!(
-            password("host=/run/postgresql user=latch dbname=sock", None).as_deref(),
+            password("postgresql://latch@%2Frun%2Fpostgresql/sock", None).as_deref(),
             Some("through-the-socket")
         );
         // The URL's password first, then LATCH_STORE_PASSWORD, then the file.
