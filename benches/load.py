@@ -143,20 +143,21 @@ def argon2_seconds(given_ms):
 
 
 class Postgres:
-    """A throwaway PostgreSQL cluster in `directory`, reachable only on a Unix
-    socket there; as root it runs as Debian's `postgres` user (PostgreSQL
-    refuses root). fsync and synchronous_commit stay at their defaults (on):
-    the figures include every commit reaching the disk."""
+    """A throwaway PostgreSQL cluster in a directory of its own under /tmp
+    (which its user can reach), on a Unix socket there only; as root it runs
+    as Debian's `postgres` user (PostgreSQL refuses root). fsync and
+    synchronous_commit stay at their defaults (on): the figures include every
+    commit reaching the disk."""
 
-    def __init__(self, directory):
+    def __init__(self):
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
         if not bins:
             sudo = [] if os.geteuid() == 0 else ["sudo"]
             subprocess.run(sudo + ["apt-get", "update"], check=True)
             subprocess.run(sudo + ["apt-get", "install", "-y", "postgresql"], check=True)
             bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+        directory = Path(tempfile.mkdtemp(prefix="latch-bench-pg-"))
         self.bin, self.directory = Path(bins[-1]), directory
-        directory.mkdir()
         self.as_owner = []
         if os.geteuid() == 0:
             shutil.chown(directory, "postgres")
@@ -174,6 +175,7 @@ class Postgres:
     def stop(self):
         subprocess.run(self.as_owner + [str(self.bin / "pg_ctl"), "--pgdata", str(self.directory / "data"),
                                         "--mode", "fast", "stop"], check=False, capture_output=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def table(runs):
@@ -195,7 +197,7 @@ def compare_stores(binary, seconds):
     s = seconds
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        database = Postgres(tmp / "pg")
+        database = Postgres()
         try:
             key = tmp / "master.key"
             shared = ["--master-key-file", str(key), "--public-url", "https://auth.latch.test"]
