@@ -164,8 +164,8 @@ async fn a_password_set_by_the_operator_lifts_the_lock_like_a_reset() {
     locked(&app, PASSWORD).await;
     app.stop().await;
     let mut set = tokio::process::Command::new(latch_binary())
-        .args(["user", "set-password", "--tenant", "demo", "--email", EMAIL, "--data-dir"])
-        .arg(app.data_dir())
+        .args(["user", "set-password", "--tenant", "demo", "--email", EMAIL])
+        .args(app.store_args())
         .env("LATCH_LOG", "warn")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

@@ -178,6 +178,9 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_is_refused_with_a_message_that_names_restore() {
+    if on_postgres() {
+        return; // sled's files and disk
+    }
     let mut app = spawn_app().await;
     for n in 0..20 {
         app.register("demo", &format!("user{n}@example.com")).await;
@@ -221,6 +224,9 @@ fn settings_for(data_dir: &Path, key: &Path) -> latch_server::config::Settings {
 
 #[tokio::test]
 async fn the_binary_exits_non_zero_on_a_damaged_store() {
+    if on_postgres() {
+        return; // sled's files and disk
+    }
     let mut app = spawn_app().await;
     app.register("demo", "one@example.com").await;
     app.stop().await;
@@ -257,6 +263,9 @@ async fn the_binary_exits_non_zero_on_a_damaged_store() {
 
 #[tokio::test]
 async fn nothing_is_created_on_disk_when_a_start_up_check_fails() {
+    if on_postgres() {
+        return; // sled's files and disk
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, key) = (dir.path().join("data"), dir.path().join("master.key"));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -334,6 +343,9 @@ async fn rename(app: &TestApp, n: usize) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_then_recovers_without_a_restart_and_readyz_tells() {
+    if on_postgres() {
+        return; // sled's files and disk
+    }
     let outside = tempfile::tempdir().expect("tempdir");
     let Some(disk) = SmallDisk::mount(&outside.path().join("small"), "8m") else {
         eprintln!("SKIPPED: mounting a tmpfs needs root; run the test command as root to check disk-full recovery");

@@ -400,8 +400,8 @@ async fn the_cli_resets_a_second_factor_on_a_stopped_data_directory() {
     enrolled(&app, &clock, "demo", "cli-phone@example.com").await;
     app.stop().await;
     let reset = tokio::process::Command::new(latch_binary())
-        .args(["user", "reset-mfa", "--tenant", "demo", "--email", "cli-phone@example.com", "--data-dir"])
-        .arg(app.data_dir())
+        .args(["user", "reset-mfa", "--tenant", "demo", "--email", "cli-phone@example.com"])
+        .args(app.store_args())
         .env("LATCH_LOG", "warn")
         .output()
         .await

@@ -138,11 +138,13 @@ async fn a_method_a_route_does_not_answer_gets_405_with_allow() {
 async fn cli_commands_print_results_without_log_lines_unless_verbose() {
     let mut app = spawn_app().await;
     app.stop().await;
-    let data = app.data_dir().display().to_string();
-    let (ok, stdout, stderr) = run_latch(["tenant", "list", "--data-dir", &data], "").await;
+    let store = app.store_args();
+    let (ok, stdout, stderr) =
+        run_latch(["tenant", "list"].into_iter().map(String::from).chain(store.clone()), "").await;
     assert!(ok && stdout.contains("demo"), "{stderr}");
     assert_eq!(stderr, "", "no log lines");
-    let (ok, _, stderr) = run_latch(["tenant", "list", "-v", "--log", "info", "--data-dir", &data], "").await;
+    let verbose = ["tenant", "list", "-v", "--log", "info"].into_iter().map(String::from).chain(store);
+    let (ok, _, stderr) = run_latch(verbose, "").await;
     assert!(ok && stderr.contains("mail configured"), "-v shows the log: {stderr}");
 }
 

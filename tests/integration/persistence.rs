@@ -41,7 +41,11 @@ async fn the_master_key_lives_beside_the_data_and_another_one_stops_the_server_a
     std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).expect("write");
     let args = latch_server::config::ConfigArgs {
         listen: Some("127.0.0.1:0".into()),
-        common: latch_server::config::CommonArgs { data_dir: Some(app.data_dir()), ..Default::default() },
+        common: latch_server::config::CommonArgs {
+            data_dir: Some(app.data_dir()),
+            store: app.store_url(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let settings = latch_server::config::Settings::resolve(&args, &operator_environment()).expect("settings");

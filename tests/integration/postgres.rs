@@ -8,39 +8,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// A fresh database on the test cluster, dropped afterwards.
-struct TestDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    fn new() -> TestDatabase {
-        let admin = std::env::var("LATCH_TEST_POSTGRES")
-            .expect("LATCH_TEST_POSTGRES names a PostgreSQL server: run ./test.sh, which starts one");
-        let server_url = std::env::var("LATCH_TEST_POSTGRES_URL").expect("LATCH_TEST_POSTGRES_URL (./test.sh)");
-        let name = format!("latch_it_{}", uuid::Uuid::new_v4().simple());
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test server");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the database");
-        let (server, _) = server_url.rsplit_once('/').expect("a URL with a database");
-        TestDatabase { admin, url: format!("{server}/{name}"), name }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // The blocking client runs a runtime of its own: off the test's.
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        });
-        let _ = dropped.join();
-    }
-}
-
 /// A latch node on `database`, with its own data directory (mail outbox),
 /// the shared master key file, and the public URL the nodes share (behind a
 /// load balancer; it names the issuer, so it is the same on every node).

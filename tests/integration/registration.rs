@@ -85,7 +85,7 @@ async fn the_cli_closes_registration_and_invites_on_a_stopped_data_directory() {
     app.stop().await;
     let run = |args: &[&str]| {
         let mut command = std::process::Command::new(latch_binary());
-        command.args(args).arg("--data-dir").arg(app.data_dir()).env("LATCH_LOG", "warn");
+        command.args(args).args(app.store_args()).env("LATCH_LOG", "warn");
         command.output().expect("runs")
     };
     let closed = run(&["tenant", "update", "cli-staff", "--set", "registration=closed"]);

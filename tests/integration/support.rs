@@ -61,6 +61,46 @@ pub struct OAuthTokens {
     pub scope: String,
 }
 
+/// A fresh database on the test cluster, dropped afterwards.
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> TestDatabase {
+        let admin = std::env::var("LATCH_TEST_POSTGRES")
+            .expect("LATCH_TEST_POSTGRES names a PostgreSQL server: run ./test.sh, which starts one");
+        let server_url = std::env::var("LATCH_TEST_POSTGRES_URL").expect("LATCH_TEST_POSTGRES_URL (./test.sh)");
+        let name = format!("latch_it_{}", uuid::Uuid::new_v4().simple());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test server");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the database");
+        let (server, _) = server_url.rsplit_once('/').expect("a URL with a database");
+        TestDatabase { admin, url: format!("{server}/{name}"), name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // The blocking client runs a runtime of its own: off the test's.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Whether the in-process test servers run on PostgreSQL
+/// (`LATCH_TEST_STORE=postgres`; the test command runs the suite once on
+/// each store). A test of something only sled has returns early there.
+pub fn on_postgres() -> bool {
+    std::env::var("LATCH_TEST_STORE").is_ok_and(|store| store == "postgres")
+}
+
 /// A client of one latch server at `base`.
 #[derive(Clone)]
 pub struct TestClient {
@@ -75,6 +115,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     clock: Arc<dyn Clock>,
     configure: Configure,
+    /// The test's own database when on PostgreSQL; dropped with the app.
+    database: Option<Arc<TestDatabase>>,
 }
 
 /// Changes a test makes to the server's settings (kept for restarts).
@@ -107,13 +149,19 @@ pub async fn spawn_app_with(
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let configure: Configure = Arc::new(configure);
-    let server = start(&dir.path().join("data"), "127.0.0.1:0", clock.clone(), &configure).await;
+    let database = match on_postgres() {
+        true => Some(Arc::new(tokio::task::spawn_blocking(TestDatabase::new).await.expect("a test database"))),
+        false => None,
+    };
+    let store = database.as_ref().map(|d| d.url.as_str());
+    let server = start(&dir.path().join("data"), store, "127.0.0.1:0", clock.clone(), &configure).await;
     let (addr, base) = (server.addr, server.public_url.clone());
-    TestApp { client: TestClient::new(&base), server: Some(server), dir, addr, clock, configure }
+    TestApp { client: TestClient::new(&base), server: Some(server), dir, addr, clock, configure, database }
 }
 
 async fn start(
     data_dir: &std::path::Path,
+    store: Option<&str>,
     listen: &str,
     clock: Arc<dyn Clock>,
     configure: &Configure,
@@ -121,6 +169,7 @@ async fn start(
     let args = ConfigArgs {
         common: latch_server::config::CommonArgs {
             data_dir: Some(data_dir.to_owned()),
+            store: store.map(str::to_owned),
             ..latch_server::config::CommonArgs::default()
         },
         listen: Some(listen.into()),
@@ -142,6 +191,21 @@ impl TestApp {
         self.dir.path().join("data")
     }
 
+    /// Where the CLI finds this app's store: its data directory (the master
+    /// key lives beside it) and, on PostgreSQL, the database.
+    pub fn store_args(&self) -> Vec<String> {
+        let mut args = vec!["--data-dir".to_owned(), self.data_dir().display().to_string()];
+        if let Some(database) = &self.database {
+            args.extend(["--store".to_owned(), database.url.clone()]);
+        }
+        args
+    }
+
+    /// The database URL when on PostgreSQL.
+    pub fn store_url(&self) -> Option<String> {
+        self.database.as_ref().map(|database| database.url.clone())
+    }
+
     /// Stops the server if it runs (flushing the store) and starts it again
     /// on the same address and data directory.
     pub async fn restart(&mut self) {
@@ -152,7 +216,8 @@ impl TestApp {
     /// address (so the same issuers).
     pub async fn restart_on(&mut self, data_dir: &std::path::Path) {
         self.stop().await;
-        let server = start(data_dir, &self.addr.to_string(), self.clock.clone(), &self.configure).await;
+        let store = self.database.as_ref().map(|d| d.url.as_str());
+        let server = start(data_dir, store, &self.addr.to_string(), self.clock.clone(), &self.configure).await;
         assert_eq!(server.public_url, self.client.base, "same address, same issuer");
         self.server = Some(server);
     }

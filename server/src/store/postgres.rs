@@ -112,9 +112,34 @@ impl Drop for ScheduledWorkLock {
 
 type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<Connector>>;
 
+/// A value whose drop blocks: closing a `postgres` connection runs the
+/// client's own runtime, which panics on an async worker (where the last
+/// `Arc` of a server may well be dropped). There it is dropped on a thread
+/// of its own.
+struct DropOffAsync<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> std::ops::Deref for DropOffAsync<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for DropOffAsync<T> {
+    fn drop(&mut self) {
+        let Some(value) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(move || drop(value)).join();
+        } else {
+            drop(value);
+        }
+    }
+}
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    pool: Pool,
+    pool: DropOffAsync<Pool>,
     /// Where and how it connects, for the connection that listens for changes.
     config: ::postgres::Config,
     tls: Connector,
@@ -399,7 +424,7 @@ impl PostgresStore {
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool, config, tls };
+        let store = PostgresStore { pool: DropOffAsync(Some(pool)), config, tls };
         store.migrate()?;
         Ok(store)
     }
