@@ -270,15 +270,7 @@ impl Latch {
         loop {
             let now = self.now();
             let owned = tenant.clone();
-            let found = self
-                .store
-                .read(move |store| {
-                    let Some(refresh) = store.get_refresh(&owned, &hash)? else { return Ok(None) };
-                    let Some(session) = store.get_session(&owned, refresh.session_id)? else { return Ok(None) };
-                    let user = store.get_user(&owned, session.user_id)?;
-                    Ok(Some((refresh, session, user)))
-                })
-                .await?;
+            let found = self.store.read(move |store| store.get_refresh_session_user(&owned, &hash)).await?;
             let Some((refresh, session, Some(user))) = found else { return Err(Error::InvalidRefreshToken) };
             if !session.is_active(now) || session.client_id.as_deref() != oauth_client.map(|c| c.client_id.as_str()) {
                 return Err(Error::InvalidRefreshToken);
@@ -395,10 +387,8 @@ impl Latch {
             return Err(Error::InvalidToken(latch_shared::Error::WrongIssuer));
         }
         let owned = tenant.clone();
-        let (session, user) = self
-            .store
-            .read(move |store| Ok((store.get_session(&owned, session_id)?, store.get_user(&owned, user_id)?)))
-            .await?;
+        let (session, user) =
+            self.store.read(move |store| store.get_session_and_user(&owned, session_id, user_id)).await?;
         let (Some(session), Some(user)) = (session, user) else { return Err(Error::SessionEnded) };
         if session.user_id != user.id || session.revoked_at.is_some() {
             return Err(Error::SessionEnded);

@@ -330,6 +330,18 @@ fn session_rotation_is_a_compare_and_swap(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
 
+    // The combined reads are the separate ones.
+    let stranger = Uuid::now_v7();
+    for (sid, uid) in [(first.id, owner.id), (first.id, stranger), (stranger, owner.id), (stranger, stranger)] {
+        let separate = (store.get_session(&tenant, sid).expect("get"), store.get_user(&tenant, uid).expect("get"));
+        assert_eq!(store.get_session_and_user(&tenant, sid, uid).expect("combined"), separate);
+    }
+    let combined = store.get_refresh_session_user(&tenant, &[2; 32]).expect("combined").expect("found");
+    assert_eq!(combined, (RefreshRecord { session_id: first.id, generation: 1 }, revoked.clone(), Some(owner.clone())));
+    assert_eq!(store.get_refresh_session_user(&tenant, &[9; 32]).expect("combined"), None, "no such hash");
+    let other = TenantId::parse("conf-t").expect("slug");
+    assert_eq!(store.get_refresh_session_user(&other, &[2; 32]).expect("combined"), None, "tenant-scoped");
+
     let second = session(&owner);
     store.insert_session(&second, &[5; 32]).expect("insert");
     let listed: Vec<_> = store.list_sessions(&tenant, owner.id).expect("list").into_iter().map(|s| s.id).collect();

@@ -135,8 +135,8 @@ pub trait UserStore {
     fn delete_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
 }
 
-/// Sessions and their refresh tokens (stored as hashes).
-pub trait SessionStore {
+/// Sessions and their refresh tokens (stored as hashes), read with their users.
+pub trait SessionStore: UserStore {
     /// Inserts a new session and the hash of its first refresh token.
     fn insert_session(&self, session: &SessionRecord, refresh_hash: &[u8; 32]) -> StoreResult<()>;
     /// A session by id.
@@ -160,6 +160,28 @@ pub trait SessionStore {
     fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>>;
     /// A user's sessions, oldest first.
     fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>>;
+    /// A session and a user, as an access token's check reads them: the
+    /// same as the two reads, in one round trip where the engine has trips.
+    fn get_session_and_user(
+        &self,
+        tenant: &TenantId,
+        session: Uuid,
+        user: Uuid,
+    ) -> StoreResult<(Option<SessionRecord>, Option<UserRecord>)> {
+        Ok((self.get_session(tenant, session)?, self.get_user(tenant, user)?))
+    }
+    /// What a refresh-token hash points at, its session and that session's
+    /// user, as a refresh reads them; `None` without the hash or the session.
+    fn get_refresh_session_user(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(RefreshRecord, SessionRecord, Option<UserRecord>)>> {
+        let Some(refresh) = self.get_refresh(tenant, hash)? else { return Ok(None) };
+        let Some(session) = self.get_session(tenant, refresh.session_id)? else { return Ok(None) };
+        let user = self.get_user(tenant, session.user_id)?;
+        Ok(Some((refresh, session, user)))
+    }
     /// Revokes every live session of a user except `keep`; returns how many were revoked.
     fn revoke_user_sessions(&self, tenant: &TenantId, user: Uuid, keep: Option<Uuid>, now: i64) -> StoreResult<usize> {
         let mut revoked = 0;

@@ -85,7 +85,125 @@ const SCHEDULED_WORK_LOCK: i64 = 0x6c61_7463_685f_7363; // "latch_sc"
 /// TLS to the database (`store::pgtls`).
 type Connector = super::pgtls::Connector;
 
-type Pooled = r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<Connector>>;
+type Pooled = r2d2_postgres::r2d2::PooledConnection<Manager>;
+
+type Params<'a> = &'a [&'a (dyn ::postgres::types::ToSql + Sync)];
+
+/// A pooled connection with the statements it has prepared: a query string
+/// seen before is sent as one round trip (bind and execute) instead of two
+/// (prepare, then bind and execute). The queries are this file's constants
+/// and a few built from fixed table names, so the cache stays small.
+pub(super) struct Conn {
+    client: ::postgres::Client,
+    statements: std::collections::HashMap<String, ::postgres::Statement>,
+}
+
+/// Looks `sql` up in `statements`, preparing it through `prepare` the first time.
+fn cached(
+    statements: &mut std::collections::HashMap<String, ::postgres::Statement>,
+    sql: &str,
+    prepare: impl FnOnce() -> Result<::postgres::Statement, ::postgres::Error>,
+) -> Result<::postgres::Statement, ::postgres::Error> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = prepare()?;
+    statements.insert(sql.to_owned(), statement.clone());
+    Ok(statement)
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> Result<::postgres::Statement, ::postgres::Error> {
+        let client = &mut self.client;
+        cached(&mut self.statements, sql, || client.prepare(sql))
+    }
+
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    fn transaction(&mut self) -> Result<Tx<'_>, ::postgres::Error> {
+        Ok(Tx { tx: self.client.transaction()?, statements: &mut self.statements })
+    }
+}
+
+/// A transaction on a [`Conn`], using and filling its statement cache.
+/// Dropped without `commit`, it rolls back.
+struct Tx<'a> {
+    tx: ::postgres::Transaction<'a>,
+    statements: &'a mut std::collections::HashMap<String, ::postgres::Statement>,
+}
+
+impl Tx<'_> {
+    fn statement(&mut self, sql: &str) -> Result<::postgres::Statement, ::postgres::Error> {
+        let tx = &mut self.tx;
+        cached(self.statements, sql, || tx.prepare(sql))
+    }
+
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.execute(&statement, params)
+    }
+
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query(&statement, params)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query_opt(&statement, params)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, ::postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query_one(&statement, params)
+    }
+
+    fn batch_execute(&mut self, sql: &str) -> Result<(), ::postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
+
+    fn commit(self) -> Result<(), ::postgres::Error> {
+        self.tx.commit()
+    }
+}
+
+/// The pool's connections: [`Conn`]s made by r2d2_postgres's manager.
+pub(super) struct Manager(PostgresConnectionManager<Connector>);
+
+impl r2d2_postgres::r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = ::postgres::Error;
+
+    fn connect(&self) -> Result<Conn, ::postgres::Error> {
+        Ok(Conn { client: self.0.connect()?, statements: std::collections::HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), ::postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// A connection holding the scheduled-work lock; unlocks when dropped (the
 /// pool keeps the connection, so the session lock would outlive the guard).
@@ -110,7 +228,7 @@ impl Drop for ScheduledWorkLock {
     }
 }
 
-type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<Connector>>;
+type Pool = r2d2_postgres::r2d2::Pool<Manager>;
 
 /// A value whose drop blocks: closing a `postgres` connection runs the
 /// client's own runtime, which panics on an async worker (where the last
@@ -221,7 +339,7 @@ fn listen(
 }
 
 /// Announces, inside `tx`, that a tenant's record or keys changed.
-fn announce(tx: &mut ::postgres::Transaction<'_>, tenant: &str) -> StoreResult<()> {
+fn announce(tx: &mut Tx<'_>, tenant: &str) -> StoreResult<()> {
     tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANNEL, &tenant]).map_err(sql)?;
     Ok(())
 }
@@ -255,6 +373,12 @@ fn encode<T: Serialize>(value: &T) -> StoreResult<Value> {
 fn decode<T: DeserializeOwned>(table: &'static str, row: &Row) -> StoreResult<T> {
     let value: Value = row.try_get("record").map_err(|_| StoreError::Corrupt(table))?;
     serde_json::from_value(value).map_err(|_| StoreError::Corrupt(table))
+}
+
+/// Column `index` of `row`, a record or NULL.
+fn nullable<T: DeserializeOwned>(table: &'static str, row: &Row, index: usize) -> StoreResult<Option<T>> {
+    let value: Option<Value> = row.try_get(index).map_err(|_| StoreError::Corrupt(table))?;
+    value.map(|value| serde_json::from_value(value).map_err(|_| StoreError::Corrupt(table))).transpose()
 }
 
 fn decode_all<T: DeserializeOwned>(table: &'static str, rows: &[Row]) -> StoreResult<Vec<T>> {
@@ -418,7 +542,7 @@ impl PostgresStore {
         // where the pool would only time out.
         let first = config.connect(tls.clone());
         drop(first.map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {}", chain(&e))))?);
-        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
+        let manager = Manager(PostgresConnectionManager::new(config.clone(), tls.clone()));
         let pool = r2d2_postgres::r2d2::Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(std::time::Duration::from_secs(10))
@@ -753,6 +877,44 @@ impl SessionStore for PostgresStore {
         Ok(session)
     }
 
+    fn get_session_and_user(
+        &self,
+        tenant: &TenantId,
+        session: Uuid,
+        user: Uuid,
+    ) -> StoreResult<(Option<SessionRecord>, Option<UserRecord>)> {
+        let row = self
+            .client()?
+            .query_one(
+                "SELECT (SELECT record FROM latch_sessions WHERE tenant = $1 AND id = $2), \
+                 (SELECT record FROM latch_users WHERE tenant = $1 AND id = $3)",
+                &[&tenant.as_str(), &session, &user],
+            )
+            .map_err(sql)?;
+        Ok((nullable("sessions", &row, 0)?, nullable("users", &row, 1)?))
+    }
+
+    fn get_refresh_session_user(
+        &self,
+        tenant: &TenantId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(RefreshRecord, SessionRecord, Option<UserRecord>)>> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT r.record, s.record, u.record FROM latch_refresh r \
+                 JOIN latch_sessions s ON s.tenant = r.tenant AND s.id = r.session_id \
+                 LEFT JOIN latch_users u ON u.tenant = s.tenant AND u.id = s.user_id \
+                 WHERE r.tenant = $1 AND r.hash = $2",
+                &[&tenant.as_str(), &hash.as_slice()],
+            )
+            .map_err(sql)?;
+        let Some(row) = row else { return Ok(None) };
+        let refresh = nullable("refresh", &row, 0)?.ok_or(StoreError::Corrupt("refresh"))?;
+        let session = nullable("sessions", &row, 1)?.ok_or(StoreError::Corrupt("sessions"))?;
+        Ok(Some((refresh, session, nullable("users", &row, 2)?)))
+    }
+
     fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>> {
         self.update(
             "latch_sessions",
@@ -1017,7 +1179,7 @@ impl Store for PostgresStore {
     }
 
     fn writes_possible(&self) -> StoreResult<()> {
-        self.client()?.simple_query("SELECT 1").map(|_| ()).map_err(sql)
+        self.client()?.client.simple_query("SELECT 1").map(|_| ()).map_err(sql)
     }
 
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
@@ -1025,6 +1187,7 @@ impl Store for PostgresStore {
         let mut client = self.client()?;
         // One snapshot: other nodes go on writing, and the file is as of one moment.
         let mut tx = client
+            .client
             .build_transaction()
             .isolation_level(::postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
