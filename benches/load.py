@@ -178,6 +178,18 @@ class Postgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def report(rows, every_run):
+    """Prints the targets; exits non-zero if any request of `every_run` failed."""
+    print("\n| target | measured | met |")
+    print("|---|---|---|")
+    for name, measured, met in rows:
+        print(f"| {name} | {measured} | {'yes' if met else 'n/a' if met is None else '**no**'} |")
+    errors = sum(run["errors"] for run in every_run)
+    if errors:
+        print(f"\n{errors} requests failed: the figures above are not valid", file=sys.stderr)
+        sys.exit(1)
+
+
 def table(runs):
     print("| run | requests/s | p50 | p99 | errors |")
     print("|---|---|---|---|---|")
@@ -281,14 +293,7 @@ def compare_stores(binary, seconds):
          pg_me["rps"] >= 0.5 * sled_me["rps"]),
         ("login on PostgreSQL unchanged (hashing-bound)", f"{login_ratio:.2f}× sled", login_ratio >= 0.9),
     ]
-    print("\n| target | measured | met |")
-    print("|---|---|---|")
-    for name, measured, met in rows:
-        print(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
-    errors = sum(run["errors"] for run in [*runs.values(), *rounds["sled"], *rounds["postgres"]])
-    if errors:
-        print(f"\n{errors} requests failed: the figures above are not valid", file=sys.stderr)
-        sys.exit(1)
+    report(rows, [*runs.values(), *rounds["sled"], *rounds["postgres"]])
 
 
 def more_sessions(server, sessions):
@@ -367,10 +372,7 @@ def main():
         server.stop()
 
     print(f"latch load benchmark: release build, {cores} cores, wrk, {s} s per run, 127.0.0.1\n")
-    print("| run | requests/s | p50 | p99 | errors |")
-    print("|---|---|---|---|---|")
-    for name, run in runs.items():
-        print(f"| {name} | {run['rps']:,.0f} | {run['p50_us'] / 1000:.2f} ms | {run['p99_us'] / 1000:.2f} ms | {run['errors']} |")
+    table(runs)
 
     healthz, me = runs["GET /healthz (median of 3)"], runs["GET /t/demo/users/me (median of 3)"]
     login_rps, refresh_rps = runs["POST /t/demo/auth/login"]["rps"], runs["POST /t/demo/auth/refresh"]["rps"]
@@ -395,14 +397,7 @@ def main():
     rows.append(("idle RSS after start ≤ 24 MB", f"{idle_rss_kb / 1024:.1f} MB", idle_rss_kb <= 24 * 1024))
     rows.append(("start to ready on an existing data dir ≤ 250 ms",
                  f"{start_ms:.0f} ms (median of 5)", start_ms <= 250))
-    print("\n| target | measured | met |")
-    print("|---|---|---|")
-    for name, measured, met in rows:
-        print(f"| {name} | {measured} | {'yes' if met else 'n/a' if met is None else '**no**'} |")
-    errors = sum(run["errors"] for run in [*runs.values(), *rounds["healthz"], *rounds["me"]])
-    if errors:
-        print(f"\n{errors} requests failed: the figures above are not valid", file=sys.stderr)
-        sys.exit(1)
+    report(rows, [*runs.values(), *rounds["healthz"], *rounds["me"]])
 
 
 if __name__ == "__main__":
