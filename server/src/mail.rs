@@ -52,9 +52,21 @@ pub enum MailError {
 }
 
 enum Transport {
-    File { dir: PathBuf, transport: AsyncFileTransport<Tokio1Executor> },
+    /// lettre writes each message into `staging` (a directory inside the
+    /// outbox); it is made private there and then renamed into `dir`, so a
+    /// reader of the outbox never sees a message half-written or readable
+    /// by others.
+    File {
+        dir: PathBuf,
+        staging: PathBuf,
+        transport: AsyncFileTransport<Tokio1Executor>,
+    },
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
+
+/// The outbox's directory where messages are written before they are
+/// moved into the outbox whole.
+const STAGING: &str = ".incoming";
 
 /// Sends mail through SMTP or into the file outbox.
 pub struct Mailer {
@@ -65,9 +77,12 @@ pub struct Mailer {
 impl Mailer {
     /// A mailer writing `.eml` files into `dir` (created if missing).
     pub fn outbox(dir: PathBuf, from: &str) -> Result<Mailer, MailError> {
-        crate::private::dir(&dir).map_err(|e| MailError::Transport(format!("{}: {e}", dir.display())))?;
-        let transport = AsyncFileTransport::<Tokio1Executor>::new(&dir);
-        Ok(Mailer { from: mailbox(from)?, transport: Transport::File { dir, transport } })
+        let staging = dir.join(STAGING);
+        for made in [&dir, &staging] {
+            crate::private::dir(made).map_err(|e| MailError::Transport(format!("{}: {e}", made.display())))?;
+        }
+        let transport = AsyncFileTransport::<Tokio1Executor>::new(&staging);
+        Ok(Mailer { from: mailbox(from)?, transport: Transport::File { dir, staging, transport } })
     }
 
     /// A mailer sending through an SMTP relay.
@@ -109,11 +124,13 @@ impl Mailer {
             .map_err(|e| MailError::Message(e.to_string()))?;
         let domain = to.rsplit_once('@').map_or("", |(_, domain)| domain);
         match &self.transport {
-            Transport::File { dir, transport } => {
+            Transport::File { dir, staging, transport } => {
                 let id = transport.send(message).await.map_err(|e| MailError::Transport(e.to_string()))?;
-                let file = dir.join(format!("{id}.eml"));
+                let (written, file) = (staging.join(format!("{id}.eml")), dir.join(format!("{id}.eml")));
+                let failed = |e: std::io::Error| MailError::Transport(format!("{}: {e}", file.display()));
                 // It holds a live link; lettre creates it with the umask's mode.
-                crate::private::file(&file).map_err(|e| MailError::Transport(format!("{}: {e}", file.display())))?;
+                crate::private::file(&written).map_err(failed)?;
+                std::fs::rename(&written, &file).map_err(failed)?;
                 tracing::info!(to_domain = domain, file = %file.display(), "mail written to the outbox");
             }
             Transport::Smtp(transport) => {
