@@ -89,33 +89,35 @@ type Pooled = r2d2_postgres::r2d2::PooledConnection<Manager>;
 
 type Params<'a> = &'a [&'a (dyn ::postgres::types::ToSql + Sync)];
 
-/// A pooled connection with the statements it has prepared: a query string
-/// seen before is sent as one round trip (bind and execute) instead of two
-/// (prepare, then bind and execute). The queries are this file's constants
-/// and a few built from fixed table names, so the cache stays small.
-pub(super) struct Conn {
-    client: ::postgres::Client,
-    statements: std::collections::HashMap<String, ::postgres::Statement>,
+/// The statements a connection has prepared, by query text.
+type Statements = std::collections::HashMap<String, ::postgres::Statement>;
+
+/// A client (a connection, or a transaction on it) with the statements its
+/// connection has prepared: a query string seen before is sent as one round
+/// trip (bind and execute) instead of two (prepare, then bind and execute).
+/// The queries are this file's constants and a few built from fixed table
+/// names, so the cache stays small.
+pub(super) struct Prepared<C, S> {
+    client: C,
+    statements: S,
 }
 
-/// Looks `sql` up in `statements`, preparing it through `prepare` the first time.
-fn cached(
-    statements: &mut std::collections::HashMap<String, ::postgres::Statement>,
-    sql: &str,
-    prepare: impl FnOnce() -> Result<::postgres::Statement, ::postgres::Error>,
-) -> Result<::postgres::Statement, ::postgres::Error> {
-    if let Some(statement) = statements.get(sql) {
-        return Ok(statement.clone());
-    }
-    let statement = prepare()?;
-    statements.insert(sql.to_owned(), statement.clone());
-    Ok(statement)
-}
+/// A pooled connection.
+pub(super) type Conn = Prepared<::postgres::Client, Statements>;
 
-impl Conn {
+/// A transaction on a [`Conn`], using and filling its statement cache.
+/// Dropped without `commit`, it rolls back.
+type Tx<'a> = Prepared<::postgres::Transaction<'a>, &'a mut Statements>;
+
+impl<C: ::postgres::GenericClient, S: std::borrow::BorrowMut<Statements>> Prepared<C, S> {
     fn statement(&mut self, sql: &str) -> Result<::postgres::Statement, ::postgres::Error> {
-        let client = &mut self.client;
-        cached(&mut self.statements, sql, || client.prepare(sql))
+        let statements = self.statements.borrow_mut();
+        if let Some(statement) = statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, ::postgres::Error> {
@@ -138,50 +140,20 @@ impl Conn {
         self.client.query_one(&statement, params)
     }
 
-    fn transaction(&mut self) -> Result<Tx<'_>, ::postgres::Error> {
-        Ok(Tx { tx: self.client.transaction()?, statements: &mut self.statements })
+    fn batch_execute(&mut self, sql: &str) -> Result<(), ::postgres::Error> {
+        self.client.batch_execute(sql)
     }
 }
 
-/// A transaction on a [`Conn`], using and filling its statement cache.
-/// Dropped without `commit`, it rolls back.
-struct Tx<'a> {
-    tx: ::postgres::Transaction<'a>,
-    statements: &'a mut std::collections::HashMap<String, ::postgres::Statement>,
+impl Conn {
+    fn transaction(&mut self) -> Result<Tx<'_>, ::postgres::Error> {
+        Ok(Prepared { client: self.client.transaction()?, statements: &mut self.statements })
+    }
 }
 
 impl Tx<'_> {
-    fn statement(&mut self, sql: &str) -> Result<::postgres::Statement, ::postgres::Error> {
-        let tx = &mut self.tx;
-        cached(self.statements, sql, || tx.prepare(sql))
-    }
-
-    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, ::postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.tx.execute(&statement, params)
-    }
-
-    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, ::postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.tx.query(&statement, params)
-    }
-
-    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, ::postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.tx.query_opt(&statement, params)
-    }
-
-    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, ::postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.tx.query_one(&statement, params)
-    }
-
-    fn batch_execute(&mut self, sql: &str) -> Result<(), ::postgres::Error> {
-        self.tx.batch_execute(sql)
-    }
-
     fn commit(self) -> Result<(), ::postgres::Error> {
-        self.tx.commit()
+        self.client.commit()
     }
 }
 
@@ -193,7 +165,7 @@ impl r2d2_postgres::r2d2::ManageConnection for Manager {
     type Error = ::postgres::Error;
 
     fn connect(&self) -> Result<Conn, ::postgres::Error> {
-        Ok(Conn { client: self.0.connect()?, statements: std::collections::HashMap::new() })
+        Ok(Prepared { client: self.0.connect()?, statements: Statements::new() })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), ::postgres::Error> {
