@@ -15,7 +15,7 @@ async fn node(
     dir: &std::path::Path,
     database: &TestDatabase,
     key: &std::path::Path,
-) -> (tokio::process::Child, String) {
+) -> (tokio::process::Child, TestClient) {
     let args = [
         "--store".as_ref(),
         database.url.as_ref(),
@@ -25,8 +25,9 @@ async fn node(
         "https://auth.latch.test".as_ref(),
     ];
     let mut child = serve_command(dir, &args).spawn().expect("latch starts");
-    let base = banner_address(&mut child).await;
-    (child, base)
+    let node = TestClient::new(&banner_address(&mut child).await);
+    node.wait_ready().await;
+    (child, node)
 }
 
 #[tokio::test]
@@ -34,13 +35,9 @@ async fn latch_runs_on_postgres_and_two_nodes_share_one_database() {
     let database = tokio::task::spawn_blocking(TestDatabase::new).await.expect("a test database");
     let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let key = dir_a.path().join("shared-master.key");
-    let (mut node_a, base_a) = node(dir_a.path(), &database, &key).await;
-    let a = TestClient::new(&base_a);
-    a.wait_ready().await;
+    let (mut node_a, a) = node(dir_a.path(), &database, &key).await;
     // The second node starts on the same database and the same master key.
-    let (_node_b, base_b) = node(dir_b.path(), &database, &key).await;
-    let b = TestClient::new(&base_b);
-    b.wait_ready().await;
+    let (_node_b, b) = node(dir_b.path(), &database, &key).await;
 
     // Registered on A, logs in on B; B's token works on A and A's on B.
     let on_a = a.register("demo", "pg@example.com").await;
@@ -96,9 +93,7 @@ async fn latch_runs_on_postgres_and_two_nodes_share_one_database() {
         assert!(stored.contains(&email.as_str()), "{email} was acknowledged by A but is not in the database");
     }
     b.login("acme", acknowledged.last().expect("some"), PASSWORD).await;
-    let (_node_a, base_a) = node(dir_a.path(), &database, &key).await;
-    let a = TestClient::new(&base_a);
-    a.wait_ready().await;
+    let (_node_a, a) = node(dir_a.path(), &database, &key).await;
     a.login("demo", "pg@example.com", PASSWORD).await;
 }
 
@@ -141,12 +136,8 @@ async fn a_change_on_one_node_reaches_what_the_other_node_caches() {
     let database = tokio::task::spawn_blocking(TestDatabase::new).await.expect("a test database");
     let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let key = dir_a.path().join("shared-master.key");
-    let (_node_a, base_a) = node(dir_a.path(), &database, &key).await;
-    let a = TestClient::new(&base_a);
-    a.wait_ready().await;
-    let (_node_b, base_b) = node(dir_b.path(), &database, &key).await;
-    let b = TestClient::new(&base_b);
-    b.wait_ready().await;
+    let (_node_a, a) = node(dir_a.path(), &database, &key).await;
+    let (_node_b, b) = node(dir_b.path(), &database, &key).await;
     // B has the tenant's keys and settings in memory.
     let on_a = a.register("demo", "cached@example.com").await;
     let before = b.login("demo", "cached@example.com", PASSWORD).await;
@@ -235,9 +226,7 @@ async fn a_sled_store_moves_to_postgres_with_latch_migrate_and_back_with_backup_
 
     // latch on PostgreSQL serves what sled held: the session, its refresh
     // token, the ended session, the client and the keys.
-    let (mut on_postgres, base) = node(&dir.path().join("on-postgres"), &database, &key).await;
-    let postgres = TestClient::new(&base);
-    postgres.wait_ready().await;
+    let (mut on_postgres, postgres) = node(&dir.path().join("on-postgres"), &database, &key).await;
     assert_eq!(postgres.get_with("/t/demo/users/me", &kept.access).await.status(), StatusCode::OK);
     assert_problem(
         postgres.get_with("/t/demo/users/me", &ended.access).await,

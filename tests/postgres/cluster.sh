@@ -19,12 +19,21 @@ if [ "$(id -u)" -eq 0 ]; then
   as_owner=(runuser -u postgres --)
   pg_owner=postgres
 fi
-pg_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "${as_owner[@]}" "$pg_bin/initdb" --pgdata "$pg_dir/data" --username latch --auth trust --no-sync >"$pg_dir/initdb.log" 2>&1 \
   || { cat "$pg_dir/initdb.log"; return 1; }
-"${as_owner[@]}" "$pg_bin/pg_ctl" --pgdata "$pg_dir/data" --log "$pg_dir/server.log" --wait \
-  --options "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=200" start >/dev/null \
-  || { cat "$pg_dir/server.log"; return 1; }
+# PostgreSQL cannot bind port 0: a port the kernel had free is taken, and
+# if something else took it meanwhile, the start is tried with another one.
+pg_started=""
+for _ in 1 2 3 4 5; do
+  pg_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  if "${as_owner[@]}" "$pg_bin/pg_ctl" --pgdata "$pg_dir/data" --log "$pg_dir/server.log" --wait \
+    --options "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=200" start >/dev/null; then
+    pg_started=yes
+    break
+  fi
+  grep -q "could not bind" "$pg_dir/server.log" || break
+done
+[ -n "$pg_started" ] || { cat "$pg_dir/server.log"; return 1; }
 pg_stop() {
   "${as_owner[@]}" "$pg_bin/pg_ctl" --pgdata "$pg_dir/data" --mode immediate stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"

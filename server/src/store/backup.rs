@@ -178,9 +178,7 @@ impl<'a> BackupWriter<'a> {
 
     /// Adds a record. Engine meta ([`ENGINE_META`]) is left out.
     pub fn entry(&mut self, entry: &Entry) -> StoreResult<()> {
-        if let Entry::Meta { key, .. } = entry
-            && ENGINE_META.contains(&key.as_str())
-        {
+        if is_engine_meta(entry) {
             return Ok(());
         }
         self.emit(&json_line(entry)?)?;
