@@ -64,6 +64,7 @@ impl Latch {
     /// Rotates the key of every tenant whose `key_rotation_days` have passed
     /// since its newest key was created. Returns the tenants rotated.
     pub async fn rotate_due_keys(&self) -> Result<Vec<TenantId>> {
+        let _one_check_at_a_time = self.rotation_check.lock().await;
         let now = self.now();
         let mut rotated = Vec::new();
         for tenant in self.all_tenants().await? {

@@ -251,6 +251,11 @@ pub struct Latch {
     background: tokio_util::task::TaskTracker,
     /// Other nodes' tenant changes, while the store announces them (see `watch_other_nodes`).
     watch: std::sync::Mutex<Option<crate::store::Watch>>,
+    /// Held while due key rotations are checked and made, so two checks at
+    /// once (the minute's upkeep and an operator's call) cannot both find a
+    /// key due and rotate it twice. Nodes sharing a store take turns through
+    /// the store's scheduled-work lock.
+    rotation_check: tokio::sync::Mutex<()>,
 }
 
 impl Latch {
@@ -269,6 +274,7 @@ impl Latch {
             operator_token_hash,
             background: tokio_util::task::TaskTracker::new(),
             watch: std::sync::Mutex::new(None),
+            rotation_check: tokio::sync::Mutex::new(()),
         }
     }
 
