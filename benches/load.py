@@ -26,6 +26,12 @@ node on sled and one on PostgreSQL, /users/me (three alternating rounds,
 medians kept), login and refresh on each; then a second node on the same
 database, with wrk driving both nodes at once (the two-node figures are the
 sum over both nodes).
+
+With --suite tokens it measures the verified-token cache: /users/me with 100,
+10,000 and 50,000 distinct live access tokens of one tenant (made by chains of
+refreshes), each request carrying the next token of the list, three
+alternating rounds, medians kept; the target is 10,000 tokens at ≥ 90 % of
+the 100-token figure. RSS is read after each count's rounds.
 """
 
 import glob
@@ -302,12 +308,81 @@ def more_sessions(server, sessions):
             for _ in range(sessions)]
 
 
+def live_tokens(server, count, chains=16):
+    """`count` distinct live access tokens of the benchmark user: `chains`
+    sessions, each refreshed in turn (every refresh answers a new access
+    token; the ones before stay valid until they expire)."""
+    refresh = more_sessions(server, chains)
+    per_chain = -(-count // chains)
+    made = [[] for _ in range(chains)]
+
+    def chain(i):
+        token = refresh[i]
+        for _ in range(per_chain):
+            answer = server.post("/t/demo/auth/refresh", {"refresh_token": token})
+            made[i].append(answer["access_token"])
+            token = answer["refresh_token"]
+
+    workers = [threading.Thread(target=chain, args=(i,)) for i in range(chains)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    tokens = [token for tokens in made for token in tokens][:count]
+    if len(set(tokens)) != count:
+        raise SystemExit(f"made {len(set(tokens))} distinct tokens, not {count}")
+    return tokens
+
+
+def token_suite(binary, seconds):
+    """/users/me with 100, 10,000 and 50,000 distinct live tokens."""
+    counts = [100, 10_000, 50_000]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(binary, Path(tmp), free_port())
+        server.start()
+        server.post("/t/demo/auth/register", {"email": EMAIL, "password": PASSWORD})
+        began = time.perf_counter()
+        tokens = live_tokens(server, max(counts))
+        made_in = time.perf_counter() - began
+        files = {}
+        for count in counts:
+            files[count] = Path(tmp) / f"tokens-{count}"
+            files[count].write_text("\n".join(tokens[:count]) + "\n")
+        rounds, rss = {count: [] for count in counts}, {}
+        for _ in range(3):
+            for count in counts:
+                rounds[count].append(wrk(server, "/t/demo/users/me", seconds, 2, 64, mode=("tokens", str(files[count]))))
+                rss[count] = server.status("VmRSS")
+        peak_rss_kb = server.status("VmHWM")
+        server.stop()
+
+    median_run = lambda results: sorted(results, key=lambda run: run["rps"])[1]
+    runs = {f"GET /t/demo/users/me, {count:,} distinct tokens (median of 3)": median_run(rounds[count])
+            for count in counts}
+    print(f"latch token-cache benchmark: release build, {os.cpu_count()} cores, wrk, {seconds} s per run, "
+          f"127.0.0.1; {max(counts):,} tokens made by refresh in {made_in:.1f} s\n")
+    table(runs)
+    print()
+    for count in counts:
+        print(f"- RSS after the {count:,}-token rounds: {rss[count] / 1024:.1f} MB")
+    print(f"- peak RSS: {peak_rss_kb / 1024:.1f} MB")
+    base, ten = (median_run(rounds[c])["rps"] for c in (100, 10_000))
+    ratios = sorted(t["rps"] / h["rps"] for h, t in zip(rounds[100], rounds[10_000]))
+    rows = [("/users/me with 10,000 tokens ≥ 90 % of 100",
+             f"{ten / base:.0%} (rounds: {', '.join(f'{r:.0%}' for r in ratios)})", ten >= 0.9 * base)]
+    fifty = median_run(rounds[50_000])["rps"]
+    rows.append(("/users/me with 50,000 tokens (no target)", f"{fifty / base:.0%} of the 100-token figure", None))
+    report(rows, [run for results in rounds.values() for run in results])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--argon2-ms", type=float, help="single argon2id hash time for the login target")
     parser.add_argument("--store", choices=["sled", "postgres"], default="sled",
                         help="postgres: measure PostgreSQL beside sled, and two nodes")
+    parser.add_argument("--suite", choices=["default", "tokens"], default="default",
+                        help="tokens: /users/me with 100, 10,000 and 50,000 distinct live tokens")
     args = parser.parse_args()
 
     ensure_wrk()
@@ -316,6 +391,9 @@ def main():
     cores = os.cpu_count()
     if args.store == "postgres":
         compare_stores(binary, args.seconds)
+        return
+    if args.suite == "tokens":
+        token_suite(binary, args.seconds)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

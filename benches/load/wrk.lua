@@ -1,5 +1,7 @@
--- wrk script for benches/load.sh. Arguments after `--`: the mode (`get`,
--- `login BODY`, `refresh TOKENS_FILE`), then the run's label. Prints one JSON
+-- wrk script for benches/load.py. Arguments after `--`: the mode (`get`,
+-- `login BODY`, `refresh TOKENS_FILE`, `tokens TOKENS_FILE`), then the run's
+-- label. `tokens` sends GETs, each with the next access token of the file as
+-- its bearer (each thread starts at its own place in the list). Prints one JSON
 -- line per run: requests, duration, p50/p99 latency, and every error
 -- (non-2xx answers included, so a run of refused requests cannot pass for fast).
 
@@ -26,10 +28,20 @@ function init(args)
       tokens[#tokens + 1] = line
     end
     token = tokens[id + 1]
+  elseif mode == "tokens" then
+    bearers = {}
+    for line in io.lines(args[2]) do
+      bearers[#bearers + 1] = "Bearer " .. line
+    end
+    next_bearer = (id * 7919) % #bearers
   end
 end
 
 function request()
+  if mode == "tokens" then
+    next_bearer = next_bearer % #bearers + 1
+    return wrk.format("GET", nil, { Authorization = bearers[next_bearer] })
+  end
   if mode == "refresh" then
     local body = '{"refresh_token":"' .. token .. '"}'
     return wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, body)

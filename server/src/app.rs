@@ -141,7 +141,14 @@ async fn assemble(
         None => Mailer::outbox(settings.data_dir.join("outbox"), &settings.mail_from)?,
     };
     tracing::info!(mail = %mailer.describe(), "mail configured");
-    let services = Services { store: store.clone(), clock: clock.clone(), master, passwords: hasher, mailer };
+    let services = Services {
+        store: store.clone(),
+        clock: clock.clone(),
+        master,
+        passwords: hasher,
+        mailer,
+        token_cache_entries: settings.token_cache_entries,
+    };
     let latch = Arc::new(Latch::new(services, public_url, operator_token_hash));
     latch.watch_other_nodes().await?;
     if first_start {

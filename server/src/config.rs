@@ -90,6 +90,10 @@ pub struct ConfigArgs {
     /// Create the `demo` tenant on first start [default: true].
     #[arg(long)]
     pub demo_tenant: Option<bool>,
+    /// Verified access tokens remembered, all tenants together, about 100
+    /// bytes each; 0 verifies every request in full [default: 65536].
+    #[arg(long)]
+    pub token_cache_entries: Option<usize>,
     /// Requests per minute per client IP to the auth and token endpoints, 0: off [default: 30].
     #[arg(long)]
     pub auth_rate_limit_per_minute: Option<u32>,
@@ -148,6 +152,9 @@ const SMTP_PASSWORD_VAR: &str = "LATCH_SMTP_PASSWORD";
 /// The PostgreSQL password, when the store URL has none.
 pub const STORE_PASSWORD_VAR: &str = "LATCH_STORE_PASSWORD";
 const CONFIG_VAR: &str = "LATCH_CONFIG";
+/// Verified access tokens remembered by default: tens of thousands of live
+/// tokens in a few MiB (each entry is a hash and three numbers).
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 65_536;
 
 impl ConfigArgs {
     /// The keys every layer knows, as the file spells them.
@@ -261,6 +268,8 @@ pub struct Settings {
     pub cache_mb: u64,
     /// Create the `demo` tenant on first start.
     pub demo_tenant: bool,
+    /// Verified access tokens remembered (0: none).
+    pub token_cache_entries: usize,
     /// Requests per minute per client IP to the auth and token endpoints (0: no limit).
     pub auth_rate_limit_per_minute: u32,
     /// The SMTP relay; `None`: the file outbox.
@@ -483,6 +492,7 @@ impl Settings {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
             cache_mb: config.cache_mb.unwrap_or(32),
             demo_tenant: config.demo_tenant.unwrap_or(true),
+            token_cache_entries: config.token_cache_entries.unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
             auth_rate_limit_per_minute: config.auth_rate_limit_per_minute.unwrap_or(30),
             smtp: smtp(&config, env),
             mail_from: config.mail_from.clone().unwrap_or_else(|| "latch <latch@localhost>".into()),
@@ -554,6 +564,7 @@ mod tests {
             "hash_concurrency" => ("3", json!(3)),
             "cache_mb" => ("64", json!(64)),
             "demo_tenant" => ("false", json!(false)),
+            "token_cache_entries" => ("1000", json!(1000)),
             "auth_rate_limit_per_minute" => ("7", json!(7)),
             "max_connections" => ("100", json!(100)),
             "header_timeout_seconds" => ("5", json!(5)),

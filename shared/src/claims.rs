@@ -67,7 +67,7 @@ pub struct Claims {
 impl Claims {
     /// Reads typed claims out of a payload whose registered claims were already checked.
     /// Tokens from other issuers may lack latch's own claims; those are then `MissingClaim`.
-    pub(crate) fn from_payload(payload: &Map<String, Value>) -> Result<Claims, Error> {
+    pub fn from_payload(payload: &Map<String, Value>) -> Result<Claims, Error> {
         fn string(payload: &Map<String, Value>, name: &'static str) -> Result<String, Error> {
             match payload.get(name) {
                 Some(Value::String(s)) => Ok(s.clone()),

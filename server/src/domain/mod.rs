@@ -233,6 +233,8 @@ pub struct Services {
     pub passwords: PasswordHasher,
     /// Outgoing mail.
     pub mailer: Mailer,
+    /// Verified access tokens remembered (all tenants together; 0: none).
+    pub token_cache_entries: usize,
 }
 
 /// The domain services.
@@ -256,12 +258,14 @@ pub struct Latch {
     /// key due and rotate it twice. Nodes sharing a store take turns through
     /// the store's scheduled-work lock.
     rotation_check: tokio::sync::Mutex<()>,
+    /// Access tokens verified, for every tenant's runtime.
+    verified: Arc<runtime::VerifiedTokens>,
 }
 
 impl Latch {
     /// Assembles the services. `public_url` has no trailing slash.
     pub fn new(services: Services, public_url: String, operator_token_hash: [u8; 32]) -> Latch {
-        let Services { store, clock, master, passwords, mailer } = services;
+        let Services { store, clock, master, passwords, mailer, token_cache_entries } = services;
         Latch {
             store,
             clock,
@@ -275,6 +279,7 @@ impl Latch {
             background: tokio_util::task::TaskTracker::new(),
             watch: std::sync::Mutex::new(None),
             rotation_check: tokio::sync::Mutex::new(()),
+            verified: Arc::new(runtime::VerifiedTokens::new(token_cache_entries)),
         }
     }
 

@@ -1,9 +1,8 @@
 //! The in-memory runtime each request uses: a tenant's issuer, trusted keys,
-//! current signer and JWKS document, and its cache of verified access tokens.
+//! current signer and JWKS document; and the cache of verified access tokens.
 //! Rebuilt when the tenant's record or keys change, or a key's time comes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use latch_shared::sign::SigningKey;
 use latch_shared::{Claims, Jwks, KeySet, Validation, VerifyingKey};
@@ -33,15 +32,13 @@ pub struct TenantRuntime {
     pub jwks_etag: String,
     /// When a key becomes active or drops out of the JWKS, forcing a rebuild.
     valid_until: i64,
-    /// Access tokens that passed every rule, by SHA-256, with their claims:
-    /// a token presented again skips the signature check, and only its time
-    /// rules are checked again. A rebuilt runtime (keys or settings changed)
-    /// starts empty; when full it is cleared.
-    verified: Mutex<HashMap<[u8; 32], Claims>>,
+    /// This build of the runtime, as the verified-token cache knows it: a
+    /// token verified by an older build (keys or settings since changed) is
+    /// verified again.
+    build: u64,
+    /// The cache of tokens verified (shared by every tenant).
+    verified: Arc<VerifiedTokens>,
 }
-
-/// Verified access tokens remembered per tenant.
-const VERIFIED_CACHE_ENTRIES: usize = 4096;
 
 impl TenantRuntime {
     /// The claims of `token` if it passes every rule at `now`: from the cache
@@ -49,18 +46,74 @@ impl TenantRuntime {
     /// and remembered.
     pub fn verify(&self, token: &str, now: i64) -> std::result::Result<Claims, latch_shared::Error> {
         let key = crate::crypto::token_hash(token);
-        let cached = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key).cloned();
-        if let Some(claims) = cached {
-            self.validation.check_time(claims.exp, Some(claims.nbf), now)?;
-            return Ok(claims);
+        if let Some(seen) = self.verified.get(&key)
+            && seen.build == self.build
+        {
+            self.validation.check_time(seen.exp, Some(seen.nbf), now)?;
+            // The same bytes passed every rule under this build: its claims
+            // are read again rather than kept, so an entry is a few dozen bytes.
+            return Claims::from_payload(&latch_shared::decode_unverified(token)?.payload);
         }
         let claims = latch_shared::verify(token, &self.keys, &self.validation, now)?.claims()?;
-        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if verified.len() >= VERIFIED_CACHE_ENTRIES {
-            verified.clear();
-        }
-        verified.insert(key, claims.clone());
+        self.verified.insert(key, Seen { build: self.build, exp: claims.exp, nbf: claims.nbf });
         Ok(claims)
+    }
+}
+
+/// Access tokens that passed every rule, by SHA-256, shared by every
+/// tenant's runtime: a token presented again skips the signature check and
+/// only its time rules are checked again. Bounded in entries and evicting by
+/// recency and use (quick_cache's CLOCK-Pro: a token seen once leaves before
+/// one that keeps being presented); lookups on different shards never wait
+/// for each other.
+pub struct VerifiedTokens {
+    /// `None` when the size is 0: every token is verified in full.
+    cache: Option<quick_cache::sync::Cache<[u8; 32], Seen>>,
+    /// Numbers runtime builds (see `TenantRuntime::build`).
+    builds: std::sync::atomic::AtomicU64,
+}
+
+/// What the cache keeps of a verified token: the runtime build that
+/// verified it and its time claims.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    build: u64,
+    exp: i64,
+    nbf: i64,
+}
+
+impl VerifiedTokens {
+    /// A cache of at most `entries` tokens (0: none).
+    pub fn new(entries: usize) -> VerifiedTokens {
+        VerifiedTokens {
+            cache: (entries > 0).then(|| quick_cache::sync::Cache::new(entries)),
+            builds: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Tokens held now.
+    pub fn len(&self) -> usize {
+        self.cache.as_ref().map_or(0, |cache| cache.len())
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Seen> {
+        self.cache.as_ref()?.get(key)
+    }
+
+    fn insert(&self, key: [u8; 32], seen: Seen) {
+        if let Some(cache) = &self.cache {
+            cache.insert(key, seen);
+        }
+    }
+
+    fn next_build(&self) -> u64 {
+        self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTokens").field("len", &self.len()).finish()
     }
 }
 
@@ -180,7 +233,45 @@ impl Latch {
             jwks,
             jwks_etag,
             valid_until,
-            verified: Mutex::new(HashMap::new()),
+            build: self.verified.next_build(),
+            verified: self.verified.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> [u8; 32] {
+        Sha256::digest(n.to_be_bytes()).into()
+    }
+
+    fn seen(build: u64) -> Seen {
+        Seen { build, exp: 2_000_000_000, nbf: 0 }
+    }
+
+    #[test]
+    fn a_full_cache_keeps_the_tokens_in_use_and_lets_one_off_tokens_go_first() {
+        let cache = VerifiedTokens::new(1_000);
+        cache.insert(key(0), seen(1));
+        for n in 1..=5_000 {
+            // Token 0 is presented all along; the others once each (and once
+            // more at once, as a client's next request would).
+            assert!(cache.get(&key(0)).is_some(), "the token in use was dropped after {n} others");
+            cache.insert(key(n), seen(1));
+            assert!(cache.get(&key(n)).is_some(), "a token just verified is not there for its next request");
+            assert!(cache.len() <= 1_000, "{} entries held", cache.len());
+            // Full is full, never emptied.
+            assert!(n < 1_000 || cache.len() >= 900, "{} entries held after {n}", cache.len());
+        }
+    }
+
+    #[test]
+    fn size_zero_remembers_nothing() {
+        let cache = VerifiedTokens::new(0);
+        cache.insert(key(1), seen(1));
+        assert!(cache.get(&key(1)).is_none());
+        assert_eq!(cache.len(), 0);
     }
 }

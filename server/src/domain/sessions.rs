@@ -540,6 +540,7 @@ mod tests {
             master: MasterKey::from_bytes([7; 32]),
             passwords: PasswordHasher::new(1, crate::domain::default_params()),
             mailer: Mailer::outbox(dir.path().join("outbox"), "latch <latch@localhost>").expect("mailer"),
+            token_cache_entries: 16,
         };
         let latch = Arc::new(Latch::new(services, "http://latch.test".into(), [0; 32]));
         let tenant = TenantId::parse("grace").expect("slug");
