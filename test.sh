@@ -47,6 +47,9 @@ step "a throwaway PostgreSQL cluster (stopped and removed when this script exits
 # shellcheck source=tests/postgres/cluster.sh
 source ./tests/postgres/cluster.sh
 
+step "passlib in a virtualenv (the user-import test hashes with it, as a FastAPI app would)"
+./tests/passlib/setup.sh
+
 step "Rust tests: latch-shared rules, server units, store conformance (sled and PostgreSQL), HTTP integration"
 cargo test --workspace --locked
 

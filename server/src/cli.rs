@@ -310,6 +310,19 @@ enum UserCommand {
         #[arg(long, value_delimiter = ',', num_args = 0..)]
         roles: Vec<String>,
     },
+    /// Import users with their existing password hashes from a file of one
+    /// JSON object a line (see docs/import.md). Every line is checked first:
+    /// a file with a bad line imports nothing.
+    Import {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// An email the tenant already has: `skip` it, or `update` the user.
+        #[arg(long, value_enum, default_value = "skip")]
+        existing: ExistingArg,
+        /// The file (NDJSON; `-` for standard input is not taken: it is read twice).
+        file: PathBuf,
+    },
     /// List a tenant's users ordered by email.
     List {
         /// The tenant.
@@ -319,6 +332,15 @@ enum UserCommand {
         #[arg(long)]
         email_prefix: Option<String>,
     },
+}
+
+/// What an import does with an email the tenant already has.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExistingArg {
+    /// Leave the user as they are.
+    Skip,
+    /// Replace their hash (their sessions end), and the fields the line gives.
+    Update,
 }
 
 /// A user to create: who, and their name and roles.
@@ -581,6 +603,46 @@ async fn user_command(latch: Arc<Latch>, command: UserCommand) -> anyhow::Result
             let (actor, id) = find(&who).await?;
             let user = latch.set_roles(&actor, id, roles).await?;
             println!("{} now has roles [{}]", user.email, user.roles.join(", "));
+        }
+        UserCommand::Import { tenant, existing, file } => {
+            use crate::domain::imports::{Existing, Progress};
+            let actor = operator_in(TenantId::parse(&tenant)?);
+            let existing = match existing {
+                ExistingArg::Skip => Existing::Skip,
+                ExistingArg::Update => Existing::Update,
+            };
+            let opened = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            let (importer, opened) = latch.importer(&actor, existing).await?.check_file(opened).await?;
+            if importer.error_count() > 0 {
+                for error in importer.errors() {
+                    eprintln!("line {}: {}", error.line, error.reason);
+                }
+                anyhow::bail!(
+                    "{} of the {} lines of {} cannot be imported, so none was",
+                    importer.error_count(),
+                    importer.lines(),
+                    file.display()
+                );
+            }
+            let mut progress = importer.write_file(opened);
+            while let Some(next) = progress.recv().await {
+                match next {
+                    Progress::Line(result) => {
+                        if let crate::domain::imports::Outcome::Failed(reason) = &result.outcome {
+                            eprintln!("line {}: not imported: {reason}", result.line);
+                        }
+                    }
+                    Progress::Done(t) => {
+                        println!(
+                            "imported into {tenant}: {} created, {} updated, {} skipped, {} failed",
+                            t.created, t.updated, t.skipped, t.failed
+                        );
+                    }
+                    Progress::Stopped(error) => {
+                        anyhow::bail!("the import stopped: {error} (the lines before are imported; run it again)")
+                    }
+                }
+            }
         }
         UserCommand::List { tenant, email_prefix } => {
             let actor = operator_in(TenantId::parse(&tenant)?);

@@ -12,6 +12,7 @@ mod connections;
 mod demo;
 mod files;
 mod headers;
+mod imports;
 mod integrity;
 mod interop;
 mod keys;

@@ -11,6 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::models::User;
+use super::ndjson::{NdjsonBody, NdjsonStream};
 use super::{ApiResult, ApiTags, NoContent, UserAuth, tenant_id};
 use crate::clock::rfc3339;
 use crate::domain::{Actor, Error, Latch, NewUser};
@@ -107,6 +108,40 @@ pub struct EventList {
     /// Pass as `cursor` to get older events; absent on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
+}
+
+/// What an import does with an email the tenant already has.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ExistingMode {
+    /// Leave the user as they are (a rerun of a file changes nothing).
+    Skip,
+    /// Replace their password hash (their sessions end) and the name,
+    /// roles, `email_verified` and `disabled` the line gives.
+    Update,
+}
+
+/// The results of an import.
+#[derive(ApiResponse)]
+pub enum ImportResults {
+    /// Every line checked out. One JSON object a line, in the file's order,
+    /// each sent once its batch is durable: `{"line", "id", "result"}` with
+    /// `result` `created`, `updated`, `skipped` or `failed` (then with a
+    /// `reason`: an id or email taken meanwhile); last
+    /// `{"done": true, "created", "updated", "skipped", "failed"}`, or
+    /// `{"stopped": reason}` if the store failed (the lines before are
+    /// imported; rerun the file).
+    #[oai(status = 200)]
+    Results(NdjsonStream),
+}
+
+/// Users whose password hash was imported and is not yet latch's argon2id.
+#[derive(Debug, Object)]
+pub struct ImportedHashes {
+    /// Users per scheme (`bcrypt`, `pbkdf2-sha256`, `scrypt`, `argon2i`, `argon2id` of another version); each leaves its count at their next login.
+    pub by_scheme: std::collections::BTreeMap<String, u64>,
+    /// All of them.
+    pub total: u64,
 }
 
 /// User created.
@@ -264,6 +299,58 @@ impl AdminApi {
         let actor = Self::admin(&latch, &tenant, &auth).await?;
         latch.end_user_sessions(&actor, user_id(&user)?).await?;
         Ok(NoContent::Done)
+    }
+
+    /// Import users with the password hashes they already have: an
+    /// `application/x-ndjson` body, one user a line (`email`,
+    /// `password_hash`; optional `id`, `name`, `roles`, `email_verified`,
+    /// `created_at`, `disabled`). Hashes: bcrypt (`$2a$`/`$2b$`/`$2y$`),
+    /// PBKDF2-SHA256 (passlib's `$pbkdf2-sha256$` or PHC), scrypt, argon2id
+    /// and argon2i (PHC); each user's first login verifies theirs and
+    /// replaces it with argon2id. Every line is checked before anything is
+    /// written: with any bad line nothing is imported (422, each listed
+    /// with its number and reason). Audited as `users_imported`.
+    #[oai(path = "/t/:tenant/admin/users/import", method = "post", operation_id = "adminImportUsers")]
+    async fn import_users(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: UserAuth,
+        /// An email the tenant already has: `skip` (default) or `update`.
+        existing: Query<Option<ExistingMode>>,
+        body: NdjsonBody,
+    ) -> ApiResult<ImportResults> {
+        use crate::domain::imports::Existing;
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        let existing = match existing.0 {
+            None | Some(ExistingMode::Skip) => Existing::Skip,
+            Some(ExistingMode::Update) => Existing::Update,
+        };
+        let importer = latch.importer(&actor, existing).await?;
+        let file = super::import::spool(body.0).await?;
+        let (importer, file) = importer.check_file(file).await?;
+        if importer.error_count() > 0 {
+            let (errors, count, lines) = (importer.errors().to_vec(), importer.error_count(), importer.lines());
+            return Err(Error::ImportRefused { errors, count, lines }.into());
+        }
+        Ok(ImportResults::Results(NdjsonStream(super::import::results(importer.write_file(file)))))
+    }
+
+    /// How many users still have an imported password hash, by scheme (reads every user of the tenant).
+    #[oai(path = "/t/:tenant/admin/users/import", method = "get", operation_id = "adminImportedHashes")]
+    async fn imported_hashes(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        auth: UserAuth,
+    ) -> ApiResult<Json<ImportedHashes>> {
+        let actor = Self::admin(&latch, &tenant, &auth).await?;
+        let counts = latch.imported_hashes(&actor).await?;
+        let total = counts.iter().map(|(_, n)| n).sum();
+        Ok(Json(ImportedHashes {
+            by_scheme: counts.into_iter().map(|(scheme, n)| (scheme.to_owned(), n)).collect(),
+            total,
+        }))
     }
 
     /// The tenant's audit events, newest first.

@@ -33,6 +33,9 @@ pub struct Problem {
     /// For `mfa_required`: the challenge to send to `POST /t/{tenant}/auth/mfa` with a code.
     #[oai(skip_serializing_if_is_none)]
     pub mfa_token: Option<String>,
+    /// For `import_refused`: the lines refused, with their number and why (the first 1,000).
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<ImportLineError>>,
     /// Sent as the `Retry-After` header (429), not in the body.
     #[oai(skip)]
     pub retry_after: Option<u64>,
@@ -49,6 +52,7 @@ impl Problem {
             code: code.to_owned(),
             token_error: None,
             mfa_token: None,
+            errors: None,
             retry_after: None,
         }
     }
@@ -85,6 +89,15 @@ impl Problem {
         }
         response
     }
+}
+
+/// A line of an import that cannot be imported.
+#[derive(Debug, Clone, Object)]
+pub struct ImportLineError {
+    /// The line's number, from 1.
+    pub line: u64,
+    /// Why, naming the field.
+    pub reason: String,
 }
 
 /// A failed API call.
@@ -135,6 +148,8 @@ impl ApiError {
             Error::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
             Error::UserNotFound => (S::NOT_FOUND, "user_not_found", "User not found"),
             Error::UnknownRole(_) => (S::BAD_REQUEST, "unknown_role", "Unknown role"),
+            Error::ImportRefused { .. } => (S::UNPROCESSABLE_ENTITY, "import_refused", "Import refused"),
+            Error::ImportUnreadable(_) => (S::BAD_REQUEST, "invalid_request", "Invalid request"),
             Error::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "Invalid reset token"),
             Error::InvalidCursor => (S::BAD_REQUEST, "invalid_cursor", "Invalid cursor"),
             Error::EmailNotVerified => (S::FORBIDDEN, "email_not_verified", "Email not verified"),
@@ -182,6 +197,11 @@ impl ApiError {
         match &self.0 {
             Error::InvalidToken(reason) => problem.token_error = Some(reason.code().to_owned()),
             Error::MfaRequired { mfa_token } => problem.mfa_token = Some(mfa_token.expose_secret().to_owned()),
+            Error::ImportRefused { errors, .. } => {
+                problem.errors = Some(
+                    errors.iter().map(|e| ImportLineError { line: e.line as u64, reason: e.reason.clone() }).collect(),
+                )
+            }
             Error::AccountLocked { retry_after } | Error::RateLimited { retry_after } => {
                 problem.retry_after = Some(*retry_after)
             }

@@ -10,9 +10,11 @@ mod demo;
 mod error;
 mod headers;
 mod health;
+mod import;
 mod limits;
 mod mfa;
 mod models;
+mod ndjson;
 mod oauth;
 mod observe;
 mod pages;
@@ -372,11 +374,22 @@ fn favicon() -> Response {
         .body(include_bytes!("favicon.ico").as_slice())
 }
 
+/// `/t/{tenant}/admin/users/import`.
+fn is_user_import(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    matches!(segments.as_slice(), ["", "t", tenant, "admin", "users", "import"] if !tenant.is_empty())
+}
+
 /// Reads the body up to [`BODY_LIMIT`], whatever `Content-Length` claims, so
 /// chunked uploads are bounded too, and within `deadline`, so a client that
 /// trickles its body cannot hold a connection and a worker (408, and the
 /// connection is closed).
 async fn limit_body<E: Endpoint>(next: E, mut req: Request, deadline: Duration) -> poem::Result<Response> {
+    // The user import takes files of a million lines: it streams its body
+    // to a temporary file itself, after the caller's token was checked.
+    if req.method() == poem::http::Method::POST && is_user_import(req.uri().path()) {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     if let Some(length) = req.header("content-length").and_then(|v| v.parse::<usize>().ok())
         && length > BODY_LIMIT
     {

@@ -193,6 +193,8 @@ impl From<Error> for OAuthFailure {
             | Error::Forbidden(_)
             | Error::UserNotFound
             | Error::UnknownRole(_)
+            | Error::ImportRefused { .. }
+            | Error::ImportUnreadable(_)
             | Error::SessionNotFound
             | Error::InvalidResetToken
             | Error::InvalidVerificationToken

@@ -26,6 +26,8 @@ pub enum EventKind {
     UserCreated,
     /// An admin or the operator set a user's password.
     PasswordSet,
+    /// An admin or the operator imported users (with their password hashes).
+    UsersImported,
     /// A password-reset mail was sent.
     PasswordResetRequested,
     /// A password was reset through a reset link.
@@ -75,6 +77,7 @@ impl EventKind {
             EventKind::KeyRotated => "key_rotated",
             EventKind::UserCreated => "user_created",
             EventKind::PasswordSet => "password_set",
+            EventKind::UsersImported => "users_imported",
             EventKind::PasswordResetRequested => "password_reset_requested",
             EventKind::PasswordReset => "password_reset",
             EventKind::UserDisabled => "user_disabled",

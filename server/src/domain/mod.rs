@@ -9,6 +9,8 @@ mod admin;
 mod authority;
 mod clients;
 mod events;
+pub mod hashes;
+pub mod imports;
 mod keys;
 mod mfa;
 mod oidc;
@@ -138,6 +140,19 @@ pub enum Error {
     /// A role that the tenant does not define.
     #[error("the tenant defines no role `{0}`")]
     UnknownRole(String),
+    /// An import body that could not be read whole, or is too large.
+    #[error("{0}")]
+    ImportUnreadable(String),
+    /// An import with bad lines: nothing was imported.
+    #[error("{count} of the {lines} lines cannot be imported, so none was; each is listed with its reason")]
+    ImportRefused {
+        /// The first [`imports::MAX_REPORTED_ERRORS`] bad lines.
+        errors: Vec<imports::LineError>,
+        /// Bad lines in all.
+        count: u64,
+        /// Non-blank lines in all.
+        lines: u64,
+    },
     /// A password-reset token that is unknown, used or expired.
     #[error("the reset link is invalid, used or expired; ask for a new one")]
     InvalidResetToken,

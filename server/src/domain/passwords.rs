@@ -230,18 +230,21 @@ impl PasswordHasher {
         let params = self.params.clone();
         let verdict = self
             .run(move || {
-                let Ok(hash) = PasswordHash::new(&phc) else {
-                    return Verdict { matches: false, outdated: true };
+                let Some(hash) = PasswordHash::new(&phc).ok().filter(super::hashes::is_latch_argon2id) else {
+                    // An imported hash (bcrypt, PBKDF2, scrypt, argon2i, or
+                    // argon2id of another version): checked with its own
+                    // scheme, and always replaced after a match.
+                    let matches = super::hashes::verify_imported(password.expose().as_bytes(), &phc);
+                    return Verdict { matches, outdated: true };
                 };
                 let current = hash.algorithm.as_str() == "argon2id"
                     && Params::try_from(&hash).is_ok_and(|used| {
                         (used.m_cost(), used.t_cost(), used.p_cost())
                             == (params.m_cost(), params.t_cost(), params.p_cost())
                     });
-                // Only argon2id hashes (the only kind latch writes) can match.
                 let used = Params::try_from(&hash);
-                let matches = match (hash.algorithm == argon2::ARGON2ID_IDENT, used, hash.salt, &hash.hash) {
-                    (true, Ok(used), Some(salt), Some(expected)) => {
+                let matches = match (used, hash.salt, &hash.hash) {
+                    (Ok(used), Some(salt), Some(expected)) => {
                         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, used.clone());
                         // Output's equality is constant-time.
                         hash_in_place(&argon2, &used, password.expose().as_bytes(), salt)
@@ -318,9 +321,20 @@ mod tests {
         let theirs = reference.hash_password(b"correct horse", &salt).expect("hash").to_string();
         assert!(hasher.verify(pw("correct horse"), Some(theirs.clone())).await.expect("verify").matches);
         assert!(!hasher.verify(pw("correct horsf"), Some(theirs)).await.expect("verify").matches);
+        // argon2i is an imported scheme: it matches, and is to be replaced.
         let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, cheap());
         let other = argon2i.hash_password(b"correct horse", &salt).expect("hash").to_string();
-        assert!(!hasher.verify(pw("correct horse"), Some(other)).await.expect("verify").matches, "argon2id only");
+        assert_eq!(
+            hasher.verify(pw("correct horse"), Some(other.clone())).await.expect("verify"),
+            Verdict { matches: true, outdated: true }
+        );
+        assert!(!hasher.verify(pw("correct horsf"), Some(other)).await.expect("verify").matches);
+        let bcrypt = bcrypt::hash("correct horse", 4).expect("bcrypt");
+        assert_eq!(
+            hasher.verify(pw("correct horse"), Some(bcrypt.clone())).await.expect("verify"),
+            Verdict { matches: true, outdated: true }
+        );
+        assert!(!hasher.verify(pw("correct horsf"), Some(bcrypt)).await.expect("verify").matches);
     }
 
     /// Fields of `/proc/thread-self/stat` after the command name, from field 3 on.

@@ -195,6 +195,14 @@ fn emails_are_unique_per_tenant_under_concurrency(store: &dyn Store) {
     });
     assert!(matches!(moved, Err(StoreError::Conflict)), "the email key cannot change through update");
     assert_eq!(store.update_user(&tenant, Uuid::now_v7(), &mut |_| Change::Write).expect("no error"), None);
+
+    // An id is unique too (imported users bring their own): a second user
+    // with a taken id and a free email is refused and changes nothing.
+    let mut twin = user("conf-v", "twin@example.com");
+    twin.id = found.id;
+    assert!(matches!(store.insert_user(&twin), Err(StoreError::Conflict)));
+    assert_eq!(store.get_user(&tenant, found.id).expect("get").map(|u| u.email), Some("race@example.com".into()));
+    assert_eq!(store.find_user_by_email(&tenant, "twin@example.com").expect("find"), None);
 }
 
 /// Many threads apply independent changes to one user at once; every one of

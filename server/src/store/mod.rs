@@ -106,7 +106,7 @@ pub trait KeyStore {
 
 /// Users.
 pub trait UserStore {
-    /// Inserts a user; `Conflict` if the email key is taken in that tenant (atomic).
+    /// Inserts a user; `Conflict` if the email key or the id is taken in that tenant (atomic).
     fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
     /// A user by id.
     fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;

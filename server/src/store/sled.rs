@@ -546,7 +546,8 @@ impl UserStore for SledStore {
         let user_key = key(&user.tenant, user.id.as_bytes());
         let email_key = key(&user.tenant, user.email_key.as_bytes());
         tx((&self.users, &self.users_by_email).transaction(|(users, by_email)| {
-            if by_email.get(email_key.as_slice())?.is_some() {
+            // An id is taken too (imports bring their own ids).
+            if by_email.get(email_key.as_slice())?.is_some() || users.get(user_key.as_slice())?.is_some() {
                 return abort(StoreError::Conflict);
             }
             by_email.insert(email_key.as_slice(), user.id.as_bytes())?;
