@@ -40,6 +40,7 @@ done
 # From the scratch directory: schemathesis and hypothesis keep their caches in
 # the working directory, and a run must leave nothing in the checkout.
 cd "$work"
-"$venv/bin/schemathesis" --no-color --config-file "$here/schemathesis.toml" run "http://$addr/openapi.json" \
+PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks \
+  "$venv/bin/schemathesis" --no-color --config-file "$here/schemathesis.toml" run "http://$addr/openapi.json" \
   --max-examples 40 --phases examples,coverage,fuzzing --seed 1 \
   -H "Authorization: Bearer $token"
