@@ -32,6 +32,15 @@ With --suite tokens it measures the verified-token cache: /users/me with 100,
 refreshes), each request carrying the next token of the list, three
 alternating rounds, medians kept; the target is 10,000 tokens at ≥ 90 % of
 the 100-token figure. RSS is read after each count's rounds.
+
+With --suite scale it measures a store with many users, beside one with
+1,000: for each size, a fresh server, the users imported through
+POST /t/demo/admin/users/import (one PBKDF2 hash for all: the import does
+no hashing) and timed, then the data directory's size, start to ready
+(median of 3), idle RSS, an online backup's duration (GET /admin/backup),
+login and /users/me throughput, and peak RSS. --users sets the large size
+(default 1,000,000). Targets: login within 10 % of the 1,000-user figure,
+start to ready ≤ 1 s.
 """
 
 import glob
@@ -375,14 +384,116 @@ def token_suite(binary, seconds):
     report(rows, [run for results in rounds.values() for run in results])
 
 
+def passlib_pbkdf2(password, rounds=29000):
+    """A passlib `$pbkdf2-sha256$` hash of `password` (stdlib only)."""
+    import base64
+    import hashlib
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds)
+    ab64 = lambda raw: base64.b64encode(raw).decode().rstrip("=").replace("+", ".")
+    return f"$pbkdf2-sha256${rounds}${ab64(salt)}${ab64(digest)}"
+
+
+def import_users(server, count, path):
+    """Writes `count` users to `path` and imports them; returns seconds and the totals line."""
+    hashed = passlib_pbkdf2(PASSWORD)
+    with open(path, "w") as out:
+        for i in range(count):
+            out.write(json.dumps({"email": f"user-{i:07d}@example.com", "password_hash": hashed,
+                                  "name": f"User {i}", "email_verified": True}) + "\n")
+    size = path.stat().st_size
+    began = time.perf_counter()
+    with open(path, "rb") as body:
+        request = urllib.request.Request(server.base + "/t/demo/admin/users/import", data=body, method="POST", headers={
+            "content-type": "application/x-ndjson", "content-length": str(size),
+            "authorization": f"Bearer {OPERATOR_TOKEN}"})
+        last = b""
+        with urllib.request.urlopen(request, timeout=3600) as answer:
+            for line in answer:
+                last = line
+    seconds = time.perf_counter() - began
+    totals = json.loads(last)
+    if totals.get("created") != count:
+        raise SystemExit(f"the import answered {totals}")
+    return seconds, size
+
+
+def scale_suite(binary, seconds, large):
+    """A store with 1,000 users beside one with `large` users."""
+    sizes = [1_000, large]
+    results = {}
+    login = ("login", json.dumps({"email": EMAIL, "password": PASSWORD}))
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            server = Server(binary, tmp, free_port())
+            server.start()
+            tokens = server.post("/t/demo/auth/register", {"email": EMAIL, "password": PASSWORD})
+            took, file_bytes = import_users(server, size - 1, tmp / "users.ndjson")
+            (tmp / "users.ndjson").unlink()
+            server.stop()
+            data_bytes = sum(f.stat().st_size for f in (tmp / "data").rglob("*") if f.is_file())
+            starts = []
+            for attempt in range(3):
+                starts.append(server.start())
+                if attempt < 2:
+                    server.stop()
+            time.sleep(1)
+            idle_rss_kb = server.status("VmRSS")
+            began = time.perf_counter()
+            backup = urllib.request.Request(server.base + "/admin/backup",
+                                            headers={"authorization": f"Bearer {OPERATOR_TOKEN}"})
+            backup_bytes = 0
+            with urllib.request.urlopen(backup, timeout=3600) as answer:
+                while chunk := answer.read(1 << 20):
+                    backup_bytes += len(chunk)
+            backup_seconds = time.perf_counter() - began
+            me = wrk(server, "/t/demo/users/me", seconds, 2, 64, headers=[f"Authorization: Bearer {tokens['access_token']}"])
+            logins = wrk(server, "/t/demo/auth/login", seconds, 2, 16, mode=login)
+            peak_rss_kb = server.status("VmHWM")
+            server.stop()
+            results[size] = {
+                "import": (size - 1) / took, "import_s": took, "file_mb": file_bytes / 1e6, "data_mb": data_bytes / 1e6,
+                "start_ms": statistics.median(starts) * 1000, "idle_mb": idle_rss_kb / 1024, "peak_mb": peak_rss_kb / 1024,
+                "backup_s": backup_seconds, "backup_mb": backup_bytes / 1e6, "me": me, "login": logins,
+            }
+
+    print(f"latch scale benchmark: release build, {os.cpu_count()} cores, sled, wrk, {seconds} s per run, 127.0.0.1\n")
+    header = " | ".join(f"{size:,} users" for size in sizes)
+    print(f"| measure | {header} |")
+    print("|---" * (len(sizes) + 1) + "|")
+    rows = [
+        ("import (users/s, through the API)", lambda r: f"{r['import']:,.0f}/s ({r['import_s']:.1f} s, {r['file_mb']:.0f} MB file)"),
+        ("data directory", lambda r: f"{r['data_mb']:.0f} MB"),
+        ("start to ready (median of 3)", lambda r: f"{r['start_ms']:.0f} ms"),
+        ("idle RSS after start", lambda r: f"{r['idle_mb']:.1f} MB"),
+        ("online backup", lambda r: f"{r['backup_s']:.1f} s ({r['backup_mb']:.0f} MB)"),
+        ("GET /users/me", lambda r: f"{r['me']['rps']:,.0f}/s, p99 {r['me']['p99_us'] / 1000:.2f} ms"),
+        ("POST /auth/login", lambda r: f"{r['login']['rps']:.1f}/s, p99 {r['login']['p99_us'] / 1000:.0f} ms"),
+        ("peak RSS", lambda r: f"{r['peak_mb']:.1f} MB"),
+    ]
+    for name, show in rows:
+        print(f"| {name} | " + " | ".join(show(results[size]) for size in sizes) + " |")
+    small, big = results[sizes[0]], results[sizes[1]]
+    login_ratio = big["login"]["rps"] / small["login"]["rps"]
+    targets = [
+        (f"login with {large:,} users within 10 % of 1,000", f"{login_ratio:.0%}", abs(login_ratio - 1) <= 0.10),
+        (f"start to ready with {large:,} users ≤ 1 s", f"{big['start_ms']:.0f} ms", big["start_ms"] <= 1000),
+        ("/users/me (no target)", f"{big['me']['rps'] / small['me']['rps']:.0%} of the 1,000-user figure", None),
+    ]
+    report(targets, [r[k] for r in results.values() for k in ("me", "login")])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--argon2-ms", type=float, help="single argon2id hash time for the login target")
     parser.add_argument("--store", choices=["sled", "postgres"], default="sled",
                         help="postgres: measure PostgreSQL beside sled, and two nodes")
-    parser.add_argument("--suite", choices=["default", "tokens"], default="default",
-                        help="tokens: /users/me with 100, 10,000 and 50,000 distinct live tokens")
+    parser.add_argument("--suite", choices=["default", "tokens", "scale"], default="default",
+                        help="tokens: /users/me with 100, 10,000 and 50,000 distinct live tokens; "
+                             "scale: a store of --users users beside one of 1,000")
+    parser.add_argument("--users", type=int, default=1_000_000, help="the large store's users (--suite scale)")
     args = parser.parse_args()
 
     ensure_wrk()
@@ -394,6 +505,9 @@ def main():
         return
     if args.suite == "tokens":
         token_suite(binary, args.seconds)
+        return
+    if args.suite == "scale":
+        scale_suite(binary, args.seconds, args.users)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

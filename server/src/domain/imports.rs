@@ -21,7 +21,7 @@ use super::hashes::{self, Scheme};
 use super::runtime::TenantRuntime;
 use super::types::{DisplayName, Email};
 use super::{Latch, Result};
-use crate::store::{Change, StoreError, UserRecord};
+use crate::store::{Change, UserRecord};
 
 /// Users written in one atomic, durable step.
 pub const BATCH: usize = 500;
@@ -290,6 +290,7 @@ impl Importer {
             .store
             .write(move |store| {
                 let mut results = Vec::with_capacity(batch.len());
+                let mut new_users = Vec::new();
                 for user in &batch {
                     let outcome = match store.find_user_by_email(&tenant, user.email.key())? {
                         Some(found) if user.id.is_some_and(|id| id != found.id) => (
@@ -343,16 +344,24 @@ impl Importer {
                             record.email_verified = user.email_verified.unwrap_or(false);
                             record.disabled = user.disabled.unwrap_or(false);
                             record.updated_at = now;
-                            match store.insert_user(&record) {
-                                Ok(()) => (Some(record.id), Outcome::Created),
-                                Err(StoreError::Conflict) => {
-                                    (user.id, Outcome::Failed("id or email: taken by another user meanwhile".into()))
-                                }
-                                Err(other) => return Err(other),
-                            }
+                            // Inserted together after the loop: one commit for the batch.
+                            new_users.push((results.len(), record));
+                            (None, Outcome::Created)
                         }
                     };
                     results.push(LineResult { line: user.line, id: outcome.0, outcome: outcome.1 });
+                }
+                let records: Vec<UserRecord> = new_users.iter().map(|(_, record)| record.clone()).collect();
+                let inserted = store.insert_users(&records)?;
+                for ((at, record), inserted) in new_users.into_iter().zip(inserted) {
+                    results[at] = match inserted {
+                        true => LineResult { line: results[at].line, id: Some(record.id), outcome: Outcome::Created },
+                        false => LineResult {
+                            line: results[at].line,
+                            id: None,
+                            outcome: Outcome::Failed("id or email: taken by another user meanwhile".into()),
+                        },
+                    };
                 }
                 Ok(results)
             })

@@ -203,6 +203,24 @@ fn emails_are_unique_per_tenant_under_concurrency(store: &dyn Store) {
     assert!(matches!(store.insert_user(&twin), Err(StoreError::Conflict)));
     assert_eq!(store.get_user(&tenant, found.id).expect("get").map(|u| u.email), Some("race@example.com".into()));
     assert_eq!(store.find_user_by_email(&tenant, "twin@example.com").expect("find"), None);
+
+    // A batch: users whose email or id is taken (before, or by an earlier
+    // user of the batch) are left out, the others are in.
+    let fresh = user("conf-v", "fresh@example.com");
+    let mut same_id = user("conf-v", "same-id@example.com");
+    same_id.id = fresh.id;
+    let batch = [
+        user("conf-v", "race@example.com"),
+        fresh.clone(),
+        twin.clone(),
+        same_id,
+        user("conf-v", "fresh@example.com"),
+        user("conf-v", "last@example.com"),
+    ];
+    assert_eq!(store.insert_users(&batch).expect("batch"), [false, true, false, false, false, true]);
+    assert_eq!(store.get_user(&tenant, fresh.id).expect("get").map(|u| u.email), Some("fresh@example.com".into()));
+    assert!(store.find_user_by_email(&tenant, "last@example.com").expect("find").is_some());
+    assert_eq!(store.find_user_by_email(&tenant, "same-id@example.com").expect("find"), None);
 }
 
 /// Many threads apply independent changes to one user at once; every one of

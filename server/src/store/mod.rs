@@ -108,6 +108,21 @@ pub trait KeyStore {
 pub trait UserStore {
     /// Inserts a user; `Conflict` if the email key or the id is taken in that tenant (atomic).
     fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// Inserts each of `users` whose email key and id are free in its
+    /// tenant (earlier users of the slice included); whether each was. Each
+    /// insert is atomic as [`UserStore::insert_user`]; an engine with
+    /// transactions makes the whole slice one (PostgreSQL: one commit for a
+    /// batch of an import, not one per user).
+    fn insert_users(&self, users: &[UserRecord]) -> StoreResult<Vec<bool>> {
+        users
+            .iter()
+            .map(|user| match self.insert_user(user) {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict) => Ok(false),
+                Err(other) => Err(other),
+            })
+            .collect()
+    }
     /// A user by id.
     fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// A user by case-folded email.

@@ -695,6 +695,25 @@ impl UserStore for PostgresStore {
         Ok(())
     }
 
+    fn insert_users(&self, users: &[UserRecord]) -> StoreResult<Vec<bool>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let mut inserted = Vec::with_capacity(users.len());
+        for user in users {
+            // Either unique key (the id, the email) taken: that user is left out.
+            let added = tx
+                .execute(
+                    "INSERT INTO latch_users (tenant, id, email_key, record) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                    &[&user.tenant.as_str(), &user.id, &user.email_key, &encode(user)?],
+                )
+                .map_err(sql)?;
+            inserted.push(added == 1);
+        }
+        tx.commit().map_err(sql)?;
+        Ok(inserted)
+    }
+
     fn get_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
         let row = self
             .client()?
