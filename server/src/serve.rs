@@ -11,7 +11,10 @@
 //!   backlog (queued, neither refused nor answered) until one closes.
 //! * A connection with no request in progress is closed `header_timeout`
 //!   after the first byte of a request head that has not completed, and
-//!   `idle_timeout` after its last answer (or its opening) if no byte came.
+//!   `idle_timeout` after its last answer (or its opening) if no byte came
+//!   or went. A streamed answer (the user import's results) keeps its
+//!   connection open while its bytes go out; one its client stops reading
+//!   is closed `idle_timeout` after the last byte was written.
 //!   A request in progress is never cut by these; its body has its own
 //!   deadline, enforced where the body is read (`api::limit_body`).
 //! * A failing `accept()` (EMFILE, ENFILE, ENOBUFS…) is retried after a delay
@@ -274,7 +277,8 @@ struct Activity {
     opened: Instant,
     /// Requests whose response is not ready yet.
     in_progress: AtomicUsize,
-    /// When the connection last became idle (opened, or answered its last request).
+    /// When the connection last became idle (opened, answered its last
+    /// request's head, or wrote a byte of an answer's body since).
     idle_since: AtomicU64,
     /// When the first byte arrived while idle; [`NOT_YET`] if none has.
     head_started: AtomicU64,
@@ -311,6 +315,14 @@ impl Activity {
                 // The deadline moved closer: wake the connection's watch.
                 self.head_began.notify_one();
             }
+        }
+    }
+
+    /// Bytes went out: a body streamed after its head keeps the connection
+    /// from being idle while it flows.
+    fn wrote(&self) {
+        if self.in_progress.load(Ordering::Acquire) == 0 {
+            self.idle_since.fetch_max(self.now(), Ordering::AcqRel);
         }
     }
 
@@ -364,7 +376,11 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Watched<Io> {
 
 impl<Io: AsyncWrite + Unpin> AsyncWrite for Watched<Io> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.activity.wrote();
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -380,7 +396,11 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Watched<Io> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.activity.wrote();
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -447,5 +467,28 @@ mod tests {
         drop(request);
         let idle = activity.deadline(&limits).expect("a deadline");
         assert!(idle > Instant::now() + limits.header_timeout, "idle again after the answer: {idle:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_streaming_after_its_head_keeps_the_connection_while_bytes_go_out() {
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(7),
+            body_timeout: Duration::from_secs(3),
+        };
+        let activity = Arc::new(Activity::new());
+        drop(activity.request_started()); // the head is answered; the body streams
+        let after_head = activity.deadline(&limits).expect("a deadline");
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(5)).await;
+            activity.wrote();
+            let deadline = activity.deadline(&limits).expect("a deadline");
+            assert!(deadline > Instant::now(), "cut while the body flows ({deadline:?})");
+        }
+        assert!(activity.deadline(&limits).expect("a deadline") >= after_head + Duration::from_secs(25));
+        // The client stops reading: nothing goes out, and the idle time runs.
+        tokio::time::advance(limits.idle_timeout).await;
+        assert!(activity.deadline(&limits).expect("a deadline") <= Instant::now());
     }
 }
