@@ -39,8 +39,9 @@ POST /t/demo/admin/users/import (one PBKDF2 hash for all: the import does
 no hashing) and timed, then the data directory's size, start to ready
 (median of 3), idle RSS, an online backup's duration (GET /admin/backup),
 login and /users/me throughput, and peak RSS. --users sets the large size
-(default 1,000,000). Targets: login within 10 % of the 1,000-user figure,
-start to ready ≤ 1 s.
+(default 1,000,000); with --store postgres each size gets a fresh
+PostgreSQL cluster and the size is pg_database_size. Targets: login within
+10 % of the 1,000-user figure, start to ready ≤ 1 s.
 """
 
 import glob
@@ -186,6 +187,13 @@ class Postgres:
                        check=True, capture_output=True)
         socket_dir = urllib.parse.quote(str(directory), safe="")
         self.url = f"postgresql://latch@{socket_dir}:5432/postgres"
+
+    def size_bytes(self):
+        """The database's size on disk (pg_database_size)."""
+        socket_dir = str(self.directory)
+        out = subprocess.run([str(self.bin / "psql"), "-h", socket_dir, "-U", "latch", "-d", "postgres", "-Atc",
+                              "SELECT pg_database_size('postgres')"], check=True, capture_output=True, text=True)
+        return int(out.stdout.strip())
 
     def stop(self):
         subprocess.run(self.as_owner + [str(self.bin / "pg_ctl"), "--pgdata", str(self.directory / "data"),
@@ -418,21 +426,27 @@ def import_users(server, count, path):
     return seconds, size
 
 
-def scale_suite(binary, seconds, large):
-    """A store with 1,000 users beside one with `large` users."""
+def scale_suite(binary, seconds, large, store):
+    """A store with 1,000 users beside one with `large` users (sled, or a
+    fresh PostgreSQL cluster for each size)."""
     sizes = [1_000, large]
     results = {}
     login = ("login", json.dumps({"email": EMAIL, "password": PASSWORD}))
     for size in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            server = Server(binary, tmp, free_port())
+            database = Postgres() if store == "postgres" else None
+            extra = ["--store", database.url] if database else []
+            server = Server(binary, tmp, free_port(), extra)
             server.start()
             tokens = server.post("/t/demo/auth/register", {"email": EMAIL, "password": PASSWORD})
             took, file_bytes = import_users(server, size - 1, tmp / "users.ndjson")
             (tmp / "users.ndjson").unlink()
             server.stop()
-            data_bytes = sum(f.stat().st_size for f in (tmp / "data").rglob("*") if f.is_file())
+            if database:
+                data_bytes = database.size_bytes()
+            else:
+                data_bytes = sum(f.stat().st_size for f in (tmp / "data").rglob("*") if f.is_file())
             starts = []
             for attempt in range(3):
                 starts.append(server.start())
@@ -452,19 +466,22 @@ def scale_suite(binary, seconds, large):
             logins = wrk(server, "/t/demo/auth/login", seconds, 2, 16, mode=login)
             peak_rss_kb = server.status("VmHWM")
             server.stop()
+            if database:
+                database.stop()
             results[size] = {
                 "import": (size - 1) / took, "import_s": took, "file_mb": file_bytes / 1e6, "data_mb": data_bytes / 1e6,
                 "start_ms": statistics.median(starts) * 1000, "idle_mb": idle_rss_kb / 1024, "peak_mb": peak_rss_kb / 1024,
                 "backup_s": backup_seconds, "backup_mb": backup_bytes / 1e6, "me": me, "login": logins,
             }
 
-    print(f"latch scale benchmark: release build, {os.cpu_count()} cores, sled, wrk, {seconds} s per run, 127.0.0.1\n")
+    where = "PostgreSQL (on the same machine)" if store == "postgres" else "sled"
+    print(f"latch scale benchmark: release build, {os.cpu_count()} cores, {where}, wrk, {seconds} s per run, 127.0.0.1\n")
     header = " | ".join(f"{size:,} users" for size in sizes)
     print(f"| measure | {header} |")
     print("|---" * (len(sizes) + 1) + "|")
     rows = [
         ("import (users/s, through the API)", lambda r: f"{r['import']:,.0f}/s ({r['import_s']:.1f} s, {r['file_mb']:.0f} MB file)"),
-        ("data directory", lambda r: f"{r['data_mb']:.0f} MB"),
+        ("data directory (PostgreSQL: pg_database_size)", lambda r: f"{r['data_mb']:.0f} MB"),
         ("start to ready (median of 3)", lambda r: f"{r['start_ms']:.0f} ms"),
         ("idle RSS after start", lambda r: f"{r['idle_mb']:.1f} MB"),
         ("online backup", lambda r: f"{r['backup_s']:.1f} s ({r['backup_mb']:.0f} MB)"),
@@ -500,14 +517,14 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "latch-server"], cwd=ROOT, check=True)
     binary = ROOT / "target" / "release" / "latch"
     cores = os.cpu_count()
-    if args.store == "postgres":
+    if args.store == "postgres" and args.suite == "default":
         compare_stores(binary, args.seconds)
         return
     if args.suite == "tokens":
         token_suite(binary, args.seconds)
         return
     if args.suite == "scale":
-        scale_suite(binary, args.seconds, args.users)
+        scale_suite(binary, args.seconds, args.users, args.store)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ pub mod backup;
 mod commit;
 #[cfg(test)]
 mod conformance;
+mod group_read;
 mod pgtls;
 pub mod postgres;
 mod records;

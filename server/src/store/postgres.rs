@@ -25,6 +25,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::backup::{self, BackupWriter, Entry};
+use super::group_read::GroupRead;
 use super::*;
 
 /// The schema this binary writes; a database at a newer version is refused.
@@ -233,7 +234,16 @@ pub struct PostgresStore {
     /// Where and how it connects, for the connection that listens for changes.
     config: ::postgres::Config,
     tls: Connector,
+    /// Access-token checks' reads of a session and its user, grouped.
+    session_reads: GroupRead<(TenantId, Uuid, Uuid), SessionAndUser>,
 }
+
+type SessionAndUser = (Option<SessionRecord>, Option<UserRecord>);
+
+/// Reads of a session and its user sent in one query at most, and such
+/// queries running at once at most (see `group_read`).
+const SESSION_READ_GROUP: usize = 128;
+const SESSION_READ_LEADERS: usize = 2;
 
 /// The channel a change to a tenant's record or keys is announced on, in the
 /// transaction that makes it (so it is delivered when, and only if, it
@@ -520,7 +530,8 @@ impl PostgresStore {
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool: DropOffAsync(Some(pool)), config, tls };
+        let session_reads = GroupRead::new(SESSION_READ_GROUP, SESSION_READ_LEADERS);
+        let store = PostgresStore { pool: DropOffAsync(Some(pool)), config, tls, session_reads };
         store.migrate()?;
         Ok(store)
     }
@@ -874,15 +885,25 @@ impl SessionStore for PostgresStore {
         session: Uuid,
         user: Uuid,
     ) -> StoreResult<(Option<SessionRecord>, Option<UserRecord>)> {
-        let row = self
-            .client()?
-            .query_one(
-                "SELECT (SELECT record FROM latch_sessions WHERE tenant = $1 AND id = $2), \
-                 (SELECT record FROM latch_users WHERE tenant = $1 AND id = $3)",
-                &[&tenant.as_str(), &session, &user],
-            )
-            .map_err(sql)?;
-        Ok((nullable("sessions", &row, 0)?, nullable("users", &row, 1)?))
+        // Concurrent checks share one query (group_read's invariants: each
+        // read is answered by a query that began after it was asked).
+        self.session_reads.read((tenant.clone(), session, user), |keys| {
+            let tenants: Vec<&str> = keys.iter().map(|(tenant, _, _)| tenant.as_str()).collect();
+            let sessions: Vec<Uuid> = keys.iter().map(|(_, session, _)| *session).collect();
+            let users: Vec<Uuid> = keys.iter().map(|(_, _, user)| *user).collect();
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT s.record, u.record \
+                     FROM unnest($1::text[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS k(tenant, sid, uid, n) \
+                     LEFT JOIN latch_sessions s ON s.tenant = k.tenant AND s.id = k.sid \
+                     LEFT JOIN latch_users u ON u.tenant = k.tenant AND u.id = k.uid \
+                     ORDER BY k.n",
+                    &[&tenants, &sessions, &users],
+                )
+                .map_err(sql)?;
+            rows.iter().map(|row| Ok((nullable("sessions", row, 0)?, nullable("users", row, 1)?))).collect()
+        })
     }
 
     fn get_refresh_session_user(
