@@ -386,9 +386,14 @@ impl Latch {
         if claims.tid != tenant.as_str() {
             return Err(Error::InvalidToken(latch_shared::Error::WrongIssuer));
         }
-        let owned = tenant.clone();
-        let (session, user) =
-            self.store.read(move |store| store.get_session_and_user(&owned, session_id, user_id)).await?;
+        let queued = self.store.queued(|store| store.queue_session_and_user(tenant, session_id, user_id)).await;
+        let (session, user) = match queued {
+            Some(read) => read?,
+            None => {
+                let owned = tenant.clone();
+                self.store.read(move |store| store.get_session_and_user(&owned, session_id, user_id)).await?
+            }
+        };
         let (Some(session), Some(user)) = (session, user) else { return Err(Error::SessionEnded) };
         if session.user_id != user.id || session.revoked_at.is_some() {
             return Err(Error::SessionEnded);

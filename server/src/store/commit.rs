@@ -148,6 +148,23 @@ impl StoreHandle {
         result
     }
 
+    /// A read the store queues for its own threads (`f` only queues it, on
+    /// the async worker), awaited; `None` if the store does not queue that
+    /// read or is being reopened, and the caller reads the usual way.
+    pub async fn queued<R, F>(&self, f: F) -> Option<StoreResult<R>>
+    where
+        F: FnOnce(&dyn Store) -> Option<super::group_read::Queued<R>>,
+    {
+        let queued = {
+            // The guard must not live across the `.await` below.
+            let store = self.shared.store.try_read().ok()?;
+            f(store.as_deref()?)?
+        };
+        let result = queued.await.unwrap_or_else(|_| Err(StoreError::Backend("the store's readers stopped".into())));
+        self.shared.note(&result);
+        Some(result)
+    }
+
     /// Runs a few point reads (records by key) on the calling async worker
     /// when the engine serves them from memory (sled: microseconds, less than
     /// a hop to the blocking pool costs). An engine that goes over the network

@@ -11,7 +11,7 @@ pub mod backup;
 mod commit;
 #[cfg(test)]
 mod conformance;
-mod group_read;
+pub mod group_read;
 mod pgtls;
 pub mod postgres;
 mod records;
@@ -185,6 +185,18 @@ pub trait SessionStore: UserStore {
         user: Uuid,
     ) -> StoreResult<(Option<SessionRecord>, Option<UserRecord>)> {
         Ok((self.get_session(tenant, session)?, self.get_user(tenant, user)?))
+    }
+    /// The same read as [`SessionStore::get_session_and_user`], queued for
+    /// the store's own threads and answered on the returned channel, so an
+    /// async caller need not block a thread on it; `None` where the store
+    /// does not queue reads (the caller reads the usual way).
+    fn queue_session_and_user(
+        &self,
+        _tenant: &TenantId,
+        _session: Uuid,
+        _user: Uuid,
+    ) -> Option<group_read::Queued<(Option<SessionRecord>, Option<UserRecord>)>> {
+        None
     }
     /// What a refresh-token hash points at, its session and that session's
     /// user, as a refresh reads them; `None` without the hash or the session.

@@ -25,7 +25,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::backup::{self, BackupWriter, Entry};
-use super::group_read::GroupRead;
+use super::group_read::{GroupReads, Queued};
 use super::*;
 
 /// The schema this binary writes; a database at a newer version is refused.
@@ -230,20 +230,39 @@ impl<T: Send + 'static> Drop for DropOffAsync<T> {
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
+    /// Access-token checks' reads of a session and its user, grouped. First,
+    /// so its readers (which hold pool handles) stop before the pool closes.
+    session_reads: GroupReads<(TenantId, Uuid, Uuid), SessionAndUser>,
     pool: DropOffAsync<Pool>,
     /// Where and how it connects, for the connection that listens for changes.
     config: ::postgres::Config,
     tls: Connector,
-    /// Access-token checks' reads of a session and its user, grouped.
-    session_reads: GroupRead<(TenantId, Uuid, Uuid), SessionAndUser>,
 }
 
 type SessionAndUser = (Option<SessionRecord>, Option<UserRecord>);
 
-/// Reads of a session and its user sent in one query at most, and such
-/// queries running at once at most (see `group_read`).
+/// Reads of a session and its user sent in one query at most, and the
+/// threads running such queries (see `group_read`).
 const SESSION_READ_GROUP: usize = 128;
-const SESSION_READ_LEADERS: usize = 2;
+const SESSION_READERS: usize = 2;
+
+/// Sessions and users of access-token checks, in one query.
+fn sessions_and_users(client: &mut Conn, keys: &[(TenantId, Uuid, Uuid)]) -> StoreResult<Vec<SessionAndUser>> {
+    let tenants: Vec<&str> = keys.iter().map(|(tenant, _, _)| tenant.as_str()).collect();
+    let sessions: Vec<Uuid> = keys.iter().map(|(_, session, _)| *session).collect();
+    let users: Vec<Uuid> = keys.iter().map(|(_, _, user)| *user).collect();
+    let rows = client
+        .query(
+            "SELECT s.record, u.record \
+             FROM unnest($1::text[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS k(tenant, sid, uid, n) \
+             LEFT JOIN latch_sessions s ON s.tenant = k.tenant AND s.id = k.sid \
+             LEFT JOIN latch_users u ON u.tenant = k.tenant AND u.id = k.uid \
+             ORDER BY k.n",
+            &[&tenants, &sessions, &users],
+        )
+        .map_err(sql)?;
+    rows.iter().map(|row| Ok((nullable("sessions", row, 0)?, nullable("users", row, 1)?))).collect()
+}
 
 /// The channel a change to a tenant's record or keys is announced on, in the
 /// transaction that makes it (so it is delivered when, and only if, it
@@ -530,8 +549,13 @@ impl PostgresStore {
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot reach PostgreSQL: {e}")))?;
-        let session_reads = GroupRead::new(SESSION_READ_GROUP, SESSION_READ_LEADERS);
-        let store = PostgresStore { pool: DropOffAsync(Some(pool)), config, tls, session_reads };
+        let readers_pool = pool.clone();
+        let session_reads = GroupReads::start("latch-pg-read", SESSION_READERS, SESSION_READ_GROUP, move |keys| {
+            let mut client =
+                readers_pool.get().map_err(|e| StoreError::Backend(format!("no PostgreSQL connection: {e}")))?;
+            sessions_and_users(&mut client, keys)
+        })?;
+        let store = PostgresStore { session_reads, pool: DropOffAsync(Some(pool)), config, tls };
         store.migrate()?;
         Ok(store)
     }
@@ -885,25 +909,19 @@ impl SessionStore for PostgresStore {
         session: Uuid,
         user: Uuid,
     ) -> StoreResult<(Option<SessionRecord>, Option<UserRecord>)> {
-        // Concurrent checks share one query (group_read's invariants: each
-        // read is answered by a query that began after it was asked).
-        self.session_reads.read((tenant.clone(), session, user), |keys| {
-            let tenants: Vec<&str> = keys.iter().map(|(tenant, _, _)| tenant.as_str()).collect();
-            let sessions: Vec<Uuid> = keys.iter().map(|(_, session, _)| *session).collect();
-            let users: Vec<Uuid> = keys.iter().map(|(_, _, user)| *user).collect();
-            let rows = self
-                .client()?
-                .query(
-                    "SELECT s.record, u.record \
-                     FROM unnest($1::text[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS k(tenant, sid, uid, n) \
-                     LEFT JOIN latch_sessions s ON s.tenant = k.tenant AND s.id = k.sid \
-                     LEFT JOIN latch_users u ON u.tenant = k.tenant AND u.id = k.uid \
-                     ORDER BY k.n",
-                    &[&tenants, &sessions, &users],
-                )
-                .map_err(sql)?;
-            rows.iter().map(|row| Ok((nullable("sessions", row, 0)?, nullable("users", row, 1)?))).collect()
-        })
+        let mut client = self.client()?;
+        Ok(sessions_and_users(&mut client, &[(tenant.clone(), session, user)])?.pop().unwrap_or((None, None)))
+    }
+
+    fn queue_session_and_user(
+        &self,
+        tenant: &TenantId,
+        session: Uuid,
+        user: Uuid,
+    ) -> Option<Queued<(Option<SessionRecord>, Option<UserRecord>)>> {
+        // Concurrent checks share one query, answered on the reader threads
+        // (group_read's invariants: each read by a query begun after it was asked).
+        Some(self.session_reads.read((tenant.clone(), session, user)))
     }
 
     fn get_refresh_session_user(
