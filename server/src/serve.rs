@@ -447,14 +447,18 @@ mod tests {
         assert_eq!(*gaps.last().expect("gaps"), ACCEPT_BACKOFF_MAX, "and stops growing at the maximum");
     }
 
-    #[test]
-    fn deadlines_follow_the_request_in_progress() {
-        let limits = ConnectionLimits {
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
             max_connections: 1,
             header_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(7),
             body_timeout: Duration::from_secs(3),
-        };
+        }
+    }
+
+    #[test]
+    fn deadlines_follow_the_request_in_progress() {
+        let limits = limits();
         let activity = Arc::new(Activity::new());
         let opened = activity.opened;
         assert_eq!(activity.deadline(&limits), Some(opened + limits.idle_timeout), "idle from the opening");
@@ -471,12 +475,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_streaming_after_its_head_keeps_the_connection_while_bytes_go_out() {
-        let limits = ConnectionLimits {
-            max_connections: 1,
-            header_timeout: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(7),
-            body_timeout: Duration::from_secs(3),
-        };
+        let limits = limits();
         let activity = Arc::new(Activity::new());
         drop(activity.request_started()); // the head is answered; the body streams
         let after_head = activity.deadline(&limits).expect("a deadline");

@@ -299,9 +299,11 @@ impl Importer {
                         ),
                         Some(found) if existing == Existing::Skip => (Some(found.id), Outcome::Skipped),
                         Some(found) => {
-                            let ends_sessions =
-                                found.password_hash != user.password_hash || user.disabled == Some(true);
+                            // Decided on the record as it stands in the atomic step.
+                            let mut ends_sessions = false;
                             let updated = store.update_user(&tenant, found.id, &mut |stored| {
+                                ends_sessions =
+                                    stored.password_hash != user.password_hash || user.disabled == Some(true);
                                 stored.set_password_hash(user.password_hash.clone());
                                 if let Some(name) = &user.name {
                                     stored.name = Some(name.clone());
