@@ -283,7 +283,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 /// Every minute: forgets rate-limit state of idle clients (each node its
 /// own) and, on the one node that holds the scheduled work (all of them take
 /// turns on a shared PostgreSQL store), rotates the keys of tenants whose
-/// automatic rotation is due and removes expired one-time records.
+/// automatic rotation is due, and removes expired one-time records and
+/// revocation-log entries no token can need.
 async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
     let mut tick = tokio::time::interval(KEY_ROTATION_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,6 +308,11 @@ async fn periodic_upkeep(latch: Arc<Latch>, limits: AuthRateLimit) {
             Ok(purged) if purged > 0 => tracing::debug!(purged, "expired one-time records removed"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "removing expired one-time records failed"),
+        }
+        match latch.purge_old_revocations().await {
+            Ok(purged) if purged > 0 => tracing::debug!(purged, "old revocation feed entries removed"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "removing old revocation feed entries failed"),
         }
         latch.scheduled_work_done(held).await;
     }

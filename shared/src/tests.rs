@@ -337,6 +337,48 @@ fn id_tokens_and_access_tokens_never_pass_for_each_other() {
     assert_eq!(verify(&access, &ed.keys(), &id_rules, NOW).unwrap_err(), Error::WrongType);
 }
 
+fn feed() -> Value {
+    json!({"iss": ISS, "cursor": "e1.2", "revoked": [["s1", NOW - 10, NOW + 1190], ["s2", NOW - 5, NOW + 1195]]})
+}
+
+#[test]
+fn a_revocation_feed_verifies_only_as_a_feed_of_its_issuer_and_keys() {
+    let ed = Ed::new();
+    let feed_header = with(ed.header(), "typ", json!(REVOCATION_FEED_TYPE));
+    let document = ed.sign(&feed_header, &feed());
+    let payload = verify_revocation_feed(&document, &ed.keys(), &validation()).expect("a good feed");
+    let parsed: RevocationFeed = serde_json::from_str(&payload).expect("the feed's form");
+    assert_eq!(
+        parsed.revoked,
+        vec![RevokedSession("s1".into(), NOW - 10, NOW + 1190), RevokedSession("s2".into(), NOW - 5, NOW + 1195)]
+    );
+    assert_eq!((parsed.cursor.as_str(), parsed.since), ("e1.2", None));
+
+    // Neither passes for the other: a feed is no access token, a token no feed.
+    assert_eq!(verify(&document, &ed.keys(), &validation(), NOW).unwrap_err(), Error::WrongType);
+    assert_eq!(verify_revocation_feed(&ed.token(), &ed.keys(), &validation()).unwrap_err(), Error::WrongType);
+    // Another tenant's feed (its issuer), another key, a changed entry, no typ.
+    let foreign = ed.sign(&feed_header, &with(feed(), "iss", json!("https://auth.example/t/other")));
+    assert_eq!(verify_revocation_feed(&foreign, &ed.keys(), &validation()).unwrap_err(), Error::WrongIssuer);
+    let stranger = Ed { key: ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]), kid: "ed-1" };
+    assert_eq!(
+        verify_revocation_feed(&stranger.sign(&feed_header, &feed()), &ed.keys(), &validation()).unwrap_err(),
+        Error::BadSignature
+    );
+    let [header, _, signature] = <[&str; 3]>::try_from(document.split('.').collect::<Vec<_>>()).expect("three parts");
+    let emptied = format!("{header}.{}.{signature}", b64(with(feed(), "revoked", json!([])).to_string().as_bytes()));
+    assert_eq!(verify_revocation_feed(&emptied, &ed.keys(), &validation()).unwrap_err(), Error::BadSignature);
+    let untyped = ed.sign(&without(ed.header(), "typ"), &feed());
+    assert_eq!(verify_revocation_feed(&untyped, &ed.keys(), &validation()).unwrap_err(), Error::WrongType);
+    // Larger than a token may be, up to the feed's own bound.
+    let many: Vec<Value> = (0..2000).map(|i| json!([format!("{i:036}"), NOW, NOW + 900])).collect();
+    let large = ed.sign(&feed_header, &with(feed(), "revoked", json!(many)));
+    assert!(large.len() > MAX_TOKEN_BYTES);
+    assert!(verify_revocation_feed(&large, &ed.keys(), &validation()).is_ok());
+    let oversized = "a".repeat(MAX_FEED_BYTES + 1);
+    assert_eq!(verify_revocation_feed(&oversized, &ed.keys(), &validation()).unwrap_err(), Error::TooLarge);
+}
+
 #[test]
 fn small_order_ed25519_keys_and_signatures_are_rejected() {
     // The identity point as the public key, with R = identity and S = 0:

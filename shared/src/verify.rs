@@ -9,6 +9,9 @@ use crate::{Algorithm, Claims, Error, Header, KeySet, VerifyingKey, b64, json};
 
 /// Tokens longer than this many bytes are rejected before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Revocation feeds longer than this many bytes are rejected before any
+/// parsing (about 100,000 entries; docs/revocation-feed.md).
+pub const MAX_FEED_BYTES: usize = 8 * 1024 * 1024;
 /// The largest clock leeway a [`Validation`] accepts, in seconds.
 pub const MAX_LEEWAY_SECONDS: u64 = 300;
 /// The leeway used unless one is set.
@@ -21,7 +24,19 @@ pub struct Validation {
     audiences: Vec<String>,
     leeway: i64,
     algorithms: Vec<Algorithm>,
-    id_tokens: bool,
+    kind: Kind,
+}
+
+/// Which of latch's signed documents a [`Validation`] accepts: each has its
+/// own `typ`, so none passes for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `at+jwt` (or `application/at+jwt`).
+    Access,
+    /// `JWT` or no `typ`.
+    Id,
+    /// [`crate::REVOCATION_FEED_TYPE`].
+    RevocationFeed,
 }
 
 impl Validation {
@@ -41,7 +56,7 @@ impl Validation {
             audiences,
             leeway: DEFAULT_LEEWAY_SECONDS as i64,
             algorithms: Algorithm::ALL.to_vec(),
-            id_tokens: false,
+            kind: Kind::Access,
         })
     }
 
@@ -66,7 +81,7 @@ impl Validation {
     /// Verifies OpenID Connect ID tokens (`typ` `JWT` or none) instead of
     /// access tokens (`at+jwt`): the two never pass for each other.
     pub fn id_tokens(mut self) -> Validation {
-        self.id_tokens = true;
+        self.kind = Kind::Id;
         self
     }
 
@@ -110,7 +125,7 @@ impl Verified {
 /// Verifies `token` against the trusted `keys` and `validation` at time `now` (Unix seconds).
 pub fn verify(token: &str, keys: &KeySet, validation: &Validation, now: i64) -> Result<Verified, Error> {
     let prepared = prepare(token, keys, validation)?;
-    prepared.key.verify_signature(prepared.signing_input.as_bytes(), &prepared.signature)?;
+    prepared.check_signature()?;
     prepared.finish(validation, now)
 }
 
@@ -148,12 +163,43 @@ impl<'t, 'k> Prepared<'t, 'k> {
         &self.signature
     }
 
-    fn finish(self, validation: &Validation, now: i64) -> Result<Verified, Error> {
+    /// One copy of the signature check for every caller (the wasm stays small).
+    #[inline(never)]
+    fn check_signature(&self) -> Result<(), Error> {
+        self.key.verify_signature(self.signing_input.as_bytes(), &self.signature)
+    }
+
+    /// The payload's JSON text and object (valid, duplicate-free).
+    fn payload(&self) -> Result<(String, Map<String, Value>), Error> {
         let payload_json = String::from_utf8(b64::decode(self.payload)?).map_err(|_| Error::Malformed)?;
         let payload = json::parse_object_text(&payload_json)?;
+        Ok((payload_json, payload))
+    }
+
+    fn finish(self, validation: &Validation, now: i64) -> Result<Verified, Error> {
+        let (payload_json, payload) = self.payload()?;
         check_claims(&payload, validation, now)?;
         let header = Header { alg: self.key.algorithm(), kid: self.header.kid, typ: self.header.typ };
         Ok(Verified { header, payload, payload_json })
+    }
+}
+
+/// Verifies a tenant's signed revocation feed (docs/revocation-feed.md)
+/// against the same `keys` and the `validation`'s issuer and algorithms:
+/// `typ` [`crate::REVOCATION_FEED_TYPE`] (so no token passes for a feed, nor
+/// a feed for a token), at most [`MAX_FEED_BYTES`], a valid signature, and
+/// `iss` exactly the issuer. Returns the payload's JSON text; the entries'
+/// form is the caller's to read ([`crate::RevocationFeed`]).
+pub fn verify_revocation_feed(document: &str, keys: &KeySet, validation: &Validation) -> Result<String, Error> {
+    let parts = Parts::split_at_most(document, MAX_FEED_BYTES)?;
+    let prepared = prepare_parts(parts, keys, validation, Kind::RevocationFeed)?;
+    prepared.check_signature()?;
+    let (payload_json, payload) = prepared.payload()?;
+    match payload.get("iss") {
+        Some(Value::String(iss)) if *iss == validation.issuer => Ok(payload_json),
+        Some(Value::String(_)) => Err(Error::WrongIssuer),
+        Some(_) => Err(Error::InvalidClaim("iss")),
+        None => Err(Error::MissingClaim("iss")),
     }
 }
 
@@ -161,8 +207,16 @@ impl<'t, 'k> Prepared<'t, 'k> {
 /// structure, `alg`, `crit`, `typ`, key lookup and algorithm binding, the
 /// signature's encoding).
 pub fn prepare<'t, 'k>(token: &'t str, keys: &'k KeySet, validation: &Validation) -> Result<Prepared<'t, 'k>, Error> {
-    let parts = Parts::split(token)?;
-    let header = parts.header(validation.id_tokens)?;
+    prepare_parts(Parts::split(token)?, keys, validation, validation.kind)
+}
+
+fn prepare_parts<'t, 'k>(
+    parts: Parts<'t>,
+    keys: &'k KeySet,
+    validation: &Validation,
+    kind: Kind,
+) -> Result<Prepared<'t, 'k>, Error> {
+    let header = parts.header(kind)?;
     let (key_index, key) = select_key(&header, keys, validation)?;
     let signature = b64::decode(parts.signature)?;
     key.check_signature_encoding(&signature)?;
@@ -222,7 +276,11 @@ struct Parts<'a> {
 
 impl<'a> Parts<'a> {
     fn split(token: &'a str) -> Result<Parts<'a>, Error> {
-        if token.len() > MAX_TOKEN_BYTES {
+        Parts::split_at_most(token, MAX_TOKEN_BYTES)
+    }
+
+    fn split_at_most(token: &'a str, max_bytes: usize) -> Result<Parts<'a>, Error> {
+        if token.len() > max_bytes {
             return Err(Error::TooLarge);
         }
         let mut segments = token.split('.');
@@ -238,9 +296,9 @@ impl<'a> Parts<'a> {
         Ok(Parts { header, payload, signature, signing_input })
     }
 
-    fn header(&self, id_token: bool) -> Result<ParsedHeader, Error> {
+    fn header(&self, kind: Kind) -> Result<ParsedHeader, Error> {
         let object = json::parse_object(&b64::decode(self.header)?)?;
-        ParsedHeader::from_object(&object, id_token)
+        ParsedHeader::from_object(&object, kind)
     }
 }
 
@@ -252,7 +310,7 @@ struct ParsedHeader {
 }
 
 impl ParsedHeader {
-    fn from_object(header: &Map<String, Value>, id_token: bool) -> Result<ParsedHeader, Error> {
+    fn from_object(header: &Map<String, Value>, kind: Kind) -> Result<ParsedHeader, Error> {
         let alg = match header.get("alg") {
             Some(Value::String(alg)) => alg.clone(),
             _ => return Err(Error::Malformed),
@@ -271,10 +329,11 @@ impl ParsedHeader {
             Some(Value::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(Error::Malformed),
         };
-        let typ = match header.get("typ") {
-            Some(Value::String(typ)) if !id_token && is_access_token_type(typ) => typ.clone(),
-            Some(Value::String(typ)) if id_token && typ.eq_ignore_ascii_case("JWT") => typ.clone(),
-            None if id_token => String::new(),
+        let typ = match (kind, header.get("typ")) {
+            (Kind::Access, Some(Value::String(typ))) if is_access_token_type(typ) => typ.clone(),
+            (Kind::Id, Some(Value::String(typ))) if typ.eq_ignore_ascii_case("JWT") => typ.clone(),
+            (Kind::Id, None) => String::new(),
+            (Kind::RevocationFeed, Some(Value::String(typ))) if typ == crate::REVOCATION_FEED_TYPE => typ.clone(),
             _ => return Err(Error::WrongType),
         };
         // jku, x5u, jwk and x5c are deliberately never read: keys come only from the KeySet.

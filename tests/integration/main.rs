@@ -30,6 +30,7 @@ mod postgres;
 mod proxies;
 mod recovery;
 mod registration;
+mod revocations;
 mod sessions;
 mod tenants;
 mod tls;

@@ -66,8 +66,9 @@ fn quoted_between(text: &str, start: &str) -> std::collections::BTreeSet<String>
 }
 
 /// The package's TypeScript error-code union is exactly what its errors can
-/// carry: the codes `latch-shared` produces, plus `jwks_unavailable`, which
-/// only the JavaScript remote verifier raises; and every code `core.js`
+/// carry: the codes `latch-shared` produces, plus those only the JavaScript
+/// remote verifier raises (`jwks_unavailable`, and from the revocation feed
+/// `session_revoked` and `revocation_unavailable`); and every code `core.js`
 /// throws is in the union.
 #[test]
 fn the_typescript_error_codes_are_the_codes_the_package_can_throw() {
@@ -76,7 +77,7 @@ fn the_typescript_error_codes_are_the_codes_the_package_can_throw() {
     let declared = quoted_between(&types, "export type VerifyErrorCode =");
     let mut expected: std::collections::BTreeSet<String> =
         latch_shared::Error::CODES.iter().map(|code| (*code).to_owned()).collect();
-    expected.insert("jwks_unavailable".to_owned());
+    expected.extend(["jwks_unavailable", "session_revoked", "revocation_unavailable"].map(str::to_owned));
     assert_eq!(declared, expected);
 
     let core = std::fs::read_to_string(js.join("core.js")).expect("core.js");

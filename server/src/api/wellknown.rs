@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::param::{Header, Path};
-use poem_openapi::payload::Json;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{ApiResult, ApiTags, tenant_id};
@@ -64,6 +64,25 @@ pub enum JwksResponse {
     NotModified(#[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
 }
 
+/// The revocation feed, cacheable for a few seconds.
+#[derive(ApiResponse)]
+pub enum RevocationFeedResponse {
+    /// The feed: a compact JWS (`typ` `latch-revocations+jwt`) signed with
+    /// the tenant's current key; its payload is `{iss, cursor, since?,
+    /// revoked: [[sid, ended_at, exp], ...]}` (docs/revocation-feed.md).
+    #[oai(status = 200, content_type = "application/jwt")]
+    Ok(PlainText<String>, #[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
+    /// Unchanged since the ETag sent in `If-None-Match`.
+    #[oai(status = 304)]
+    NotModified(#[oai(header = "Cache-Control")] String, #[oai(header = "ETag")] String),
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`); weak tags compare by their opaque part.
+fn none_match(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match
+        .is_some_and(|tags| tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == etag || t == "*"))
+}
+
 /// OpenID Provider metadata (OpenID Connect Discovery 1.0), which is also
 /// the tenant's OAuth authorization-server metadata (RFC 8414).
 #[derive(Debug, Object)]
@@ -117,6 +136,10 @@ pub struct Discovery {
     /// `{issuer}/auth/register`, `closed` when only administrators create
     /// (or invite) users. Not OIDC's `registration_endpoint`, which is for clients.
     pub latch_registration: String,
+    /// latch's own member: the tenant's revocation feed, the sessions ended
+    /// while their access tokens may still be valid, signed with the
+    /// tenant's key, for offline verifiers (docs/revocation-feed.md).
+    pub latch_revocation_feed_uri: String,
     /// latch's own member: where people register, present while registration is open.
     #[oai(nullable)]
     pub latch_registration_endpoint: Option<String>,
@@ -179,6 +202,7 @@ async fn discovery(latch: &Latch, tenant: &str) -> ApiResult<Discovery> {
             Registration::Closed => "closed".into(),
         },
         latch_registration_endpoint: (registration == Registration::Open).then(|| format!("{issuer}/auth/register")),
+        latch_revocation_feed_uri: format!("{issuer}/.well-known/revocations"),
     })
 }
 
@@ -214,10 +238,7 @@ impl WellKnownApi {
     ) -> ApiResult<JwksResponse> {
         let runtime = latch.runtime(&tenant_id(&tenant)?).await?;
         let etag = runtime.jwks_etag.clone();
-        let matches = if_none_match.0.as_deref().is_some_and(|tags| {
-            tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == etag || t == "*")
-        });
-        if matches {
+        if none_match(if_none_match.0.as_deref(), &etag) {
             return Ok(JwksResponse::NotModified(JWKS_CACHE_CONTROL.into(), etag));
         }
         let keys = runtime
@@ -237,5 +258,28 @@ impl WellKnownApi {
             })
             .collect();
         Ok(JwksResponse::Ok(Json(JsonWebKeySet { keys }), JWKS_CACHE_CONTROL.into(), etag))
+    }
+
+    /// The tenant's revocation feed: the sessions ended (logout, password
+    /// change or reset, disable, deletion, an administrator's revocation,
+    /// refresh-token reuse) while access tokens of theirs may still be
+    /// valid, as a document signed with the tenant's key. With `since` (the
+    /// `cursor` of an earlier document) only the sessions ended after it;
+    /// a cursor this log cannot continue gets the whole feed, without `since`.
+    #[oai(path = "/t/:tenant/.well-known/revocations", method = "get", operation_id = "revocationFeed")]
+    async fn revocation_feed(
+        &self,
+        latch: Data<&Arc<Latch>>,
+        tenant: Path<String>,
+        /// The `cursor` of an earlier document: `{epoch}.{seq}`.
+        since: Query<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> ApiResult<RevocationFeedResponse> {
+        let feed = latch.revocation_feed(&tenant_id(&tenant)?, since.0.as_deref()).await?;
+        let cache_control = format!("public, max-age={}", crate::domain::FEED_MAX_AGE_SECONDS);
+        if none_match(if_none_match.0.as_deref(), &feed.etag) {
+            return Ok(RevocationFeedResponse::NotModified(cache_control, feed.etag));
+        }
+        Ok(RevocationFeedResponse::Ok(PlainText(feed.document), cache_control, feed.etag))
     }
 }

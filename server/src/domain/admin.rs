@@ -296,8 +296,8 @@ impl Latch {
     pub async fn delete_user(&self, actor: &Actor, id: Uuid) -> Result<()> {
         let tenant = actor.tenant();
         self.runtime(tenant).await?;
-        let owned = tenant.clone();
-        let deleted = self.store.write(move |store| store.delete_user(&owned, id)).await?;
+        let (owned, now) = (tenant.clone(), self.now());
+        let deleted = self.store.write(move |store| store.delete_user(&owned, id, now)).await?;
         if deleted.is_none() {
             return Err(Error::UserNotFound);
         }

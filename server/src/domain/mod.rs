@@ -17,6 +17,7 @@ mod oidc;
 mod passwords;
 mod patch;
 mod recovery;
+mod revocations;
 mod runtime;
 mod sessions;
 mod settings;
@@ -42,6 +43,7 @@ pub use oidc::{
 };
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use patch::{InvalidSetting, Rule, Ruled};
+pub use revocations::{FEED_MAX_AGE_SECONDS, Feed};
 pub use runtime::TenantRuntime;
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
 pub use settings::{ADMIN_ROLE, TenantChanges, effective_audience, setting_names};

@@ -76,6 +76,7 @@ pub fn run(store: &dyn Store) {
     meta_values_round_trip(store);
     clients_are_unique_per_tenant_and_changes_apply_to_the_stored_record(store);
     browser_sessions_change_in_place_and_expire(store);
+    every_ended_session_is_logged_once_in_order(store);
     store.flush().expect("flush");
 }
 
@@ -411,7 +412,8 @@ fn deleting_a_user_takes_their_sessions_and_frees_the_email(store: &dyn Store) {
     store.insert_session(&kept, &[13; 32]).expect("insert");
     let tenant = gone.tenant.clone();
 
-    let deleted = store.delete_user(&tenant, gone.id).expect("delete").expect("existed");
+    store.revoke_session(&tenant, s2.id, 40).expect("revoke");
+    let deleted = store.delete_user(&tenant, gone.id, 50).expect("delete").expect("existed");
     assert_eq!(deleted.id, gone.id);
     assert_eq!(store.get_user(&tenant, gone.id).expect("get"), None);
     assert_eq!(store.find_user_by_email(&tenant, "gone@example.com").expect("find"), None);
@@ -421,7 +423,11 @@ fn deleting_a_user_takes_their_sessions_and_frees_the_email(store: &dyn Store) {
     assert_eq!(store.get_refresh(&tenant, &[12; 32]).expect("get"), None);
     assert!(store.get_refresh(&tenant, &[13; 32]).expect("get").is_some(), "other users' tokens stay");
     assert_eq!(store.list_sessions(&tenant, stays.id).expect("list").len(), 1);
-    assert_eq!(store.delete_user(&tenant, gone.id).expect("again"), None);
+    // The live session's end is logged at the deletion; the one revoked before, at its revocation.
+    let log = store.revocations(&tenant, 0, 0).expect("log");
+    let logged: Vec<_> = log.entries.iter().map(|r| (r.session_id, r.ended_at)).collect();
+    assert_eq!(logged, [(s2.id, 40), (s1.id, 50)]);
+    assert_eq!(store.delete_user(&tenant, gone.id, 60).expect("again"), None);
     store.insert_user(&user("conf-d", "gone@example.com")).expect("the email is free again");
 }
 
@@ -591,4 +597,71 @@ fn browser_sessions_change_in_place_and_expire(store: &dyn Store) {
     assert_eq!(extended.expect("update").expect("exists").expires_at, 300);
     assert_eq!(store.purge_browser_sessions(150).expect("purge"), 0, "extended to 300");
     assert!(store.get_browser_session(&tenant, &[3; 32]).expect("get").is_some());
+}
+
+fn every_ended_session_is_logged_once_in_order(store: &dyn Store) {
+    let ann = user("conf-r", "ann@example.com");
+    let other = user("conf-r-2", "ann@example.com");
+    store.insert_user(&ann).expect("insert");
+    store.insert_user(&other).expect("insert");
+    let tenant = ann.tenant.clone();
+    assert_eq!(store.revocations(&tenant, 0, 0).expect("log"), RevocationLog::default(), "no log before an end");
+    let sessions: Vec<SessionRecord> = (0..40u8)
+        .map(|i| {
+            let session = session(&ann);
+            store.insert_session(&session, &[100 + i; 32]).expect("insert");
+            session
+        })
+        .collect();
+    let foreign = session(&other);
+    store.insert_session(&foreign, &[99; 32]).expect("insert");
+    store.revoke_session(&other.tenant, foreign.id, 5).expect("revoke");
+
+    // Forty revocations at once, each session twice: one entry per session,
+    // numbered 1..=40 without a gap, whatever the interleaving.
+    std::thread::scope(|scope| {
+        for (i, session) in sessions.iter().enumerate() {
+            for _ in 0..2 {
+                let tenant = tenant.clone();
+                scope.spawn(move || store.revoke_session(&tenant, session.id, 100 + i as i64).expect("revoke"));
+            }
+        }
+    });
+    let log = store.revocations(&tenant, 0, 0).expect("log");
+    assert_ne!(log.epoch, 0);
+    assert_eq!(log.last, 40);
+    assert_eq!(log.entries.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+    let mut ended: Vec<Uuid> = log.entries.iter().map(|r| r.session_id).collect();
+    ended.sort();
+    let mut expected: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
+    expected.sort();
+    assert_eq!(ended, expected, "every revoked session once, no other tenant's");
+    for entry in &log.entries {
+        let stored = store.get_session(&tenant, entry.session_id).expect("get").expect("kept");
+        assert_eq!(stored.revoked_at, Some(entry.ended_at), "the log's time is the session's own");
+    }
+
+    // After a cursor: only later entries, with the same epoch and position.
+    let later = store.revocations(&tenant, 35, 0).expect("log");
+    assert_eq!((later.epoch, later.last), (log.epoch, 40));
+    assert_eq!(later.entries.iter().map(|r| r.seq).collect::<Vec<_>>(), [36, 37, 38, 39, 40]);
+    assert!(store.revocations(&tenant, 40, 0).expect("log").entries.is_empty());
+    assert!(store.revocations(&tenant, 1000, 0).expect("log").entries.is_empty());
+    // Entries that ended too long ago are left out, then purged.
+    let recent = store.revocations(&tenant, 0, 120).expect("log");
+    assert!(recent.entries.iter().all(|r| r.ended_at >= 120));
+    assert_eq!(recent.entries.len(), 20);
+    assert!(store.purge_revocations(120).expect("purge") >= 21, "twenty here and the other tenant's");
+    assert_eq!(store.revocations(&tenant, 0, 0).expect("log").entries.len(), 20);
+    assert!(store.revocations(&other.tenant, 0, 0).expect("log").entries.is_empty());
+    // A new revocation continues the log after a purge.
+    let next = session(&ann);
+    store.insert_session(&next, &[98; 32]).expect("insert");
+    store.revoke_session(&tenant, next.id, 200).expect("revoke");
+    let after = store.revocations(&tenant, 40, 0).expect("log");
+    assert_eq!((after.epoch, after.last, after.entries.len()), (log.epoch, 41, 1));
+
+    // Deleting the tenant ends its log: a tenant made again starts another epoch.
+    store.delete_tenant(&tenant).expect("delete");
+    assert_eq!(store.revocations(&tenant, 0, 0).expect("log"), RevocationLog::default());
 }

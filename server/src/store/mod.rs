@@ -147,8 +147,9 @@ pub trait UserStore {
         limit: usize,
     ) -> StoreResult<Vec<UserRecord>>;
     /// Deletes a user with their sessions and refresh tokens, freeing the
-    /// email (atomic); the user as stored, or `None` if there was none.
-    fn delete_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    /// email, and adds their live sessions to the tenant's revocation log as
+    /// ended at `now` (atomic); the user as stored, or `None` if there was none.
+    fn delete_user(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<UserRecord>>;
 }
 
 /// Sessions and their refresh tokens (stored as hashes), read with their users.
@@ -172,7 +173,9 @@ pub trait SessionStore: UserStore {
         new_refresh_hash: &[u8; 32],
         change: &mut dyn FnMut(&mut SessionRecord),
     ) -> StoreResult<SessionRecord>;
-    /// Marks a session revoked at `now` (idempotent); returns the session as stored.
+    /// Marks a session revoked at `now` (idempotent) and, the first time,
+    /// adds it to the tenant's revocation log in the same atomic step;
+    /// returns the session as stored.
     fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>>;
     /// A user's sessions, oldest first.
     fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>>;
@@ -210,6 +213,12 @@ pub trait SessionStore: UserStore {
         let user = self.get_user(tenant, session.user_id)?;
         Ok(Some((refresh, session, user)))
     }
+    /// The revocation log of `tenant` after entry `after`, without entries
+    /// that ended before `ended_since` (every token of theirs has expired).
+    fn revocations(&self, tenant: &TenantId, after: u64, ended_since: i64) -> StoreResult<RevocationLog>;
+    /// Removes the revocation entries, of every tenant, that ended before
+    /// `ended_before`; how many went.
+    fn purge_revocations(&self, ended_before: i64) -> StoreResult<u64>;
     /// Revokes every live session of a user except `keep`; returns how many were revoked.
     fn revoke_user_sessions(&self, tenant: &TenantId, user: Uuid, keep: Option<Uuid>, now: i64) -> StoreResult<usize> {
         let mut revoked = 0;

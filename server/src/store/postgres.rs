@@ -29,7 +29,7 @@ use super::group_read::{GroupReads, Queued};
 use super::*;
 
 /// The schema this binary writes; a database at a newer version is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The tables, created at the first start (under the migration lock).
 const SCHEMA_V1: &str = r#"
@@ -66,8 +66,20 @@ CREATE TABLE latch_browser_sessions (
 CREATE INDEX latch_browser_sessions_expiry ON latch_browser_sessions (expires_at);
 "#;
 
+/// Version 2: the revocation log (a database at version 1 gets it at start).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE latch_revocation_log (
+    tenant text COLLATE "C" PRIMARY KEY, epoch bigint NOT NULL, last bigint NOT NULL);
+CREATE TABLE latch_revocations (
+    tenant text COLLATE "C" NOT NULL, seq bigint NOT NULL, session_id uuid NOT NULL,
+    ended_at bigint NOT NULL, PRIMARY KEY (tenant, seq));
+CREATE INDEX latch_revocations_ended ON latch_revocations (ended_at);
+"#;
+
 /// The tables that hold a tenant's data (by its `tenant` column).
-const TENANT_DATA: [&str; 8] = [
+const TENANT_DATA: [&str; 10] = [
+    "latch_revocations",
+    "latch_revocation_log",
     "latch_keys",
     "latch_users",
     "latch_sessions",
@@ -340,6 +352,29 @@ fn listen(
 }
 
 /// Announces, inside `tx`, that a tenant's record or keys changed.
+/// Appends the end of `session_id` to `tenant`'s revocation log, inside the
+/// transaction that ends it. The log's row is locked until that transaction
+/// commits, so revocations of one tenant take their `seq` in commit order:
+/// a reader that sees entry n sees every entry before it.
+fn log_revocation(tx: &mut Tx<'_>, tenant: &str, session_id: Uuid, ended_at: i64) -> StoreResult<()> {
+    // Random and positive: a new log's epoch (kept by later revocations).
+    let epoch = (Uuid::new_v4().as_u64_pair().0 >> 1).max(1) as i64;
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO latch_revocation_log (tenant, epoch, last) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant) DO UPDATE SET last = latch_revocation_log.last + 1 RETURNING last",
+            &[&tenant, &epoch],
+        )
+        .map_err(sql)?
+        .get(0);
+    tx.execute(
+        "INSERT INTO latch_revocations (tenant, seq, session_id, ended_at) VALUES ($1, $2, $3, $4)",
+        &[&tenant, &seq, &session_id, &ended_at],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
 fn announce(tx: &mut Tx<'_>, tenant: &str) -> StoreResult<()> {
     tx.execute("SELECT pg_notify($1, $2)", &[&TENANT_CHANNEL, &tenant]).map_err(sql)?;
     Ok(())
@@ -576,6 +611,7 @@ impl PostgresStore {
             match found {
                 None => {
                     tx.batch_execute(SCHEMA_V1).map_err(sql)?;
+                    tx.batch_execute(SCHEMA_V2).map_err(sql)?;
                     tx.execute("INSERT INTO latch_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).map_err(sql)?;
                     // What readiness looks for, as in a sled store.
                     let format = format!("latch-postgres/{SCHEMA_VERSION}");
@@ -590,6 +626,10 @@ impl PostgresStore {
                         "the database's latch schema is version {version}, newer than this binary's {SCHEMA_VERSION}: \
                          upgrade latch"
                     )));
+                }
+                Some(1) => {
+                    tx.batch_execute(SCHEMA_V2).map_err(sql)?;
+                    tx.execute("UPDATE latch_schema SET version = $1", &[&SCHEMA_VERSION]).map_err(sql)?;
                 }
                 Some(_) => {}
             }
@@ -806,7 +846,7 @@ impl UserStore for PostgresStore {
         decode_all("users", &rows)
     }
 
-    fn delete_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
+    fn delete_user(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<UserRecord>> {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(sql)?;
         let removed = tx
@@ -823,8 +863,18 @@ impl UserStore for PostgresStore {
             &[&tenant.as_str(), &id],
         )
         .map_err(sql)?;
-        tx.execute("DELETE FROM latch_sessions WHERE tenant = $1 AND user_id = $2", &[&tenant.as_str(), &id])
+        let ended = tx
+            .query(
+                "DELETE FROM latch_sessions WHERE tenant = $1 AND user_id = $2 RETURNING record",
+                &[&tenant.as_str(), &id],
+            )
             .map_err(sql)?;
+        // A live session's tokens are refused from here on: the feed says so.
+        for session in decode_all::<SessionRecord>("sessions", &ended)? {
+            if session.revoked_at.is_none() {
+                log_revocation(&mut tx, tenant.as_str(), session.id, now)?;
+            }
+        }
         tx.commit().map_err(sql)?;
         Ok(Some(user))
     }
@@ -946,19 +996,59 @@ impl SessionStore for PostgresStore {
     }
 
     fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>> {
-        self.update(
-            "latch_sessions",
-            "tenant = $1 AND id = $2",
-            &[&tenant.as_str(), &id],
-            None,
-            &mut |s: &mut SessionRecord| {
-                if s.revoked_at.is_some() {
-                    return Ok(Change::Keep);
-                }
-                s.revoked_at = Some(now);
-                Ok(Change::Write)
-            },
-        )
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT record FROM latch_sessions WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                &[&tenant.as_str(), &id],
+            )
+            .map_err(sql)?
+        else {
+            return Ok(None);
+        };
+        let mut session: SessionRecord = decode("sessions", &row)?;
+        if session.revoked_at.is_none() {
+            session.revoked_at = Some(now);
+            tx.execute(
+                "UPDATE latch_sessions SET record = $3 WHERE tenant = $1 AND id = $2",
+                &[&tenant.as_str(), &id, &encode(&session)?],
+            )
+            .map_err(sql)?;
+            log_revocation(&mut tx, tenant.as_str(), id, now)?;
+            tx.commit().map_err(sql)?;
+        }
+        Ok(Some(session))
+    }
+
+    fn revocations(&self, tenant: &TenantId, after: u64, ended_since: i64) -> StoreResult<RevocationLog> {
+        let mut client = self.client()?;
+        // The position first: entries up to it committed before it was
+        // visible (the log's row lock), so the second read sees them all.
+        let Some(position) = client
+            .query_opt("SELECT epoch, last FROM latch_revocation_log WHERE tenant = $1", &[&tenant.as_str()])
+            .map_err(sql)?
+        else {
+            return Ok(RevocationLog::default());
+        };
+        let (epoch, last): (i64, i64) = (position.get(0), position.get(1));
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT seq, session_id, ended_at FROM latch_revocations \
+                 WHERE tenant = $1 AND seq > $2 AND seq <= $3 AND ended_at >= $4 ORDER BY seq",
+                &[&tenant.as_str(), &after, &last, &ended_since],
+            )
+            .map_err(sql)?;
+        let entries = rows
+            .iter()
+            .map(|row| Revocation { seq: row.get::<_, i64>(0) as u64, session_id: row.get(1), ended_at: row.get(2) })
+            .collect();
+        Ok(RevocationLog { epoch: epoch as u64, last: last as u64, entries })
+    }
+
+    fn purge_revocations(&self, ended_before: i64) -> StoreResult<u64> {
+        self.client()?.execute("DELETE FROM latch_revocations WHERE ended_at < $1", &[&ended_before]).map_err(sql)
     }
 
     fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>> {
@@ -1407,6 +1497,26 @@ mod tests {
         client.execute("UPDATE latch_schema SET version = $1", &[&(SCHEMA_VERSION + 1)]).expect("bump");
         let refused = PostgresStore::connect(&database.url, 2).err().expect("a newer schema is refused");
         assert!(refused.to_string().contains("newer than this binary"), "{refused}");
+    }
+
+    #[test]
+    fn a_version_1_database_gets_the_revocation_log_at_start_and_keeps_its_data() {
+        let database = TestDatabase::new();
+        let tenant = conformance::tenant("v1");
+        {
+            let store = PostgresStore::connect(&database.url, 2).expect("version 2");
+            store.create_tenant(&tenant, &[]).expect("tenant");
+        }
+        // What a version-1 latch left: no log tables, version 1.
+        let mut client = ::postgres::Client::connect(&database.url, ::postgres::NoTls).expect("connect");
+        client
+            .batch_execute("DROP TABLE latch_revocations, latch_revocation_log; UPDATE latch_schema SET version = 1")
+            .expect("downgrade");
+        let store = PostgresStore::connect(&database.url, 2).expect("upgrades");
+        let version: i32 = client.query_one("SELECT version FROM latch_schema", &[]).expect("version").get(0);
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(store.get_tenant(&tenant.id).expect("read").is_some(), "the data stays");
+        assert_eq!(store.revocations(&tenant.id, 0, 0).expect("the log is there"), RevocationLog::default());
     }
 
     #[test]

@@ -397,6 +397,33 @@ pub struct EventRecord {
     pub detail: Option<String>,
 }
 
+/// A session ended, as the tenant's revocation feed lists it. Written by
+/// the store in the same atomic step that ends the session (a revocation,
+/// or the deletion of its user), so the feed and the server's own check of
+/// access tokens cannot disagree about which sessions ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Its place in the tenant's log: one more than the entry before.
+    pub seq: u64,
+    /// The session (the `sid` claim).
+    pub session_id: Uuid,
+    /// When it ended.
+    pub ended_at: i64,
+}
+
+/// A tenant's revocations after a point in its log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevocationLog {
+    /// Chosen at random when the tenant's log begins: a cursor of another
+    /// log (a restored or migrated store, a tenant deleted and made again)
+    /// names another epoch and gets the whole feed. 0: no log yet.
+    pub epoch: u64,
+    /// The last entry's `seq` (0: none yet).
+    pub last: u64,
+    /// The entries asked for, in `seq` order.
+    pub entries: Vec<Revocation>,
+}
+
 /// What a refresh-token hash points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshRecord {

@@ -53,6 +53,10 @@ pub struct SledStore {
     one_time: ::sled::Tree,
     clients: ::sled::Tree,
     browser_sessions: ::sled::Tree,
+    /// Revocation log entries: tenant, NUL, `seq` (big-endian) -> [`LoggedRevocation`].
+    revocations: ::sled::Tree,
+    /// Each tenant's revocation log position: tenant -> [`LogPosition`].
+    revocation_log: ::sled::Tree,
     witness: Witness,
     /// Rotations of any tenant's keys, one at a time (see `rotate_keys`).
     key_rotation: std::sync::Mutex<()>,
@@ -308,6 +312,8 @@ impl SledStore {
             one_time: tree("one_time")?,
             clients: tree("clients")?,
             browser_sessions: tree("browser_sessions")?,
+            revocations: tree("revocations")?,
+            revocation_log: tree("revocation_log")?,
             meta,
             db,
             witness,
@@ -419,8 +425,9 @@ impl SledStore {
         ]
     }
 
-    fn tenant_trees(&self) -> [&::sled::Tree; 10] {
+    fn tenant_trees(&self) -> [&::sled::Tree; 11] {
         [
+            &self.revocations,
             &self.keys,
             &self.users,
             &self.users_by_email,
@@ -444,8 +451,50 @@ impl SledStore {
             tree.apply_batch(batch).map_err(backend)?;
         }
         self.event_counts.remove(tenant.as_str()).map_err(backend)?;
+        self.revocation_log.remove(tenant.as_str()).map_err(backend)?;
         Ok(())
     }
+}
+
+/// A revocation log entry as the `revocations` tree holds it (its `seq` is the key).
+#[derive(Serialize, serde::Deserialize)]
+struct LoggedRevocation {
+    session_id: Uuid,
+    ended_at: i64,
+}
+
+/// Where a tenant's revocation log stands.
+#[derive(Serialize, serde::Deserialize, Clone, Copy, Default)]
+struct LogPosition {
+    epoch: u64,
+    last: u64,
+}
+
+/// Appends the end of `session_id` to `tenant`'s revocation log, inside the
+/// transaction that ends it. The position is read and written in the same
+/// transaction, so two revocations never take one `seq`, and one that sees
+/// entry n also sees every entry before it.
+fn log_revocation(
+    revocations: &::sled::transaction::TransactionalTree,
+    log: &::sled::transaction::TransactionalTree,
+    tenant: &TenantId,
+    session_id: Uuid,
+    ended_at: i64,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let mut position: LogPosition = match log.get(tenant.as_str())? {
+        Some(bytes) => tx_decode("revocation_log", &bytes)?,
+        None => LogPosition { epoch: new_epoch(), last: 0 },
+    };
+    position.last += 1;
+    log.insert(tenant.as_str(), tx_encode(&position)?)?;
+    let entry = tx_encode(&LoggedRevocation { session_id, ended_at })?;
+    revocations.insert(key(tenant, &position.last.to_be_bytes()), entry)?;
+    Ok(())
+}
+
+/// A random, non-zero epoch for a new revocation log.
+fn new_epoch() -> u64 {
+    Uuid::new_v4().as_u64_pair().0.max(1)
 }
 
 impl TenantStore for SledStore {
@@ -592,7 +641,7 @@ impl UserStore for SledStore {
         Ok(users)
     }
 
-    fn delete_user(&self, tenant: &TenantId, id: Uuid) -> StoreResult<Option<UserRecord>> {
+    fn delete_user(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<UserRecord>> {
         let user_key = key(tenant, id.as_bytes());
         let by_user: Vec<::sled::IVec> =
             self.sessions_by_user.scan_prefix(&user_key).keys().collect::<Result<_, _>>().map_err(backend)?;
@@ -607,14 +656,29 @@ impl UserStore for SledStore {
                 refresh_keys.push(k);
             }
         }
-        let trees = (&self.users, &self.users_by_email, &self.sessions, &self.sessions_by_user, &self.refresh);
-        tx(trees.transaction(|(users, by_email, sessions, sessions_by_user, refreshes)| {
+        let trees = (
+            &self.users,
+            &self.users_by_email,
+            &self.sessions,
+            &self.sessions_by_user,
+            &self.refresh,
+            &self.revocations,
+            &self.revocation_log,
+        );
+        tx(trees.transaction(|(users, by_email, sessions, sessions_by_user, refreshes, revocations, log)| {
             let Some(stored) = users.remove(user_key.as_slice())? else { return Ok(None) };
             let user: UserRecord = tx_decode("users", &stored)?;
             by_email.remove(key(tenant, user.email_key.as_bytes()))?;
             for (entry, sid) in by_user.iter().zip(&session_ids) {
                 sessions_by_user.remove(entry)?;
-                sessions.remove(key(tenant, sid))?;
+                // A live session's tokens are refused from here on: the feed says so.
+                if let Some(removed) = sessions.remove(key(tenant, sid))?
+                    && tx_decode::<SessionRecord>("sessions", &removed)?.revoked_at.is_none()
+                {
+                    let session_id = Uuid::from_slice(sid)
+                        .map_err(|_| ConflictableTransactionError::Abort(StoreError::Corrupt("sessions_by_user")))?;
+                    log_revocation(revocations, log, tenant, session_id, now)?;
+                }
             }
             for k in &refresh_keys {
                 refreshes.remove(k)?;
@@ -713,7 +777,8 @@ impl SessionStore for SledStore {
 
     fn revoke_session(&self, tenant: &TenantId, id: Uuid, now: i64) -> StoreResult<Option<SessionRecord>> {
         let session_key = key(tenant, id.as_bytes());
-        tx(self.sessions.transaction(|sessions| {
+        let trees = (&self.sessions, &self.revocations, &self.revocation_log);
+        tx(trees.transaction(|(sessions, revocations, log)| {
             let Some(current) = sessions.get(session_key.as_slice())? else {
                 return Ok(None);
             };
@@ -721,9 +786,47 @@ impl SessionStore for SledStore {
             if session.revoked_at.is_none() {
                 session.revoked_at = Some(now);
                 sessions.insert(session_key.as_slice(), tx_encode(&session)?)?;
+                log_revocation(revocations, log, tenant, id, now)?;
             }
             Ok(Some(session))
         }))
+    }
+
+    fn revocations(&self, tenant: &TenantId, after: u64, ended_since: i64) -> StoreResult<RevocationLog> {
+        // The position first: every entry up to it is already written (same
+        // transaction), and later ones are left for the next read.
+        let position: LogPosition = match self.revocation_log.get(tenant.as_str()).map_err(backend)? {
+            Some(bytes) => decode("revocation_log", &bytes)?,
+            None => return Ok(RevocationLog::default()),
+        };
+        let start = key(tenant, &(after.saturating_add(1)).to_be_bytes());
+        let end = key(tenant, &position.last.to_be_bytes());
+        let mut entries = Vec::new();
+        if after < position.last {
+            for item in self.revocations.range(start..=end) {
+                let (k, v) = item.map_err(backend)?;
+                let seq = k.get(k.len().saturating_sub(8)..).map(seq_value).transpose()?.unwrap_or_default();
+                let logged: LoggedRevocation = decode("revocations", &v)?;
+                if logged.ended_at >= ended_since {
+                    entries.push(Revocation { seq, session_id: logged.session_id, ended_at: logged.ended_at });
+                }
+            }
+        }
+        Ok(RevocationLog { epoch: position.epoch, last: position.last, entries })
+    }
+
+    fn purge_revocations(&self, ended_before: i64) -> StoreResult<u64> {
+        let mut batch = ::sled::Batch::default();
+        let mut purged = 0;
+        for item in self.revocations.iter() {
+            let (k, v) = item.map_err(backend)?;
+            if decode::<LoggedRevocation>("revocations", &v)?.ended_at < ended_before {
+                batch.remove(k);
+                purged += 1;
+            }
+        }
+        self.revocations.apply_batch(batch).map_err(backend)?;
+        Ok(purged)
     }
 
     fn list_sessions(&self, tenant: &TenantId, user: Uuid) -> StoreResult<Vec<SessionRecord>> {
