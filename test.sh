@@ -40,6 +40,11 @@ step "build the npm package (latch-shared for wasm32 + bindings) and check its s
 ./benches/wasm-size.sh --check
 (cd verifier-wasm/tests && npm install --no-audit --no-fund)
 
+step "pack the npm package and install the tarball where its tests run (they use the install, not the source folder)"
+mkdir -p target/npm-pack
+tarball=$(cd verifier-wasm/pkg && npm pack --silent --pack-destination ../../target/npm-pack)
+(cd verifier-wasm/tests && npm install --no-save --no-audit --no-fund "../../target/npm-pack/$tarball")
+
 step "build the latch binary (the integration tests run it; it embeds the web demo and the package)"
 cargo build --locked -p latch-server
 
@@ -64,8 +69,8 @@ step "latch-shared's rule tests again in wasm32 (wasm-bindgen-test, in Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --locked -p latch-shared --target wasm32-unknown-unknown
 
-step "the npm package in Node, workerd and Chromium"
-(cd verifier-wasm/tests && node --test node.test.mjs workerd.test.mjs browser.test.mjs)
+step "the installed npm package in Node, workerd and Chromium; its bundlers; the revocation feed against the latch binary built above; publishing"
+(cd verifier-wasm/tests && node --test node.test.mjs workerd.test.mjs browser.test.mjs revocation.test.mjs bundlers.test.mjs package.test.mjs)
 
 echo
 echo "all tests passed"

@@ -33,5 +33,13 @@ wasm-bindgen --target web --out-dir "$out" --out-name latch_verifier \
   "$out/latch_verifier_bg.wasm" -o "$out/latch_verifier_bg.wasm"
 # wasm-bindgen's own declarations describe the internal glue; the package's are in index.d.ts.
 rm -f "$out/latch_verifier.d.ts" "$out/latch_verifier_bg.wasm.d.ts"
-cp "$here"/js/*.js "$here"/js/index.d.ts "$here"/js/package.json "$here"/js/README.md "$out/"
+# Every entry hands the glue its wasm: its fallback to import.meta.url is
+# removed, so the explicit `init` entry bundles as IIFE without a warning.
+glue="$out/latch_verifier.js"
+fallback="module_or_path = new URL('latch_verifier_bg.wasm', import.meta.url);"
+grep -qF "$fallback" "$glue" || { echo "wasm-bindgen's glue changed: no import.meta fallback to remove"; exit 1; }
+sed -i "s|$fallback|throw new Error('@latch/verifier: no wasm was given to init');|" "$glue"
+if grep -q "import.meta" "$glue"; then echo "$glue still reads import.meta"; exit 1; fi
+cp "$here"/js/*.js "$here"/js/*.d.ts "$here"/js/package.json "$here"/js/README.md "$out/"
+cp "$root/LICENSE-MIT" "$root/LICENSE-APACHE" "$out/"
 echo "built $out ($(gzip -9 -c "$out/latch_verifier_bg.wasm" | wc -c) bytes of wasm, gzipped)"

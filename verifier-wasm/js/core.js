@@ -26,6 +26,20 @@ function rethrow(error) {
 
 const nowSeconds = () => Date.now() / 1000;
 
+/** Whether an entry point has loaded the wasm (the `init` entry loads it when asked). */
+let initialized = false;
+
+/** Used by an entry point only: not part of the package's exports. */
+export function markInitialized() {
+  initialized = true;
+}
+
+function assertInitialized() {
+  if (!initialized) {
+    throw new VerifyError("invalid_options", 'the wasm is not loaded yet: await init(wasm) from "@latch/verifier/init" first');
+  }
+}
+
 /**
  * A synchronous signature check supplied by the runtime's entry point (Node
  * installs one on node:crypto): `{ algorithms, importKey(jwk), verify(alg, key,
@@ -94,6 +108,7 @@ export class Verifier {
     if (typeof issuer !== "string" || audience === undefined) {
       throw new VerifyError("invalid_options", "issuer and audience are required");
     }
+    assertInitialized();
     const audiences = Array.isArray(audience) ? audience : [audience];
     const text = typeof jwks === "string" ? jwks : JSON.stringify(jwks);
     try {
@@ -184,6 +199,15 @@ export class Verifier {
     return key;
   }
 
+  /** Verifies a revocation feed of this issuer with this key set; returns its payload. */
+  verifyRevocationFeed(document) {
+    try {
+      return JSON.parse(this.#inner.verifyRevocationFeed(String(document)));
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
   /** Releases the wasm memory of this verifier. */
   free() {
     this.#inner.free();
@@ -192,6 +216,7 @@ export class Verifier {
 
 /** Decodes header and payload without verifying anything. Never base an access decision on it. */
 export function decodeUnverified(token) {
+  assertInitialized();
   try {
     const [header, payload] = wasmDecodeUnverified(String(token));
     return { header: JSON.parse(header), payload: JSON.parse(payload) };
@@ -222,6 +247,57 @@ function maxAge(headers) {
   return match ? Number(match[1]) : 300;
 }
 
+const asVerifyError = (error, code) =>
+  error instanceof VerifyError ? error : new VerifyError(code, String(error?.message ?? error));
+
+/**
+ * The sessions a tenant's revocation feed lists (docs/revocation-feed.md):
+ * `sid` -> when the entry may be dropped. Kept fresh by `refresh`, which
+ * fetches only what ended after its cursor once it has one.
+ */
+class RevokedSessions {
+  #entries = new Map();
+  cursor = undefined;
+  fetchedAt = -Infinity;
+
+  static fromCache(value) {
+    const set = new RevokedSessions();
+    set.#entries = new Map(value.entries);
+    set.cursor = value.cursor;
+    set.fetchedAt = value.fetchedAt;
+    return set;
+  }
+
+  toCache() {
+    return { entries: [...this.#entries], cursor: this.cursor, fetchedAt: this.fetchedAt };
+  }
+
+  has(sid, now) {
+    const until = this.#entries.get(sid);
+    return until !== undefined && until >= now;
+  }
+
+  /** Applies a verified feed payload; false if it continues another cursor than ours. */
+  apply(feed, now) {
+    if (typeof feed.cursor !== "string" || !Array.isArray(feed.revoked)) {
+      throw new VerifyError("invalid_claim", "the revocation feed lacks cursor or revoked");
+    }
+    if (feed.since !== undefined && feed.since !== this.cursor) return false;
+    if (feed.since === undefined) this.#entries = new Map();
+    for (const entry of feed.revoked) {
+      const [sid, , until] = Array.isArray(entry) ? entry : [];
+      if (typeof sid !== "string" || !Number.isFinite(until)) {
+        throw new VerifyError("invalid_claim", "a revocation feed entry is not [sid, ended_at, exp]");
+      }
+      this.#entries.set(sid, until);
+    }
+    for (const [sid, until] of this.#entries) if (until < now) this.#entries.delete(sid);
+    this.cursor = feed.cursor;
+    this.fetchedAt = now;
+    return true;
+  }
+}
+
 /**
  * A verifier for `issuer` that finds its JWKS through the discovery document.
  * It caches the key set for its `Cache-Control` max-age, shares one fetch
@@ -229,6 +305,9 @@ function maxAge(headers) {
  * `cooldownSeconds`, keeps the last good key set when a refetch fails, and can
  * keep the key set in a platform cache (`cache: { get(key), put(key, value) }`)
  * so short-lived edge isolates do not refetch on every cold start.
+ *
+ * With `revocation`, it also follows the tenant's revocation feed and refuses
+ * tokens of sessions that have ended (`session_revoked`): see the README.
  */
 export function createRemoteVerifier(issuer, options = {}) {
   const {
@@ -239,21 +318,35 @@ export function createRemoteVerifier(issuer, options = {}) {
     cache,
     fetch: fetchImpl = globalThis.fetch.bind(globalThis),
     clock = nowSeconds,
+    revocation,
   } = options;
+  if (typeof issuer !== "string" || !/^https?:\/\/[^/]/.test(issuer)) {
+    throw new VerifyError("invalid_options", `issuer must be an http(s) URL such as https://auth.example/t/acme, not ${JSON.stringify(issuer)}`);
+  }
+  if (issuer.endsWith("/")) {
+    throw new VerifyError(
+      "invalid_options",
+      `issuer ${issuer} ends with "/": a latch issuer is {public_url}/t/{tenant} with no trailing slash, exactly as in its tokens' iss`,
+    );
+  }
+  const feedOptions = revocation && revocationOptions(revocation);
   const cacheKey = `latch-jwks:${issuer}`;
-  let current; // { verifier, expiresAt }
+  let current; // { verifier, expiresAt, feedUri }
   let inFlight;
   let lastFetch = -Infinity;
 
-  const build = (jwks, expiresAt) => ({
+  const build = (jwks, expiresAt, feedUri) => ({
     verifier: new Verifier(jwks, { issuer, audience, leewaySeconds, algorithms }),
     expiresAt,
+    feedUri,
   });
 
   async function fetchKeySet() {
     lastFetch = clock();
     const discoveryResponse = await fetchImpl(`${issuer}/.well-known/openid-configuration`);
-    if (!discoveryResponse.ok) throw new VerifyError("jwks_unavailable", `discovery answered ${discoveryResponse.status}`);
+    if (!discoveryResponse.ok) {
+      throw new VerifyError("jwks_unavailable", `discovery at ${issuer}/.well-known/openid-configuration answered ${discoveryResponse.status}`);
+    }
     const discovery = await discoveryResponse.json();
     if (discovery.issuer !== issuer) {
       throw new VerifyError("wrong_issuer", `discovery names issuer ${discovery.issuer}, expected ${issuer}`);
@@ -262,8 +355,9 @@ export function createRemoteVerifier(issuer, options = {}) {
     if (!jwksResponse.ok) throw new VerifyError("jwks_unavailable", `JWKS answered ${jwksResponse.status}`);
     const jwks = await jwksResponse.json();
     const expiresAt = clock() + maxAge(jwksResponse.headers);
-    const next = build(jwks, expiresAt);
-    if (cache) await cache.put(cacheKey, { jwks, expiresAt });
+    const feedUri = discovery.latch_revocation_feed_uri;
+    const next = build(jwks, expiresAt, feedUri);
+    if (cache) await cache.put(cacheKey, { jwks, expiresAt, feedUri });
     // The previous verifier may still be in use by a concurrent call; the glue's
     // finalizer frees it once nothing refers to it.
     current = next;
@@ -277,28 +371,127 @@ export function createRemoteVerifier(issuer, options = {}) {
     });
     return inFlight.catch((error) => {
       if (current) return current;
-      throw error instanceof VerifyError ? error : new VerifyError("jwks_unavailable", String(error?.message ?? error));
+      throw asVerifyError(error, "jwks_unavailable");
     });
   }
 
   async function keySet() {
     if (!current && cache) {
       const cached = await cache.get(cacheKey);
-      if (cached && cached.expiresAt > clock()) current = build(cached.jwks, cached.expiresAt);
+      if (cached && cached.expiresAt > clock()) current = build(cached.jwks, cached.expiresAt, cached.feedUri);
     }
     if (current && current.expiresAt > clock()) return current;
     return refetch();
   }
 
+  const feed = feedOptions && revocationFeed(feedOptions);
+
+  function revocationFeed({ maxAgeSeconds, maxStaleSeconds, whenStale }) {
+    const feedKey = `latch-revocations:${issuer}`;
+    let sessions; // RevokedSessions, once one feed was verified
+    let feedInFlight;
+    let lastAttempt = -Infinity;
+    let etag; // of the last answer, with the URL it answered
+    let etagUrl;
+
+    async function fetchFeed() {
+      lastAttempt = clock();
+      const keys = await keySet();
+      if (!keys.feedUri) throw new VerifyError("revocation_unavailable", `discovery of ${issuer} names no revocation feed`);
+      const known = sessions ?? new RevokedSessions();
+      const url = known.cursor === undefined ? keys.feedUri : `${keys.feedUri}?since=${encodeURIComponent(known.cursor)}`;
+      const response = await fetchImpl(url, etagUrl === url && etag ? { headers: { "if-none-match": etag } } : undefined);
+      const now = clock();
+      if (response.status === 304 && sessions) {
+        sessions.fetchedAt = now;
+      } else {
+        if (!response.ok) throw new VerifyError("revocation_unavailable", `the revocation feed answered ${response.status}`);
+        const document = await response.text();
+        let payload;
+        try {
+          payload = keys.verifier.verifyRevocationFeed(document);
+        } catch (error) {
+          // Signed by a key newer than our key set: fetch the keys once, then judge.
+          if (error?.code !== "unknown_kid" || clock() - lastFetch < cooldownSeconds) throw error;
+          payload = (await refetch()).verifier.verifyRevocationFeed(document);
+        }
+        const next = sessions ? RevokedSessions.fromCache(sessions.toCache()) : new RevokedSessions();
+        if (!next.apply(payload, now)) {
+          // A document continuing another cursor (an older cached answer): start over.
+          etag = undefined;
+          sessions = undefined;
+          return fetchFeed();
+        }
+        sessions = next;
+        etag = response.headers.get("etag") ?? undefined;
+        etagUrl = url;
+      }
+      if (cache) await cache.put(feedKey, sessions.toCache());
+      return sessions;
+    }
+
+    /** One feed request at a time; concurrent callers share it. */
+    function refresh() {
+      feedInFlight ??= fetchFeed().finally(() => {
+        feedInFlight = undefined;
+      });
+      return feedInFlight;
+    }
+
+    /** The sessions to refuse, fetching when the copy is older than maxAgeSeconds. */
+    async function current() {
+      const now = clock();
+      if (!sessions && cache) {
+        const cached = await cache.get(feedKey);
+        if (cached && now - cached.fetchedAt <= maxAgeSeconds) sessions = RevokedSessions.fromCache(cached);
+      }
+      const age = now - (sessions?.fetchedAt ?? -Infinity);
+      // Past half its age the copy is renewed in the background; past its
+      // age a verification waits for the renewal (shared, one at a time),
+      // unless the last attempt failed within the second.
+      if (age > maxAgeSeconds / 2 && now - lastAttempt >= 1) {
+        const renewal = refresh();
+        if (age > maxAgeSeconds) {
+          try {
+            return await renewal;
+          } catch {
+            // judged below
+          }
+        } else {
+          renewal.catch(() => {});
+        }
+      }
+      if (sessions && now - sessions.fetchedAt <= maxAgeSeconds) return sessions;
+      if (whenStale === "reject" && (!sessions || now - sessions.fetchedAt > maxAgeSeconds + maxStaleSeconds)) {
+        throw new VerifyError("revocation_unavailable", `the revocation feed of ${issuer} could not be refreshed for over ${maxStaleSeconds} s past its age`);
+      }
+      return sessions;
+    }
+
+    return { current, refresh };
+  }
+
+  async function checked(claims, now) {
+    if (!feed) return claims;
+    const sessions = await feed.current();
+    if (sessions?.has(claims.sid, now)) {
+      throw new VerifyError("session_revoked", "the token's session has ended (logout, password change, disable or revocation)");
+    }
+    return claims;
+  }
+
   async function verify(token, now) {
+    const at = now ?? clock();
     const { verifier } = await keySet();
+    let claims;
     try {
-      return await verifier.verifyAsync(token, now ?? clock());
+      claims = await verifier.verifyAsync(token, at);
     } catch (error) {
       if (error?.code !== "unknown_kid" || clock() - lastFetch < cooldownSeconds) throw error;
       const { verifier: refreshed } = await refetch();
-      return refreshed.verifyAsync(token, now ?? clock());
+      claims = await refreshed.verifyAsync(token, at);
     }
+    return checked(claims, at);
   }
 
   return {
@@ -306,5 +499,21 @@ export function createRemoteVerifier(issuer, options = {}) {
     verifyAsync: verify,
     /** Fetches the key set now (shared with any fetch in flight). */
     refresh: refetch,
+    /** Fetches the revocation feed now; rejects with the reason if it cannot (the last good copy stays). */
+    refreshRevocations() {
+      if (!feed) return Promise.reject(new VerifyError("invalid_options", "this verifier was created without revocation"));
+      return feed.refresh().then(() => undefined);
+    },
   };
+}
+
+function revocationOptions({ maxAgeSeconds = 5, maxStaleSeconds = 300, whenStale = "keep" } = {}) {
+  const seconds = (value, name) => {
+    if (!Number.isFinite(value) || value < 0) throw new VerifyError("invalid_options", `revocation.${name} must be a number of seconds`);
+    return value;
+  };
+  if (whenStale !== "keep" && whenStale !== "reject") {
+    throw new VerifyError("invalid_options", 'revocation.whenStale must be "keep" or "reject"');
+  }
+  return { maxAgeSeconds: seconds(maxAgeSeconds, "maxAgeSeconds"), maxStaleSeconds: seconds(maxStaleSeconds, "maxStaleSeconds"), whenStale };
 }

@@ -16,7 +16,11 @@ export type VerifyErrorCode =
   | "invalid_claim"
   | "invalid_key"
   | "invalid_options"
-  | "jwks_unavailable";
+  | "jwks_unavailable"
+  /** The token's session has ended (the tenant's revocation feed lists it). */
+  | "session_revoked"
+  /** `revocation.whenStale` is reject and the feed could not be refreshed in time. */
+  | "revocation_unavailable";
 
 /** A token or key set was rejected. */
 export class VerifyError extends Error {
@@ -83,6 +87,8 @@ export class Verifier {
   verify(token: string, now?: number): Claims;
   /** Every algorithm; ES256/RS256 signatures go to WebCrypto where available. */
   verifyAsync(token: string, now?: number): Promise<Claims>;
+  /** Verifies a revocation feed document of this issuer with this key set; returns its payload. */
+  verifyRevocationFeed(document: string): RevocationFeed;
   /** Releases the wasm memory now (otherwise freed when garbage-collected). */
   free(): void;
 }
@@ -99,13 +105,40 @@ export function hasScope(claims: Pick<Claims, "scope">, scope: string): boolean;
 /** Whole seconds until `exp`; zero or negative once expired. */
 export function expiresIn(claims: Pick<Claims, "exp">, now?: number): number;
 
-/** Where a remote verifier may keep the key set between isolates (e.g. a platform cache). */
+/**
+ * Where a remote verifier may keep what it fetched between isolates (e.g. a
+ * platform cache): the key set under `latch-jwks:{issuer}` and, with
+ * `revocation`, the feed's state under `latch-revocations:{issuer}`. Values
+ * are plain JSON-compatible objects.
+ */
 export interface JwksCache {
-  get(key: string): Promise<{ jwks: Jwks; expiresAt: number } | undefined | null>;
-  put(key: string, value: { jwks: Jwks; expiresAt: number }): Promise<void>;
+  get(key: string): Promise<any>;
+  put(key: string, value: any): Promise<void>;
+}
+
+/** The payload of a tenant's revocation feed (docs/revocation-feed.md in the latch repository). */
+export interface RevocationFeed {
+  iss: string;
+  /** Where the next incremental request starts: `?since={cursor}`. */
+  cursor: string;
+  /** Present on an incremental document: the cursor it continues. */
+  since?: string;
+  /** `[sid, ended_at, exp]`: a session, when it ended, when the entry may be dropped. */
+  revoked: [string, number, number][];
+}
+
+export interface RevocationOptions {
+  /** The oldest copy of the feed a verification may use, in seconds (default 5, the feed's own max-age). Past half of it the copy is renewed in the background. */
+  maxAgeSeconds?: number;
+  /** With `whenStale: "reject"`: how long past `maxAgeSeconds` a copy that cannot be refreshed is still used (default 300). */
+  maxStaleSeconds?: number;
+  /** When the feed cannot be refreshed: `"keep"` the last good copy (default; tokens then stay valid until `exp`, as without a feed) or `"reject"` every token with `revocation_unavailable` once the copy is older than `maxAgeSeconds + maxStaleSeconds`. */
+  whenStale?: "keep" | "reject";
 }
 
 export interface RemoteVerifierOptions extends Omit<VerifierOptions, "issuer"> {
+  /** Follow the tenant's revocation feed and refuse tokens of ended sessions (`session_revoked`). */
+  revocation?: RevocationOptions;
   /** Minimum seconds between refetches caused by an unknown `kid` (default 30). */
   cooldownSeconds?: number;
   cache?: JwksCache;
@@ -119,6 +152,8 @@ export interface RemoteVerifier {
   verifyAsync(token: string, now?: number): Promise<Claims>;
   /** Fetch the key set now. */
   refresh(): Promise<unknown>;
+  /** Fetch the revocation feed now; rejects with a `VerifyError` if it cannot be fetched or does not verify (the last good copy stays). */
+  refreshRevocations(): Promise<void>;
 }
 
 /** A verifier that fetches `{issuer}/.well-known/openid-configuration` and its JWKS. */

@@ -5,9 +5,10 @@
 import { createPublicKey, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { initSync } from "./latch_verifier.js";
-import { installSignatureCheck } from "./core.js";
+import { installSignatureCheck, markInitialized } from "./core.js";
 
 initSync({ module: readFileSync(new URL("./latch_verifier_bg.wasm", import.meta.url)) });
+markInitialized();
 
 installSignatureCheck({
   algorithms: ["EdDSA", "ES256", "RS256"],

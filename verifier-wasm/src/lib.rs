@@ -79,6 +79,13 @@ impl WasmVerifier {
         Ok(verified.payload_json)
     }
 
+    /// Verifies a revocation feed of this verifier's issuer with its keys
+    /// (signature in wasm); returns the payload as JSON text.
+    #[wasm_bindgen(js_name = verifyRevocationFeed)]
+    pub fn verify_revocation_feed(&self, document: &str) -> Result<String, JsValue> {
+        shared::verify_revocation_feed(document, &self.keys, &self.validation).map_err(failure)
+    }
+
     /// The rules up to the signature; returns what a WebCrypto check needs.
     pub fn prepare(&self, token: &str) -> Result<PreparedCheck, JsValue> {
         let prepared = shared::prepare(token, &self.keys, &self.validation).map_err(failure)?;

@@ -7,9 +7,10 @@ import { readFileSync } from "node:fs";
 import { join, extname, normalize } from "node:path";
 import * as jose from "jose";
 import { launchChromium } from "./chromium.mjs";
+import { packageDir } from "./installed.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
-const pkg = join(here, "..", "pkg");
+const pkg = packageDir;
 const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".json": "application/json" };
 
 const keys = {};

@@ -1,6 +1,6 @@
 // @latch/verifier in Node: tokens minted by jose verify, the attack set fails
 // with the right code, and the remote verifier caches as documented.
-// Run: node --test (after ../build.sh).
+// Run by the test command, against the packed and installed package.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -14,7 +14,8 @@ import {
   expiresIn,
   hasRole,
   hasScope,
-} from "../pkg/node.js";
+} from "@latch/verifier";
+import "./installed.mjs";
 
 const ISSUER = "https://auth.example/t/acme";
 const AUDIENCE = "acme";

@@ -3,24 +3,15 @@
 // is a wasm module of the worker, because workerd refuses to compile bytes.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as jose from "jose";
+import { startWorkerd } from "./workerd-run.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
 const ISSUER = "https://auth.example/t/edge";
 const AUDIENCE = "edge";
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 
 const ed = await jose.generateKeyPair("EdDSA", { extractable: true });
 const ec = await jose.generateKeyPair("ES256", { extractable: true });
@@ -40,40 +31,18 @@ const mint = (alg, key, kid, exp = "10m") =>
     .setExpirationTime(exp)
     .sign(key);
 
-const dir = mkdtempSync(join(tmpdir(), "latch-workerd-"));
-mkdirSync(join(dir, "verifier"));
-for (const file of ["workerd.js", "core.js", "latch_verifier.js", "latch_verifier_bg.wasm"]) {
-  cpSync(join(here, "..", "pkg", file), join(dir, "verifier", file));
-}
-cpSync(join(here, "workerd", "worker.js"), join(dir, "worker.js"));
+const dir = mkdtempSync(join(tmpdir(), "latch-workerd-jwks-"));
 writeFileSync(join(dir, "jwks.json"), JSON.stringify(jwks));
-const port = await freePort();
-const config = readFileSync(join(here, "workerd", "config.capnp.template"), "utf8")
-  .replace("@PORT@", String(port))
-  .replace("@ISSUER@", ISSUER)
-  .replace("@AUDIENCE@", AUDIENCE);
-writeFileSync(join(dir, "config.capnp"), config);
-
-const workerd = spawn(join(here, "node_modules", ".bin", "workerd"), ["serve", join(dir, "config.capnp")], {
-  stdio: ["ignore", "inherit", "inherit"],
+const worker = await startWorkerd(
+  join(here, "workerd", "config.capnp.template"),
+  { "worker.js": join(here, "workerd", "worker.js"), "jwks.json": join(dir, "jwks.json") },
+  { ISSUER, AUDIENCE },
+);
+after(async () => {
+  await worker.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
-after(() => workerd.kill());
-
-const base = `http://127.0.0.1:${port}`;
-async function ready() {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (workerd.exitCode !== null) throw new Error(`workerd exited with ${workerd.exitCode}`);
-    try {
-      await fetch(base);
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  throw new Error("workerd did not start in time");
-}
-await ready();
+const base = worker.base;
 
 const call = async (token) => {
   const response = await fetch(base, { headers: token ? { authorization: `Bearer ${token}` } : {} });
