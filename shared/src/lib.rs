@@ -26,8 +26,8 @@ pub use error::Error;
 pub use jwk::{Algorithm, Jwk, Jwks, KeySet, VerifyingKey};
 pub use revocations::{REVOCATION_FEED_TYPE, RevocationFeed, RevokedSession};
 pub use verify::{
-    Decoded, MAX_FEED_BYTES, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES, Prepared, Validation, Verified, decode_unverified,
-    finish_after_external_signature, prepare, verify, verify_revocation_feed,
+    Decoded, MAX_FEED_BYTES, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES, Prepared, PreparedOwned, Validation, Verified,
+    decode_unverified, finish_after_external_signature, prepare, verify, verify_revocation_feed,
 };
 
 /// The `typ` header value latch writes on access tokens (RFC 9068).

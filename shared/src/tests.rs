@@ -571,6 +571,17 @@ fn the_two_phase_path_applies_the_same_rules_as_verify() {
     let bad_type = ed.sign(&with(ed.header(), "typ", json!("JWT")), &claims());
     assert_eq!(finish_after_external_signature(&bad_type, &keys, &validation(), NOW, true), Err(Error::WrongType));
     assert!(prepare("a.b", &keys, &validation()).is_err());
+
+    // Owned, it finishes the same way without the token.
+    let owned = prepare(&token, &keys, &validation()).expect("prepares").into_owned();
+    assert_eq!((owned.signing_input(), owned.key_index()), (input.as_bytes(), 0));
+    assert_eq!(owned.finish(&keys, &validation(), NOW, true), verify(&token, &keys, &validation(), NOW));
+    let owned = prepare(&token, &keys, &validation()).expect("prepares").into_owned();
+    assert_eq!(owned.finish(&keys, &validation(), NOW, false), Err(Error::BadSignature));
+    let owned = prepare(&expired, &keys, &validation()).expect("prepares").into_owned();
+    assert_eq!(owned.finish(&keys, &validation(), NOW, true), Err(Error::Expired));
+    let owned = prepare(&token, &keys, &validation()).expect("prepares").into_owned();
+    assert_eq!(owned.finish(&KeySet::default(), &validation(), NOW, true), Err(Error::UnknownKid), "another key set");
 }
 
 /// Tests that generate keys through the `sign` feature (native only).

@@ -203,6 +203,79 @@ pub fn verify_revocation_feed(document: &str, keys: &KeySet, validation: &Valida
     }
 }
 
+/// A [`Prepared`] token holding its own copies, kept across a signature
+/// check made elsewhere (WebCrypto, `node:crypto`) and finished without
+/// preparing the token again.
+#[derive(Debug)]
+pub struct PreparedOwned {
+    key_index: usize,
+    algorithm: Algorithm,
+    header: ParsedHeader,
+    /// `header.payload`, the payload from `payload_start`.
+    signing_input: String,
+    payload_start: usize,
+    signature: Vec<u8>,
+}
+
+impl Prepared<'_, '_> {
+    /// The same, owning its parts.
+    pub fn into_owned(self) -> PreparedOwned {
+        PreparedOwned {
+            key_index: self.key_index,
+            algorithm: self.key.algorithm(),
+            header: self.header,
+            signing_input: self.signing_input.to_owned(),
+            payload_start: self.signing_input.len() - self.payload.len(),
+            signature: self.signature,
+        }
+    }
+}
+
+impl PreparedOwned {
+    /// See [`Prepared::key_index`].
+    pub fn key_index(&self) -> usize {
+        self.key_index
+    }
+
+    /// See [`Prepared::signing_input`].
+    pub fn signing_input(&self) -> &[u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// See [`Prepared::signature`].
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// The second half of [`verify`] after a signature check of
+    /// [`Self::signing_input`] and [`Self::signature`] elsewhere, whose
+    /// result is `signature_valid`: the claims, with the key set and rules
+    /// the token was prepared with (another set's key at that index, or of
+    /// another algorithm, is `UnknownKid`).
+    pub fn finish(
+        self,
+        keys: &KeySet,
+        validation: &Validation,
+        now: i64,
+        signature_valid: bool,
+    ) -> Result<Verified, Error> {
+        let key =
+            keys.keys().get(self.key_index).filter(|key| key.algorithm() == self.algorithm).ok_or(Error::UnknownKid)?;
+        if !signature_valid {
+            return Err(Error::BadSignature);
+        }
+        let prepared = Prepared {
+            key,
+            key_index: self.key_index,
+            header: self.header,
+            signing_input: &self.signing_input,
+            payload: &self.signing_input[self.payload_start..],
+            signature: self.signature,
+        };
+        prepared.finish(validation, now)
+    }
+}
+
 /// The first half of [`verify`]: every rule up to the signature (size,
 /// structure, `alg`, `crit`, `typ`, key lookup and algorithm binding, the
 /// signature's encoding).

@@ -54,8 +54,16 @@ export function installSignatureCheck({ algorithms, importKey, verify }) {
   native = { algorithms: new Set(algorithms), importKey, verify };
 }
 
-/** The algorithms verifyAsync hands to WebCrypto where there is no native check. */
-const WEBCRYPTO_DELEGATED = new Set(["ES256", "RS256"]);
+/**
+ * Whether WebCrypto checks Ed25519 here: unknown until the first EdDSA
+ * token; a runtime that refuses the key or the check keeps EdDSA in wasm.
+ */
+let webCryptoEd25519;
+
+/** Whether verifyAsync hands `alg`'s signatures to WebCrypto (where there is no native check). */
+function delegated(alg) {
+  return alg === "ES256" || alg === "RS256" || (alg === "EdDSA" && webCryptoEd25519 !== false);
+}
 
 /**
  * The header's `alg`, read only to choose a path. It is never trusted: the wasm
@@ -82,16 +90,23 @@ function claimedAlgorithm(token) {
 
 const JWK_MEMBERS = ["kty", "crv", "x", "y", "n", "e"];
 
-/** The public JWK of the key a prepared check picked (its members that are set). */
-function jwkOf(check) {
-  const values = check.jwk;
+/** The public JWK of the key at `index` of a wasm verifier (its members that are set). */
+function jwkAt(inner, index) {
+  const values = inner.jwk(index);
   return Object.fromEntries(JWK_MEMBERS.map((name, i) => [name, values[i]]).filter(([, value]) => value !== undefined));
 }
 
 const WEBCRYPTO = {
+  EdDSA: { import: { name: "Ed25519" }, verify: { name: "Ed25519" } },
   ES256: { import: { name: "ECDSA", namedCurve: "P-256" }, verify: { name: "ECDSA", hash: "SHA-256" } },
   RS256: { import: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, verify: { name: "RSASSA-PKCS1-v1_5" } },
 };
+
+/** latch-shared's message for `bad_signature`, for a signature WebCrypto refused. */
+const BAD_SIGNATURE = "the token's signature does not verify";
+
+const webCryptoFailure = (error) =>
+  new VerifyError("bad_signature", `WebCrypto could not check the signature: ${error?.message ?? error}`);
 
 /** Verifies latch access tokens against a key set, with the server's rules. */
 export class Verifier {
@@ -127,16 +142,17 @@ export class Verifier {
     try {
       const alg = native && claimedAlgorithm(token);
       if (alg && native.algorithms.has(alg)) {
-        // prepare binds the key to its own algorithm and fails on any other.
+        // prepare binds the key to its own algorithm and fails on any other;
+        // finish applies the claims rules to what was prepared, not again to the token.
         const check = this.#inner.prepare(token);
-        let key = this.#nativeKeys.get(check.keyIndex);
+        const index = check.keyIndex;
+        let key = this.#nativeKeys.get(index);
         if (key === undefined) {
-          key = native.importKey(jwkOf(check));
-          this.#nativeKeys.set(check.keyIndex, key);
+          key = native.importKey(jwkAt(this.#inner, index));
+          this.#nativeKeys.set(index, key);
         }
         const valid = native.verify(alg, key, check.signingInput, check.signature);
-        check.free();
-        return JSON.parse(this.#inner.finishAfterSignature(token, now, valid));
+        return JSON.parse(check.finish(this.#inner, now, valid));
       }
       return JSON.parse(this.#inner.verify(token, now));
     } catch (error) {
@@ -145,13 +161,15 @@ export class Verifier {
   }
 
   /**
-   * Verifies every algorithm; ES256 and RS256 signatures go to WebCrypto where
-   * the runtime has it, every other rule stays in wasm.
+   * Verifies every algorithm; EdDSA, ES256 and RS256 signatures go to
+   * WebCrypto where the runtime has it (EdDSA only where WebCrypto has
+   * Ed25519), every other rule stays in wasm.
    */
   async verifyAsync(token, now = nowSeconds()) {
     token = String(token);
     const subtle = globalThis.crypto?.subtle;
-    if (native || !subtle || !WEBCRYPTO_DELEGATED.has(claimedAlgorithm(token))) {
+    const alg = claimedAlgorithm(token);
+    if (native || !subtle || !delegated(alg)) {
       return this.verify(token, now);
     }
     let check;
@@ -160,42 +178,58 @@ export class Verifier {
     } catch (error) {
       rethrow(error);
     }
-    const algorithm = WEBCRYPTO[check.alg];
-    if (!algorithm) {
-      check.free();
-      return this.verify(token, now);
-    }
-    const { keyIndex, signature, signingInput } = check;
-    const jwk = jwkOf(check);
-    check.free();
+    // prepare bound the key to its one algorithm: it is `alg`.
+    const algorithm = WEBCRYPTO[alg];
     // WebCrypto may refuse a key or a check (a runtime without the curve, a
-    // malformed input): that is a failed verification with a code, like any other.
+    // malformed input): that is a failed verification with a code, like any
+    // other, except that a runtime without Ed25519 keeps EdDSA in wasm.
+    let verifying;
+    try {
+      const index = check.keyIndex;
+      const key = this.#cryptoKeys.get(index) ?? (await this.#importKey(index, algorithm));
+      verifying = subtle.verify(algorithm.verify, key, check.signature, check.signingInput);
+    } catch (error) {
+      check.free();
+      if (alg === "EdDSA" && webCryptoEd25519 === undefined) {
+        webCryptoEd25519 = false;
+        return this.verify(token, now);
+      }
+      throw error instanceof VerifyError ? error : webCryptoFailure(error);
+    }
+    // The claims are checked while WebCrypto checks the signature (on its
+    // own thread where the runtime has one); a bad signature still wins.
+    let claims;
+    let refused;
+    try {
+      claims = JSON.parse(check.finish(this.#inner, now, true));
+    } catch (error) {
+      refused = error;
+    }
     let valid;
     try {
-      const key = await this.#importKey(keyIndex, jwk, algorithm);
-      valid = await subtle.verify(algorithm.verify, key, signature, signingInput);
+      valid = await verifying;
     } catch (error) {
-      throw error instanceof VerifyError
-        ? error
-        : new VerifyError("bad_signature", `WebCrypto could not check the signature: ${error?.message ?? error}`);
+      if (alg === "EdDSA" && webCryptoEd25519 === undefined) {
+        webCryptoEd25519 = false;
+        return this.verify(token, now);
+      }
+      throw webCryptoFailure(error);
     }
-    try {
-      return JSON.parse(this.#inner.finishAfterSignature(token, now, valid));
-    } catch (error) {
-      rethrow(error);
-    }
+    if (alg === "EdDSA") webCryptoEd25519 = true;
+    if (!valid) throw new VerifyError("bad_signature", BAD_SIGNATURE);
+    if (refused) rethrow(refused);
+    return claims;
   }
 
-  async #importKey(keyIndex, jwk, algorithm) {
-    let key = this.#cryptoKeys.get(keyIndex);
-    if (!key) {
-      try {
-        key = await globalThis.crypto.subtle.importKey("jwk", jwk, algorithm.import, false, ["verify"]);
-      } catch (error) {
-        throw new VerifyError("invalid_key", `WebCrypto refused the key: ${error?.message ?? error}`);
-      }
-      this.#cryptoKeys.set(keyIndex, key);
+  /** Imports the key at `keyIndex` into WebCrypto, once (callers look in the map first). */
+  async #importKey(keyIndex, algorithm) {
+    let key;
+    try {
+      key = await globalThis.crypto.subtle.importKey("jwk", jwkAt(this.#inner, keyIndex), algorithm.import, false, ["verify"]);
+    } catch (error) {
+      throw new VerifyError("invalid_key", `WebCrypto refused the key: ${error?.message ?? error}`);
     }
+    this.#cryptoKeys.set(keyIndex, key);
     return key;
   }
 

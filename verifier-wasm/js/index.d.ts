@@ -85,7 +85,7 @@ export class Verifier {
   constructor(jwks: Jwks | string, options: VerifierOptions);
   /** Synchronous, every algorithm, the server's rules in wasm (in Node, signatures by node:crypto); `now` in seconds (default: the current time). */
   verify(token: string, now?: number): Claims;
-  /** Every algorithm; ES256/RS256 signatures go to WebCrypto where available. */
+  /** Every algorithm; ES256/RS256 signatures go to WebCrypto where available, EdDSA too where WebCrypto has Ed25519. */
   verifyAsync(token: string, now?: number): Promise<Claims>;
   /** Verifies a revocation feed document of this issuer with this key set; returns its payload. */
   verifyRevocationFeed(document: string): RevocationFeed;

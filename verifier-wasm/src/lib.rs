@@ -86,43 +86,31 @@ impl WasmVerifier {
         shared::verify_revocation_feed(document, &self.keys, &self.validation).map_err(failure)
     }
 
-    /// The rules up to the signature; returns what a WebCrypto check needs.
+    /// The rules up to the signature; returns what a check outside wasm
+    /// (WebCrypto, `node:crypto`) needs, and finishes after it.
     pub fn prepare(&self, token: &str) -> Result<PreparedCheck, JsValue> {
         let prepared = shared::prepare(token, &self.keys, &self.validation).map_err(failure)?;
-        let key = prepared.key();
-        Ok(PreparedCheck {
-            key_index: prepared.key_index() as u32,
-            alg: key.algorithm().as_str(),
-            jwk: key.public_jwk().cloned(),
-            signing_input: prepared.signing_input().to_vec(),
-            signature: prepared.signature().to_vec(),
-        })
+        Ok(PreparedCheck { prepared: prepared.into_owned() })
     }
 
-    /// After a WebCrypto check of [`WasmVerifier::prepare`]'s result: the
-    /// same rules again, then the claims; returns the payload as JSON text.
-    #[wasm_bindgen(js_name = finishAfterSignature)]
-    pub fn finish_after_signature(&self, token: &str, now: f64, signature_valid: bool) -> Result<String, JsValue> {
-        let verified = shared::finish_after_external_signature(
-            token,
-            &self.keys,
-            &self.validation,
-            seconds(now)?,
-            signature_valid,
-        )
-        .map_err(failure)?;
-        Ok(verified.payload_json)
+    /// The public JWK members `[kty, crv, x, y, n, e]` of the key at `index`
+    /// (a [`PreparedCheck::key_index`]), each a string or undefined (no JSON
+    /// serializer in the wasm); empty for HMAC keys.
+    pub fn jwk(&self, index: u32) -> Vec<JsValue> {
+        let Some(jwk) = self.keys.keys().get(index as usize).and_then(|key| key.public_jwk()) else {
+            return Vec::new();
+        };
+        [Some(&jwk.kty), jwk.crv.as_ref(), jwk.x.as_ref(), jwk.y.as_ref(), jwk.n.as_ref(), jwk.e.as_ref()]
+            .into_iter()
+            .map(|member| member.map_or(JsValue::UNDEFINED, |text| JsValue::from_str(text)))
+            .collect()
     }
 }
 
-/// What a signature check outside wasm needs.
+/// A token prepared for a signature check outside wasm.
 #[wasm_bindgen]
 pub struct PreparedCheck {
-    key_index: u32,
-    alg: &'static str,
-    jwk: Option<shared::Jwk>,
-    signing_input: Vec<u8>,
-    signature: Vec<u8>,
+    prepared: shared::PreparedOwned,
 }
 
 #[wasm_bindgen]
@@ -130,36 +118,31 @@ impl PreparedCheck {
     /// The key's position in the verifier's key set (for caching imported keys).
     #[wasm_bindgen(getter, js_name = keyIndex)]
     pub fn key_index(&self) -> u32 {
-        self.key_index
-    }
-
-    /// The key's algorithm.
-    #[wasm_bindgen(getter)]
-    pub fn alg(&self) -> String {
-        self.alg.to_owned()
-    }
-
-    /// The key's public JWK members `[kty, crv, x, y, n, e]`, each a string
-    /// or undefined (no JSON serializer in the wasm); empty for HMAC keys.
-    #[wasm_bindgen(getter)]
-    pub fn jwk(&self) -> Vec<JsValue> {
-        let Some(jwk) = &self.jwk else { return Vec::new() };
-        [Some(&jwk.kty), jwk.crv.as_ref(), jwk.x.as_ref(), jwk.y.as_ref(), jwk.n.as_ref(), jwk.e.as_ref()]
-            .into_iter()
-            .map(|member| member.map_or(JsValue::UNDEFINED, |text| JsValue::from_str(text)))
-            .collect()
+        self.prepared.key_index() as u32
     }
 
     /// The signed bytes.
     #[wasm_bindgen(getter, js_name = signingInput)]
     pub fn signing_input(&self) -> Vec<u8> {
-        self.signing_input.clone()
+        self.prepared.signing_input().to_vec()
     }
 
     /// The signature bytes.
     #[wasm_bindgen(getter)]
     pub fn signature(&self) -> Vec<u8> {
-        self.signature.clone()
+        self.prepared.signature().to_vec()
+    }
+
+    /// After the check of [`Self::signing_input`] and [`Self::signature`]
+    /// outside wasm, whose result is `signature_valid`: the claims rules
+    /// with `verifier`'s key set and rules (the ones that prepared it);
+    /// returns the payload as JSON text. Consumes the check.
+    pub fn finish(self, verifier: &WasmVerifier, now: f64, signature_valid: bool) -> Result<String, JsValue> {
+        let verified = self
+            .prepared
+            .finish(&verifier.keys, &verifier.validation, seconds(now)?, signature_valid)
+            .map_err(failure)?;
+        Ok(verified.payload_json)
     }
 }
 

@@ -48,7 +48,24 @@ after(() => server.close());
 
 let tokens;
 function fixture(issuer) {
-  return { issuer, audience: "web", jwks, tokens, tampered: tampered(tokens.EdDSA) };
+  return { issuer, audience: "web", jwks, tokens, tampered: tampered(tokens.EdDSA), ...ed25519Forms(tokens.EdDSA) };
+}
+/** The EdDSA token with S + L (same value mod L) and with a small-order R: both must fail on every path. */
+function ed25519Forms(token) {
+  const [header, payload, signature] = token.split(".");
+  const bytes = Buffer.from(signature, "base64url");
+  const L = Buffer.from("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010", "hex");
+  const sPlusL = Buffer.from(bytes);
+  let carry = 0;
+  for (let i = 0; i < 32; i += 1) {
+    const sum = sPlusL[32 + i] + L[i] + carry;
+    sPlusL[32 + i] = sum & 0xff;
+    carry = sum >> 8;
+  }
+  const smallR = Buffer.from(bytes);
+  smallR.set(Buffer.from("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", "hex"), 0);
+  const with_ = (sig) => `${header}.${payload}.${sig.toString("base64url")}`;
+  return { nonCanonicalS: with_(sPlusL), smallOrderR: with_(smallR) };
 }
 function tampered(token) {
   const [header, payload, signature] = token.split(".");
@@ -80,6 +97,14 @@ test("the package verifies tokens in Chromium through a plain module script", as
     assert.deepEqual(errors, []);
     assert.equal(results.webcrypto, true);
     assert.deepEqual(results.eddsaSync, { ok: true, sub: "web-EdDSA", admin: false });
+    // Chromium's WebCrypto has Ed25519: verifyAsync hands the signature to it,
+    // after the same form checks, and refuses exactly what wasm refuses.
+    assert.equal(results.webcryptoEd25519, true);
+    assert.deepEqual(results.eddsaAsync, { ok: true, sub: "web-EdDSA", admin: false });
+    assert.deepEqual(results.eddsaTamperedAsync, { ok: false, code: "bad_signature" });
+    assert.deepEqual(results.nonCanonicalS, { sync: "bad_signature", async: "bad_signature" });
+    assert.deepEqual(results.smallOrderR, { sync: "bad_signature", async: "bad_signature" });
+    assert.equal(results.ed25519Calls, 3, "the well-formed EdDSA tokens on the async path (one good, one tampered twice) went to WebCrypto");
     assert.deepEqual(results.es256Async, { ok: true, sub: "web-ES256", admin: false });
     assert.deepEqual(results.rs256Async, { ok: true, sub: "web-RS256", admin: false });
     assert.deepEqual(results.rs256Sync, { ok: true, sub: "web-RS256", admin: false });
