@@ -23,6 +23,7 @@ let issuer;
 before(async () => {
   latch = await startLatch();
   issuer = `${latch.base}/t/demo`;
+  await latch.createTenant("foreign");
 });
 after(() => latch.stop());
 
@@ -88,6 +89,30 @@ test("Node: a logged-out session's token is refused within max-age + 1 s, fetche
   assert.deepEqual(await outcome(() => verifier.verify(leaving.access_token)), { ok: false, code: "session_revoked" });
 });
 
+/** Feeds a verifier must refuse, each with the codes that may say why. */
+async function badFeeds(token) {
+  const genuine = await (await fetch(`${issuer}/.well-known/revocations`)).text();
+  const [header, payload, signature] = genuine.split(".");
+  const claims = JSON.parse(Buffer.from(payload, "base64url"));
+  const { kid } = JSON.parse(Buffer.from(header, "base64url"));
+  // The genuine document with its entries removed, signature kept.
+  const emptied = `${header}.${Buffer.from(JSON.stringify({ ...claims, revoked: [] })).toString("base64url")}.${signature}`;
+  // A document signed by someone else's key under the tenant's kid.
+  const stranger = await jose.generateKeyPair("EdDSA");
+  const forged = await new jose.SignJWT({ ...claims, revoked: [] })
+    .setProtectedHeader({ alg: "EdDSA", kid, typ: "latch-revocations+jwt" })
+    .sign(stranger.privateKey);
+  // Another tenant's genuine feed.
+  const foreign = await (await fetch(`${latch.base}/t/foreign/.well-known/revocations`)).text();
+  return [
+    ["emptied", emptied, ["bad_signature"]],
+    ["forged", forged, ["bad_signature"]],
+    ["foreign", foreign, ["unknown_kid", "wrong_issuer"]],
+    // The tenant's own access token offered as a feed.
+    ["a token", token, ["wrong_type"]],
+  ];
+}
+
 test("Node: forged and foreign feeds are refused and the last good copy stays", async () => {
   const clock = movableClock();
   const fetchImpl = watchedFetch();
@@ -96,29 +121,7 @@ test("Node: forged and foreign feeds are refused and the last good copy stays", 
   await latch.logout("demo", gone.access_token);
   assert.deepEqual(await outcome(() => verifier.verify(gone.access_token)), { ok: false, code: "session_revoked" });
 
-  const genuine = await (await fetch(`${issuer}/.well-known/revocations`)).text();
-  const [header, payload] = genuine.split(".");
-  const claims = JSON.parse(Buffer.from(payload, "base64url"));
-  const kid = JSON.parse(Buffer.from(header, "base64url")).kid;
-  // The genuine document with its entries removed, signature kept.
-  const emptied = `${header}.${Buffer.from(JSON.stringify({ ...claims, revoked: [] })).toString("base64url")}.${genuine.split(".")[2]}`;
-  // A document signed by someone else's key under the tenant's kid.
-  const stranger = await jose.generateKeyPair("EdDSA");
-  const forged = await new jose.SignJWT({ ...claims, revoked: [] })
-    .setProtectedHeader({ alg: "EdDSA", kid, typ: "latch-revocations+jwt" })
-    .sign(stranger.privateKey);
-  // Another tenant's genuine feed.
-  await latch.createTenant("foreign");
-  const foreign = await (await fetch(`${latch.base}/t/foreign/.well-known/revocations`)).text();
-  // The tenant's own access token offered as a feed.
-  const token = gone.access_token;
-
-  for (const [what, document, codes] of [
-    ["emptied", emptied, ["bad_signature"]],
-    ["forged", forged, ["bad_signature"]],
-    ["foreign", foreign, ["unknown_kid", "wrong_issuer"]],
-    ["a token", token, ["wrong_type"]],
-  ]) {
+  for (const [what, document, codes] of await badFeeds(gone.access_token)) {
     fetchImpl.replace = () => new Response(document, { status: 200, headers: { "content-type": "application/jwt" } });
     await assert.rejects(verifier.refreshRevocations(), (error) => codes.includes(error.code), what);
     clock.advance(MAX_AGE + 1);
@@ -181,7 +184,7 @@ test("Node: an issuer with a trailing slash is refused with a message that says 
   );
 });
 
-test("workerd: a worker refuses a logged-out session's token within max-age + 1 s", async () => {
+test("workerd: a worker refuses a logged-out session's token within max-age + 1 s, and forged or foreign feeds", async () => {
   const worker = await startWorkerd(
     join(here, "revocation", "config.capnp.template"),
     { "worker.js": join(here, "revocation", "worker.js") },
@@ -194,12 +197,19 @@ test("workerd: a worker refuses a logged-out session's token within max-age + 1 
     await latch.logout("demo", user.access_token);
     await fetch(`${worker.base}/advance?seconds=${MAX_AGE + 1}`);
     assert.deepEqual(await check(), { ok: false, code: "session_revoked" });
+    for (const [what, document, codes] of await badFeeds(user.access_token)) {
+      await fetch(`${worker.base}/forge`, { method: "POST", body: document });
+      const refreshed = await (await fetch(`${worker.base}/refresh`)).json();
+      assert.ok(!refreshed.ok && codes.includes(refreshed.code), `${what}: ${JSON.stringify(refreshed)}`);
+      await fetch(`${worker.base}/advance?seconds=${MAX_AGE + 1}`);
+      assert.deepEqual(await check(), { ok: false, code: "session_revoked" }, what);
+    }
   } finally {
     await worker.stop();
   }
 });
 
-test("Chromium: a page of another origin refuses a logged-out session's token within max-age + 1 s", async () => {
+test("Chromium: a page of another origin refuses a logged-out session's token within max-age + 1 s, and forged or foreign feeds", async () => {
   const pkg = packageDir;
   const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
   const server = createServer((req, res) => {
@@ -222,6 +232,13 @@ test("Chromium: a page of another origin refuses a logged-out session's token wi
     await latch.logout("demo", user.access_token);
     await page.evaluate((seconds) => window.advance(seconds), MAX_AGE + 1);
     assert.deepEqual(await page.evaluate((token) => window.check(token), user.access_token), { ok: false, code: "session_revoked" });
+    for (const [what, document, codes] of await badFeeds(user.access_token)) {
+      await page.evaluate((forged) => window.forge(forged), document);
+      const refreshed = await page.evaluate(() => window.refresh());
+      assert.ok(!refreshed.ok && codes.includes(refreshed.code), `${what}: ${JSON.stringify(refreshed)}`);
+      await page.evaluate((seconds) => window.advance(seconds), MAX_AGE + 1);
+      assert.deepEqual(await page.evaluate((token) => window.check(token), user.access_token), { ok: false, code: "session_revoked" }, what);
+    }
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

@@ -272,6 +272,7 @@ impl WellKnownApi {
         latch: Data<&Arc<Latch>>,
         tenant: Path<String>,
         /// The `cursor` of an earlier document: `{epoch}.{seq}`.
+        #[oai(validator(pattern = r"^[0-9]{1,19}\.[0-9]{1,19}$"))]
         since: Query<Option<String>>,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> ApiResult<RevocationFeedResponse> {

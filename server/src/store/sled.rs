@@ -492,9 +492,10 @@ fn log_revocation(
     Ok(())
 }
 
-/// A random, non-zero epoch for a new revocation log.
+/// A random epoch for a new revocation log: non-zero and below 2^63, as in
+/// PostgreSQL (where it is a `bigint`), so a cursor's numbers have at most 19 digits.
 fn new_epoch() -> u64 {
-    Uuid::new_v4().as_u64_pair().0.max(1)
+    (Uuid::new_v4().as_u64_pair().0 >> 1).max(1)
 }
 
 impl TenantStore for SledStore {
