@@ -428,12 +428,13 @@ export function createRemoteVerifier(issuer, options = {}) {
     let etag; // of the last answer, with the URL it answered
     let etagUrl;
 
-    async function fetchFeed() {
+    /** Fetches what ended since our cursor (`whole`: the whole feed) and applies it. */
+    async function fetchFeed(whole = false) {
       lastAttempt = clock();
       const keys = await keySet();
       if (!keys.feedUri) throw new VerifyError("revocation_unavailable", `discovery of ${issuer} names no revocation feed`);
-      const known = sessions ?? new RevokedSessions();
-      const url = known.cursor === undefined ? keys.feedUri : `${keys.feedUri}?since=${encodeURIComponent(known.cursor)}`;
+      const cursor = whole ? undefined : sessions?.cursor;
+      const url = cursor === undefined ? keys.feedUri : `${keys.feedUri}?since=${encodeURIComponent(cursor)}`;
       const response = await fetchImpl(url, etagUrl === url && etag ? { headers: { "if-none-match": etag } } : undefined);
       const now = clock();
       if (response.status === 304 && sessions) {
@@ -451,10 +452,10 @@ export function createRemoteVerifier(issuer, options = {}) {
         }
         const next = sessions ? RevokedSessions.fromCache(sessions.toCache()) : new RevokedSessions();
         if (!next.apply(payload, now)) {
-          // A document continuing another cursor (an older cached answer): start over.
-          etag = undefined;
-          sessions = undefined;
-          return fetchFeed();
+          // A document continuing another cursor than ours (an older cached
+          // answer): ask for the whole feed, once; the last good copy stays meanwhile.
+          if (whole) throw new VerifyError("revocation_unavailable", "the revocation feed answered a partial document to a request for the whole");
+          return fetchFeed(true);
         }
         sessions = next;
         etag = response.headers.get("etag") ?? undefined;

@@ -129,6 +129,35 @@ test("Node: forged and foreign feeds are refused and the last good copy stays", 
   }
 });
 
+test("Node: an incremental answer for another cursor makes the verifier ask for the whole feed, once", async () => {
+  const before = JSON.parse(Buffer.from((await (await fetch(`${issuer}/.well-known/revocations`)).text()).split(".")[1], "base64url"));
+  const other = await latch.register("demo", "node-other@example.com");
+  await latch.logout("demo", other.access_token);
+  // A genuine document continuing a cursor this verifier never had.
+  const stale = await (await fetch(`${issuer}/.well-known/revocations?since=${before.cursor}`)).text();
+
+  const clock = movableClock();
+  const fetchImpl = watchedFetch();
+  const verifier = createRemoteVerifier(issuer, { audience: "demo", revocation: { maxAgeSeconds: MAX_AGE }, clock, fetch: fetchImpl });
+  await verifier.refreshRevocations();
+  let served = 0;
+  fetchImpl.replace = (url) => {
+    served += 1;
+    return served === 1 ? new Response(stale) : fetch(url);
+  };
+  await verifier.refreshRevocations();
+  const asked = fetchImpl.seen.filter((request) => request.url.includes("/.well-known/revocations")).map((request) => request.url);
+  assert.equal(served, 2, JSON.stringify(asked));
+  assert.ok(asked.at(-2).includes("?since="), "first the increment");
+  assert.equal(asked.at(-1), `${issuer}/.well-known/revocations`, "then the whole feed");
+  clock.advance(MAX_AGE + 1);
+  assert.deepEqual(await outcome(() => verifier.verify(other.access_token)), { ok: false, code: "session_revoked" });
+
+  // An answer that keeps continuing another cursor is refused, not followed forever.
+  fetchImpl.replace = () => new Response(stale);
+  await assert.rejects(verifier.refreshRevocations(), { code: "revocation_unavailable" });
+});
+
 test("Node: an unreachable feed keeps the last good copy, or fails closed when asked", async () => {
   const user = await latch.register("demo", "node-stale@example.com");
   for (const whenStale of ["keep", "reject"]) {

@@ -281,6 +281,10 @@ impl WellKnownApi {
         if none_match(if_none_match.0.as_deref(), &feed.etag) {
             return Ok(RevocationFeedResponse::NotModified(cache_control, feed.etag));
         }
-        Ok(RevocationFeedResponse::Ok(PlainText(feed.document), cache_control, feed.etag))
+        let etag = feed.etag.clone();
+        let document = tokio::task::spawn_blocking(move || feed.sign())
+            .await
+            .map_err(|e| crate::domain::Error::Internal(format!("signing the feed: {e}")))??;
+        Ok(RevocationFeedResponse::Ok(PlainText(document), cache_control, etag))
     }
 }

@@ -43,7 +43,7 @@ pub use oidc::{
 };
 pub use passwords::{PasswordHasher, Verdict, default_params};
 pub use patch::{InvalidSetting, Rule, Ruled};
-pub use revocations::{FEED_MAX_AGE_SECONDS, Feed};
+pub use revocations::{FEED_MAX_AGE_SECONDS, Feed, feed_of};
 pub use runtime::TenantRuntime;
 pub use sessions::{ClientInfo, Introspection, Principal, TokenPair};
 pub use settings::{ADMIN_ROLE, TenantChanges, effective_audience, setting_names};
