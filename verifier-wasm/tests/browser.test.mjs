@@ -8,6 +8,7 @@ import { join, extname, normalize } from "node:path";
 import * as jose from "jose";
 import { launchChromium } from "./chromium.mjs";
 import { packageDir } from "./installed.mjs";
+import { badEd25519Forms } from "./ed25519-forms.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
 const pkg = packageDir;
@@ -48,24 +49,7 @@ after(() => server.close());
 
 let tokens;
 function fixture(issuer) {
-  return { issuer, audience: "web", jwks, tokens, tampered: tampered(tokens.EdDSA), ...ed25519Forms(tokens.EdDSA) };
-}
-/** The EdDSA token with S + L (same value mod L) and with a small-order R: both must fail on every path. */
-function ed25519Forms(token) {
-  const [header, payload, signature] = token.split(".");
-  const bytes = Buffer.from(signature, "base64url");
-  const L = Buffer.from("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010", "hex");
-  const sPlusL = Buffer.from(bytes);
-  let carry = 0;
-  for (let i = 0; i < 32; i += 1) {
-    const sum = sPlusL[32 + i] + L[i] + carry;
-    sPlusL[32 + i] = sum & 0xff;
-    carry = sum >> 8;
-  }
-  const smallR = Buffer.from(bytes);
-  smallR.set(Buffer.from("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", "hex"), 0);
-  const with_ = (sig) => `${header}.${payload}.${sig.toString("base64url")}`;
-  return { nonCanonicalS: with_(sPlusL), smallOrderR: with_(smallR) };
+  return { issuer, audience: "web", jwks, tokens, tampered: tampered(tokens.EdDSA), ...badEd25519Forms(tokens.EdDSA) };
 }
 function tampered(token) {
   const [header, payload, signature] = token.split(".");
