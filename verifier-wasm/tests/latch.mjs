@@ -26,11 +26,18 @@ export async function startLatch() {
   lines.on("line", () => {}); // keep draining the banner
   const address = first.split(" ").at(-1);
   const base = `http://${address}`;
+  // Start-up time is not a test outcome: the deadline only ends a wait for
+  // a latch that will never be ready.
+  const deadline = Date.now() + 120_000;
   for (;;) {
     try {
       if ((await fetch(`${base}/readyz`)).ok) break;
     } catch {
       // not listening yet
+    }
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill();
+      throw new Error(`latch at ${base} did not become ready (exit code ${child.exitCode})`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -36,9 +36,15 @@ export async function startWorkerd(template, files, replacements = {}) {
     stdio: ["ignore", "inherit", "inherit"],
   });
   const base = `http://127.0.0.1:${port}`;
-  // workerd's start-up time is not a test outcome: wait as long as it takes.
+  // Start-up time is not a test outcome: the deadline only ends a wait for
+  // a workerd that will never listen.
+  const deadline = Date.now() + 120_000;
   for (;;) {
     if (workerd.exitCode !== null) throw new Error(`workerd exited with ${workerd.exitCode}`);
+    if (Date.now() > deadline) {
+      workerd.kill();
+      throw new Error("workerd did not listen within 120 s");
+    }
     try {
       await fetch(base);
       break;
